@@ -1,0 +1,1 @@
+"""ftool's Hydra config groups, shipped inside the package as `ftool.configs`."""

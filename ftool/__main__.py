@@ -1,0 +1,4 @@
+from ftool.cli import main
+
+if __name__ == "__main__":
+    main()

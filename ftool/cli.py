@@ -1,0 +1,214 @@
+"""`ftool <command> [options] [Hydra overrides]`.
+
+argv -> command (ftool.commands) -> preflight (group options, Hydra composition, the schema: every
+mistake ends here in one line, before Hydra makes a run dir) -> Hydra runs the command once, or per
+job with -m. `ftool --help` reads the config folder only: it imports neither Hydra nor torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from ftool import __version__
+from ftool.commands import COMMANDS, Command
+from ftool.errors import FtoolError, RunInterrupted
+
+# Hydra's own flags, and those of them that take a value.
+_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+                     "-cd", "--config-dir", "--experimental-rerun"}
+_INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
+_NO_RUN_FLAGS = {"-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help", "--version",
+                 "-sc", "--shell-completion"}
+
+
+def config_root() -> Path:
+    """The packaged config folder (configs/ in the source tree, ftool/configs in a wheel)."""
+    return Path(importlib.util.find_spec("ftool.configs").submodule_search_locations[0])
+
+
+def config_groups(root: Path) -> dict[str, list[str]]:
+    return {d.name: sorted(p.stem for p in d.glob("*.yaml"))
+            for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(("_", "."))}
+
+
+def print_help() -> None:
+    lines = [f"ftool {__version__}: train, evaluate and fine-tune PyTorch models from YAML configs", "",
+             "usage: ftool <command> [key=value ...] [group=option ...] [-m] [--cfg job] [--debug]", "",
+             "commands:"]
+    lines += [f"  {c.name:<10}{c.summary}" for c in COMMANDS.values()]
+    lines += ["", "config groups (choose with group=option; * marks the default):"]
+    defaults = _default_choices(config_root())
+    for group, options in config_groups(config_root()).items():
+        shown = [f"{o}*" if defaults.get(group) == o else o for o in options]
+        lines.append(f"  {group:<10}{', '.join(shown)}")
+    lines += ["", "examples:",
+              "  ftool train                                  simplecnn on the bundled digits data",
+              "  ftool train model=convnet data=cifar10 data.root=~/data trainer.epochs=20",
+              "  ftool train -m optimizer.lr=0.01,0.001        a sweep: one run dir per job",
+              "  ftool eval ckpt=outputs/2026-11-25/10-00-00   re-evaluate a run's best checkpoint",
+              "  ftool train --cfg job                        print the composed config",
+              "", "`ftool <command> --help` shows the command's config; --debug shows tracebacks."]
+    print("\n".join(lines))
+
+
+def _default_choices(root: Path) -> dict[str, str]:
+    """group -> option from the `- group: option` lines of config.yaml's defaults list."""
+    choices = {}
+    for line in (root / "config.yaml").read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("- ") and ":" in stripped and "override" not in stripped:
+            group, _, option = stripped[2:].partition(":")
+            choices[group.strip()] = option.strip()
+    return choices
+
+
+def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list[str]]:
+    """(command options, Hydra flags, overrides)."""
+    options, flags, overrides = dict(command.options), [], []
+    it = iter(args)
+    for arg in it:
+        if arg.startswith("-"):
+            flags.append(arg)
+            if arg in _FLAGS_WITH_VALUE:
+                flags.append(next(it, ""))
+        elif flags and flags[-1] in ("-i", "--info") and arg in _INFO_TOPICS:
+            flags.append(arg)
+        elif arg.split("=", 1)[0] in command.options:
+            key, _, value = arg.partition("=")
+            options[key] = value
+        else:
+            overrides.append(arg)
+    missing = [k for k, v in options.items() if v is None]
+    if missing and not set(flags) & {"-h", "--help", "--hydra-help"}:
+        raise FtoolError(f"{command.name} needs {', '.join(f'{k}=...' for k in missing)}")
+    return options, flags, overrides
+
+
+def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> None:
+    """`model=simplecn` -> one line listing the options and the closest one (every sweep value too)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from ftool.registry import close_matches_hint
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise FtoolError(f"bad override: {_first_line(e)}") from None
+    for o in parsed:
+        group = o.key_or_group
+        if group not in groups or o.is_delete():
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        for value in values:
+            if value not in groups[group]:
+                raise FtoolError(f"{group}={value}: no such {group}; options: {', '.join(groups[group])}."
+                                 f"{close_matches_hint(value, groups[group])}")
+
+
+def preflight(overrides: list[str], flags: list[str], config_dir: Path) -> None:
+    """Compose and validate as Hydra will, so bad input fails here in one line."""
+    multirun = "-m" in flags or "--multirun" in flags
+    if multirun or set(flags) & _NO_RUN_FLAGS:
+        return  # each job of a sweep is validated when it runs; --cfg/--help must still answer
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ftool.config import validate
+
+    try:
+        with initialize_config_dir(str(config_dir), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise FtoolError(_first_line(e, e.__cause__)) from None
+    validate(cfg)
+
+
+def _first_line(*errors) -> str:
+    from ftool.config import one_line
+
+    return "; ".join(one_line(e) for e in errors if e is not None)
+
+
+def run_hydra(command: Command, options: dict, flags: list[str], overrides: list[str],
+              config_dir: Path, extra: list[str]) -> int:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    module = importlib.import_module(command.module)
+    failed: list[str] = []
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir), config_name="config")
+    def task(cfg):
+        hc = HydraConfig.get()
+        try:
+            return module.run(cfg, Path(hc.runtime.output_dir), **options)
+        except RunInterrupted as e:  # Ctrl-C / SIGTERM stops a sweep too
+            print(f"ftool: {e}", file=sys.stderr)
+            raise SystemExit(e.exit_code) from None
+        except FtoolError as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            report(e)
+            if hc.mode != RunMode.MULTIRUN:
+                raise SystemExit(e.exit_code) from None
+            failed.append(hc.runtime.output_dir)  # a failed job is marked in its summary.json
+            return None
+
+    sys.argv = [f"ftool {command.name}", *flags, *extra, *overrides]
+    task()
+    if failed:
+        print(f"ftool: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def report(e: Exception) -> None:
+    for line in str(e).splitlines() or [type(e).__name__]:
+        print(f"ftool: error: {line}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        args.remove("--debug")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    debug = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    if not args or args[0] in ("-h", "--help", "help"):
+        print_help()
+        return
+    if args[0] in ("-V", "--version"):
+        print(f"ftool {__version__}")
+        return
+    name, rest = args[0], args[1:]
+    try:
+        if name not in COMMANDS:
+            from ftool.registry import close_matches_hint
+
+            raise FtoolError(f"unknown command '{name}'; commands: {', '.join(COMMANDS)}."
+                             f"{close_matches_hint(name, list(COMMANDS))}")
+        command = COMMANDS[name]
+        options, flags, overrides = split_args(rest, command)
+        config_dir, extra = config_root(), [f"hydra.job.name={name}"]
+        if command.reuses_run and options.get("ckpt"):
+            from ftool.rundir import locate_checkpoint
+
+            run, _ = locate_checkpoint(options["ckpt"])
+            config_dir = run.config.parent
+            extra += [f"hydra.run.dir={run.path}", "hydra.output_subdir=null"]
+        else:
+            check_group_choices(overrides, config_groups(config_dir))
+        preflight(overrides, flags, config_dir)
+        code = run_hydra(command, options, flags, overrides, config_dir, extra)
+    except FtoolError as e:
+        if debug:
+            raise
+        report(e)
+        code = e.exit_code
+    sys.exit(code)

@@ -1,0 +1,42 @@
+"""`ftool eval ckpt=<run dir|checkpoint> [split=test|val]`: rebuild the run's model from its saved
+config, load the weights safely, evaluate, print the table, write eval.json in the run dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ftool import components
+from ftool.config import validate
+from ftool.engine import checkpoint
+from ftool.engine.accelerator import select
+from ftool.engine.atomic import atomic_write_json
+from ftool.engine.progress import print_metrics
+from ftool.engine.trainer import evaluate, seed_everything
+from ftool.errors import FtoolError
+from ftool.metrics import build_loss
+from ftool.rundir import locate_checkpoint
+
+
+def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
+    if split not in ("test", "val"):
+        raise FtoolError(f"split: must be test or val, got {split!r}")
+    run, weights = locate_checkpoint(ckpt)
+    rc = validate(cfg)
+    seed_everything(rc.trainer.seed, rc.trainer.deterministic)
+    acc = select(rc.trainer)
+    loaders = components.build_data(rc)
+    loader = loaders.test if split == "test" else loaders.val
+    if loader is None:
+        raise FtoolError("split: this run has no validation split (data.val_fraction=0)")
+    model = components.build_model(rc, loaders.info)
+    meta = checkpoint.load_into(model, weights)
+    model, step_model = acc.prepare(model)
+    metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info), acc, loaders.info, split)
+    atomic_write_json(run.path / "eval.json", {
+        "command": "eval", "checkpoint": str(weights), "split": split, "epoch": meta.get("epoch"),
+        "metrics": metrics, "environment": acc.environment(),
+    })
+    print_metrics(f"eval ({split} split)", metrics, where=f"checkpoint: {weights}")
+    return metrics

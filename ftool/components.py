@@ -1,0 +1,31 @@
+"""From a validated config to objects: data loaders first, then the model sized by the data."""
+
+from __future__ import annotations
+
+from torch import nn
+
+import ftool.data  # noqa: F401  (registers the datasets)
+import ftool.optim  # noqa: F401  (registers optimizers and schedules)
+from ftool.config import RunConfig
+from ftool.data import DataInfo
+from ftool.data.loaders import Loaders, build_loaders
+from ftool.models import apply_init
+from ftool.registry import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS
+
+REGISTRIES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS}
+
+
+def build_data(run: RunConfig) -> Loaders:
+    splits = DATASETS.build(run.data.name, run.data.args)
+    return build_loaders(run.data, splits, seed=run.trainer.seed)
+
+
+def build_model(run: RunConfig, info: DataInfo) -> nn.Module:
+    model = MODELS.build(run.model.name, run.model.args, input_shape=tuple(info.input_shape),
+                         num_outputs=info.num_outputs)
+    apply_init(model, run.model.init)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,249 @@
+"""Typed schemas for the composed config, and the one function that validates it.
+
+Each component node (model, data, optimizer, scheduler) holds `name`, a few settings common to
+every builder of its kind (the dataclasses below), and the chosen builder's own keyword arguments,
+which the registry checks against the builder's signature. `validate` collects every problem at
+once and raises them together, before anything is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ftool.errors import FtoolError
+
+PRECISIONS = ("32", "bf16-mixed", "fp16-mixed", "auto")
+ACCELERATORS = ("auto", "cpu", "cuda", "mps")
+
+
+def _check(errors: list[str], ok: bool, name: str, rule: str, value: Any) -> None:
+    if not ok:
+        errors.append(f"{name}: {rule}, got {value!r}")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    max_steps: int = -1  # > 0 stops after this many optimizer steps, whatever `epochs` says
+    validate: bool = True  # false skips validation and test (benchmarks)
+    val_every: int = 1  # validate every N epochs
+    test: bool = True  # test the best checkpoint at the end
+    seed: int = 0
+    deterministic: bool = False
+    progress: bool = True
+    log_every_n_steps: int = 20
+    monitor: Optional[str] = None  # default: val/accuracy (classification), val/loss (regression)
+    mode: Optional[str] = None  # max | min; default from the metric's name
+    loss: str = "auto"  # auto (from the data's task) | cross_entropy | mse
+    label_smoothing: float = 0.0
+    accelerator: str = "auto"
+    precision: str = "32"
+    compile: bool = False
+    resume: Optional[str] = None
+
+    def problems(self) -> list[str]:
+        e: list[str] = []
+        _check(e, self.epochs >= 0, "trainer.epochs", "must be >= 0", self.epochs)
+        _check(e, self.max_steps == -1 or self.max_steps > 0, "trainer.max_steps",
+               "must be -1 (no limit) or > 0", self.max_steps)
+        _check(e, self.epochs > 0 or self.max_steps > 0, "trainer.epochs",
+               "must be > 0 unless trainer.max_steps is set", self.epochs)
+        _check(e, self.val_every >= 1, "trainer.val_every", "must be >= 1", self.val_every)
+        _check(e, self.log_every_n_steps >= 1, "trainer.log_every_n_steps", "must be >= 1",
+               self.log_every_n_steps)
+        _check(e, self.mode in (None, "max", "min"), "trainer.mode", "must be max or min", self.mode)
+        _check(e, self.loss in ("auto", "cross_entropy", "mse"), "trainer.loss",
+               "must be auto, cross_entropy or mse", self.loss)
+        _check(e, 0.0 <= self.label_smoothing < 1.0, "trainer.label_smoothing",
+               "must be in [0, 1)", self.label_smoothing)
+        _check(e, self.accelerator in ACCELERATORS, "trainer.accelerator",
+               f"must be one of {', '.join(ACCELERATORS)}", self.accelerator)
+        _check(e, self.precision in PRECISIONS, "trainer.precision",
+               f"must be one of {', '.join(PRECISIONS)}", self.precision)
+        return e
+
+
+@dataclass
+class AugmentConfig:
+    crop_padding: int = 0  # random crop to the input size after padding by this many pixels
+    hflip: bool = False  # random horizontal flip
+    rotation: float = 0.0  # random rotation within +-degrees
+
+    def problems(self) -> list[str]:
+        e: list[str] = []
+        _check(e, self.crop_padding >= 0, "data.augment.crop_padding", "must be >= 0", self.crop_padding)
+        _check(e, 0.0 <= self.rotation <= 180.0, "data.augment.rotation", "must be in [0, 180]",
+               self.rotation)
+        return e
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    batch_size: int = 64
+    eval_batch_size: Optional[int] = None  # default: batch_size
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    val_fraction: float = 0.1  # held out of the training set for validation
+    test_fraction: float = 0.2  # held out of all data, only for datasets without a test split
+    split_seed: int = 0
+    normalize: bool = True
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    args: dict = field(default_factory=dict)  # the dataset builder's own arguments
+
+    def problems(self) -> list[str]:
+        e: list[str] = []
+        _check(e, self.batch_size >= 1, "data.batch_size", "must be >= 1", self.batch_size)
+        _check(e, self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
+               "must be >= 1", self.eval_batch_size)
+        _check(e, self.num_workers >= 0, "data.num_workers", "must be >= 0", self.num_workers)
+        _check(e, 0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)",
+               self.val_fraction)
+        _check(e, 0.0 < self.test_fraction < 1.0, "data.test_fraction", "must be in (0, 1)",
+               self.test_fraction)
+        return e + self.augment.problems()
+
+
+@dataclass
+class ModelConfig:
+    name: str = "simplecnn"
+    init: str = "default"  # default (PyTorch's) | kaiming | xavier
+    args: dict = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        e: list[str] = []
+        _check(e, self.init in ("default", "kaiming", "xavier"), "model.init",
+               "must be default, kaiming or xavier", self.init)
+        return e
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0  # L2, applied to weights only (not biases or norm layers)
+    l1: float = 0.0  # L1 penalty coefficient added to the loss
+    args: dict = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        e: list[str] = []
+        _check(e, self.lr > 0, "optimizer.lr", "must be > 0", self.lr)
+        _check(e, self.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0", self.weight_decay)
+        _check(e, self.l1 >= 0, "optimizer.l1", "must be >= 0", self.l1)
+        return e
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "none"
+    warmup_epochs: float = 0.0  # linear warmup from 0 over this many epochs (fractions allowed)
+    args: dict = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        e: list[str] = []
+        _check(e, self.warmup_epochs >= 0, "scheduler.warmup_epochs", "must be >= 0",
+               self.warmup_epochs)
+        return e
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig
+    data: DataConfig
+    optimizer: OptimizerConfig
+    scheduler: SchedulerConfig
+    trainer: TrainerConfig
+    imports: list = field(default_factory=list)
+
+
+def _registries() -> dict[str, Any]:
+    # Imported here so that `ftool --help` and the CLI's first checks never import torch.
+    from ftool import components
+
+    return components.REGISTRIES
+
+
+def import_user_modules(modules: list[str]) -> None:
+    """Import the modules a config lists under `imports`, so their registrations become names."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise FtoolError(f"imports: cannot import '{module}': {e}") from None
+
+
+_COMPONENTS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "optimizer": OptimizerConfig,
+    "scheduler": SchedulerConfig,
+}
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    """Check the whole composed config; return it typed, or raise every problem at once."""
+    try:
+        raw = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise FtoolError(f"config: {one_line(e)}") from None
+    errors: list[str] = []
+    known = set(_COMPONENTS) | {"trainer", "imports"}
+    for key in raw:
+        if key not in known:
+            errors.append(f"{key}: unknown config key; top-level keys are {', '.join(sorted(known))}")
+    imports = raw.get("imports") or []
+    if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
+        errors.append(f"imports: must be a list of module names, got {imports!r}")
+        imports = []
+    import_user_modules(imports)
+    registries = _registries()
+
+    parts: dict[str, Any] = {}
+    trainer = _typed(TrainerConfig, raw.get("trainer") or {}, "trainer", errors)
+    parts["trainer"] = trainer
+    for key, schema in _COMPONENTS.items():
+        node = dict(raw.get(key) or {})
+        if "name" not in node:
+            errors.append(f"{key}.name: missing; choose a {key} with {key}=<option>")
+            continue
+        common = {f.name for f in fields(schema)} - {"args"}
+        args = {k: v for k, v in node.items() if k not in common}
+        typed = _typed(schema, {k: v for k, v in node.items() if k in common}, key, errors)
+        if typed is None:
+            continue
+        try:
+            errors.extend(registries[key].check_args(typed.name, args))
+        except FtoolError as e:
+            errors.append(str(e))
+            continue
+        typed.args = args
+        parts[key] = typed
+    if errors:
+        raise FtoolError("\n".join(errors))
+    return RunConfig(imports=imports, **parts)
+
+
+def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
+    """Merge values into the dataclass schema (types, unknown keys), then check its ranges."""
+    try:
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+    except OmegaConfBaseException as e:
+        full_key = f"{key}.{e.full_key}" if getattr(e, "full_key", None) else key
+        errors.append(f"{full_key}: {one_line(e)}")
+        return None
+    problems = obj.problems()
+    errors.extend(problems)
+    return None if problems else obj
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message without OmegaConf's full_key/object_type detail lines."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+    return "; ".join(keep) or type(e).__name__

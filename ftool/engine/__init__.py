@@ -1,0 +1,1 @@
+"""The training engine: device and precision, the loop, checkpoints, logs and progress."""

@@ -1,0 +1,88 @@
+"""Checkpoints: model weights in safetensors (with metadata), trainer state in a torch file loaded
+with `weights_only=True`. Neither can run code when loaded. All writes are atomic.
+
+    checkpoints/best.safetensors     weights of the best epoch by trainer.monitor
+    checkpoints/last.safetensors     weights at the last save
+    checkpoints/last.state.pt        optimizer, scheduler, epoch, step: what resuming needs
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from ftool.engine.atomic import atomic_write
+from ftool.errors import FtoolError
+
+FORMAT = "ftool-1"
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's module under torch.compile's or DDP's wrapper (their keys gain prefixes)."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def save_weights(path: Path, model: nn.Module, **metadata) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    meta = {"format": FORMAT, **{k: str(v) for k, v in metadata.items()}}
+    atomic_write(path, safetensors_bytes(tensors, metadata=meta))
+
+
+def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(state_dict, metadata) from a safetensors checkpoint, or a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FtoolError(f"ckpt: checkpoint file {path} does not exist")
+    data = path.read_bytes()
+    try:
+        tensors = load_safetensors_bytes(data)
+    except (SafetensorError, ValueError) as e:
+        raise FtoolError(f"ckpt: {path} is not a safetensors checkpoint ({e})") from None
+    return tensors, _metadata(data)
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors header (8-byte little-endian length, then JSON)."""
+    (header_len,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + header_len]).get("__metadata__") or {}
+
+
+def load_into(model: nn.Module, path: Path) -> dict[str, str]:
+    """Load a weights checkpoint into `model`; a mismatch names the keys. Returns the metadata."""
+    tensors, meta = load_weights(path)
+    try:
+        unwrap(model).load_state_dict(tensors)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise FtoolError(f"ckpt: {path} does not fit this model: {' '.join(first[:3])}") from None
+    return meta
+
+
+def save_state(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_state(path: Path) -> dict:
+    """Trainer state; `weights_only=True` refuses anything but tensors and plain containers."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FtoolError(f"ckpt: state file {path} does not exist") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FtoolError(f"ckpt: refusing to load {path}: {first}") from None

@@ -1,0 +1,24 @@
+"""Model families; importing this package registers them all in `ftool.registry.MODELS`.
+
+Every builder takes `input_shape` (C, H, W or features) and `num_outputs` (classes or regression
+targets) from the data, so no config ever hand-computes a flatten size.
+"""
+
+from torch import nn
+
+from ftool.models import cnn, linear, mlp, torchvision_models  # noqa: F401  (registration)
+
+
+def apply_init(model: nn.Module, scheme: str) -> None:
+    """Re-initialize conv and linear layers: 'kaiming' (He, for ReLU nets) or 'xavier' (Glorot)."""
+    if scheme == "default":
+        return
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+

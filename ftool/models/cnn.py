@@ -1,0 +1,57 @@
+"""The seed articles' convolutional nets, with the flatten size derived from the input."""
+
+from torch import nn
+
+from ftool.models.shapes import flat_features, image_channels
+from ftool.registry import MODELS
+
+
+class SimpleCNN(nn.Module):
+    """conv k5 -> max-pool 2 -> fc hidden -> ReLU -> fc (the seed's SimpleCNN).
+
+    `padding` 0 is the seed's layout (806,666 parameters on 3x32x32, 10 classes); 2 keeps the
+    spatial size, which helps small inputs such as 8x8 digits.
+    """
+
+    def __init__(self, input_shape, num_outputs, channels: int = 32, hidden: int = 128,
+                 padding: int = 0, dropout: float = 0.0):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(image_channels(input_shape, "simplecnn"), channels, 5, padding=padding), nn.MaxPool2d(2)
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(flat_features(self.features, input_shape), hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_outputs),
+        )
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+class ConvNet(nn.Module):
+    """Two conv-ReLU-pool blocks (32, 64 channels, k3, padding 1) -> fc 128 -> fc (the seed's
+    CustomModule)."""
+
+    def __init__(self, input_shape, num_outputs, hidden: int = 128, dropout: float = 0.0):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(image_channels(input_shape, "convnet"), 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(flat_features(self.features, input_shape), hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_outputs),
+        )
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+MODELS.register("simplecnn")(SimpleCNN)
+MODELS.register("convnet")(ConvNet)

@@ -1,0 +1,94 @@
+"""Optimizers with weight decay on weights only, an L1 penalty, and per-step LR schedules."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ftool.config import OptimizerConfig, SchedulerConfig
+from ftool.errors import FtoolError
+from ftool.registry import OPTIMIZERS, SCHEDULERS
+
+@OPTIMIZERS.register("sgd")
+def sgd(params, lr, weight_decay, momentum: float = 0.9, nesterov: bool = False):
+    if nesterov and momentum <= 0:
+        raise FtoolError("optimizer.nesterov: Nesterov momentum needs optimizer.momentum > 0")
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov)
+
+
+@OPTIMIZERS.register("adam")
+def adam(params, lr, weight_decay, betas: list = (0.9, 0.999), eps: float = 1e-8):
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(params, lr, weight_decay, betas: list = (0.9, 0.999), eps: float = 1e-8):
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two parameter groups: weights (matrices, conv kernels) decay; biases and norm layers don't."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
+    return OPTIMIZERS.build(cfg.name, cfg.args, params=decay_groups(model, cfg.weight_decay),
+                            lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum of |w| over the same weights that L2 decay applies to."""
+    return sum(p.abs().sum() for p in model.parameters() if p.requires_grad and p.ndim >= 2)
+
+
+# Schedules are multipliers of the base LR as a function of the optimizer step.
+@SCHEDULERS.register("none")
+def constant(total_steps, steps_per_epoch):
+    return lambda step: 1.0
+
+
+@SCHEDULERS.register("cosine")
+def cosine(total_steps, steps_per_epoch, min_lr_ratio: float = 0.0):
+    return lambda step: min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
+
+
+@SCHEDULERS.register("step")
+def step_decay(total_steps, steps_per_epoch, step_size: int = 10, gamma: float = 0.1):
+    """Multiply the LR by `gamma` every `step_size` epochs."""
+    if step_size < 1:
+        raise FtoolError(f"scheduler.step_size: must be >= 1 epoch, got {step_size}")
+    return lambda step: gamma ** (step // (step_size * steps_per_epoch))
+
+
+@SCHEDULERS.register("onecycle")
+def onecycle(total_steps, steps_per_epoch, pct_start: float = 0.3, div_factor: float = 25.0,
+             final_div_factor: float = 1e4):
+    """Marker for torch's OneCycleLR (built in `build_scheduler`: it also cycles momentum)."""
+    return {"pct_start": pct_start, "div_factor": div_factor, "final_div_factor": final_div_factor}
+
+
+def build_scheduler(cfg: SchedulerConfig, optimizer: torch.optim.Optimizer, total_steps: int,
+                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """A scheduler stepped once per optimizer step, with `warmup_epochs` of linear warmup."""
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    schedule = SCHEDULERS.build(cfg.name, cfg.args, total_steps=max(1, total_steps - warmup),
+                                steps_per_epoch=steps_per_epoch)
+    if cfg.name == "onecycle":
+        if warmup:  # onecycle's own warmup is its first phase
+            schedule["pct_start"] = min(0.99, warmup / total_steps)
+        max_lr = [g["lr"] for g in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(2, total_steps),
+                                                   **schedule)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return schedule(step - warmup)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

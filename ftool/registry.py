@@ -1,0 +1,124 @@
+"""Name -> builder registries: every model, dataset, optimizer and schedule is built by name.
+
+Builders are plain functions (or classes); their keyword arguments are the config keys a user may
+set, checked with `inspect.signature(...).bind` before anything runs. Arguments the engine supplies
+(the data's input shape, the model's parameters, ...) are named in `provided` and may not be set
+in a config.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable
+
+from ftool.errors import FtoolError
+
+
+def close_matches_hint(word: str, options: list[str]) -> str:
+    """' Did you mean X?' for the closest option, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class Registry:
+    def __init__(self, kind: str, config_key: str, provided: tuple[str, ...] = ()):
+        self.kind = kind  # "model", "dataset", ... for messages
+        self.config_key = config_key  # "model", "data", ... the config node that names it
+        self.provided = provided
+        self._builders: dict[str, Callable[..., Any]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def add(builder: Callable[..., Any]) -> Callable[..., Any]:
+            if name in self._builders:
+                first = self._builders[name]
+                raise FtoolError(
+                    f"{self.kind} '{name}' is registered twice: first by "
+                    f"{_origin(first)}, again by {_origin(builder)}"
+                )
+            self._builders[name] = builder
+            return builder
+
+        return add
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._builders:
+            raise FtoolError(
+                f"{self.config_key}.name: unknown {self.kind} '{name}'; registered: "
+                f"{', '.join(self.names())}.{close_matches_hint(name, self.names())}"
+            )
+        return self._builders[name]
+
+    def options(self, name: str) -> list[str]:
+        """The keyword arguments a config may set for this builder."""
+        params = inspect.signature(self.get(name)).parameters.values()
+        return [p.name for p in params if p.name not in self.provided and p.kind != p.VAR_KEYWORD]
+
+    def check_args(self, name: str, args: dict[str, Any]) -> list[str]:
+        """Every problem with these config arguments for builder `name`, as messages."""
+        builder = self.get(name)
+        signature = inspect.signature(builder)
+        errors = []
+        for key in args:
+            if key in self.provided:
+                errors.append(f"{self.config_key}.{key} is set by ftool, not by the config")
+        allowed = self.options(name)
+        for key in args:
+            if key not in signature.parameters and key not in self.provided:
+                errors.append(
+                    f"{self.config_key}.{key}: not an option of {self.kind} '{name}'; its options: "
+                    f"{', '.join(allowed) or '(none)'}.{close_matches_hint(key, allowed)}"
+                )
+        if errors:
+            return errors
+        placeholders = {p: None for p in self.provided if p in signature.parameters}
+        try:
+            signature.bind(**placeholders, **args)
+        except TypeError as e:
+            return [f"{self.config_key}: {self.kind} '{name}': {e}"]
+        for key, value in args.items():
+            problem = _type_problem(signature.parameters[key], value)
+            if problem:
+                errors.append(f"{self.config_key}.{key}: {problem}")
+        return errors
+
+    def build(self, name: str, args: dict[str, Any], **provided: Any) -> Any:
+        builder = self.get(name)
+        accepted = inspect.signature(builder).parameters
+        return builder(**{k: v for k, v in provided.items() if k in accepted}, **args)
+
+
+_SIMPLE_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def _type_problem(param: inspect.Parameter, value: Any) -> str | None:
+    """A message when `value` plainly contradicts a simple annotation (int, float, bool, str)."""
+    annotation = param.annotation if isinstance(param.annotation, str) else getattr(
+        param.annotation, "__name__", ""
+    )
+    optional = annotation.endswith("| None") or annotation.startswith("Optional")
+    base = annotation.replace("| None", "").replace("Optional[", "").rstrip("]").strip()
+    expected = _SIMPLE_TYPES.get(base)
+    if expected is None or (value is None and optional):
+        return None
+    if isinstance(value, bool) and base != "bool":
+        return f"expected {base}, got {value!r}"
+    if not isinstance(value, expected):
+        return f"expected {base}, got {value!r}"
+    return None
+
+
+def _origin(builder: Callable[..., Any]) -> str:
+    try:
+        return f"{builder.__module__}:{inspect.getsourcelines(builder)[1]}"
+    except (OSError, TypeError):
+        return getattr(builder, "__module__", "?")
+
+
+MODELS = Registry("model", "model", provided=("input_shape", "num_outputs"))
+DATASETS = Registry("dataset", "data", provided=())
+OPTIMIZERS = Registry("optimizer", "optimizer", provided=("params", "lr", "weight_decay"))
+SCHEDULERS = Registry("scheduler", "scheduler", provided=("optimizer", "total_steps", "steps_per_epoch"))

@@ -1,0 +1,91 @@
+"""The run directory, a stable contract (see README, "The run directory"):
+
+    .hydra/config.yaml   the composed config (Hydra's)
+    metrics.jsonl        one JSON object per logged step or epoch
+    summary.json         status, metrics, best, checkpoints, timing, environment
+    checkpoints/         best.safetensors, last.safetensors, last.state.pt
+    eval.json            written by `ftool eval`
+
+Torch-free, so that the CLI can find a run before deciding what to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import time
+from pathlib import Path
+
+from ftool.errors import FtoolError, RunInterrupted
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.metrics = self.path / "metrics.jsonl"
+        self.summary = self.path / "summary.json"
+        self.config = self.path / ".hydra" / "config.yaml"
+        self.checkpoints = self.path / "checkpoints"
+        self.best_weights = self.checkpoints / "best.safetensors"
+        self.last_weights = self.checkpoints / "last.safetensors"
+        self.last_state = self.checkpoints / "last.state.pt"
+
+    def relative(self, path: Path) -> str:
+        return str(Path(path).relative_to(self.path))
+
+
+def locate_checkpoint(ckpt: str) -> tuple[RunDir, Path]:
+    """A run dir (its best checkpoint, else its last) or a checkpoint file inside a run dir."""
+    path = Path(ckpt).expanduser().resolve()
+    if path.is_dir():
+        run = RunDir(path)
+        weights = next((p for p in (run.best_weights, run.last_weights) if p.is_file()), None)
+        if weights is None:
+            raise FtoolError(f"ckpt: {path} holds no checkpoint (expected {run.relative(run.best_weights)} "
+                             f"or {run.relative(run.last_weights)}); is it an ftool run directory?")
+    elif path.is_file():
+        run, weights = RunDir(path.parent.parent), path  # <run>/checkpoints/<file>
+    else:
+        raise FtoolError(f"ckpt: {ckpt} does not exist; give a run directory or a checkpoint file")
+    if not run.config.is_file():
+        raise FtoolError(f"ckpt: {run.path} has no .hydra/config.yaml; the checkpoint must sit in the "
+                         f"checkpoints/ folder of an ftool run directory")
+    return run, weights
+
+
+class Summary:
+    """summary.json of one command: written when the run starts, updated when it ends (or fails)."""
+
+    def __init__(self, run: RunDir, command: str):
+        self.run = run
+        self.start = time.perf_counter()
+        self.data: dict = {"command": command, "status": "running",
+                           "started": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+        self.write()
+
+    def update(self, **fields) -> None:
+        self.data.update(fields)
+        self.write()
+
+    def write(self) -> None:
+        from ftool.engine.atomic import atomic_write_json
+
+        atomic_write_json(self.run.summary, self.data)
+
+    @contextlib.contextmanager
+    def recording(self):
+        """Mark the run completed on success, interrupted or failed (with the reason) otherwise."""
+        try:
+            yield self
+        except RunInterrupted:
+            self._end("interrupted")
+            raise
+        except BaseException as e:
+            self._end("failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+            raise
+        self._end("completed")
+
+    def _end(self, status: str, **fields) -> None:
+        timing = self.data.setdefault("timing", {})
+        timing["total_seconds"] = round(time.perf_counter() - self.start, 3)
+        self.update(status=status, **fields)
