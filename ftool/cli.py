@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def config_root() -> Path:
 
 
 def config_groups(root: Path) -> dict[str, list[str]]:
-    return {d.name: sorted(p.stem for p in d.glob("*.yaml"))
+    return {d.name: sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_"))
             for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(("_", "."))}
 
 
@@ -110,23 +111,59 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
                                  f"{close_matches_hint(value, groups[group])}")
 
 
+def user_config_dirs(flags: list[str]) -> list[Path]:
+    """The folders given with --config-dir/-cd: the user's own config groups and options."""
+    dirs = [Path(flags[i + 1]).expanduser().resolve() for i, f in enumerate(flags[:-1])
+            if f in ("-cd", "--config-dir")]
+    for d in dirs:
+        if not d.is_dir():
+            raise FtoolError(f"--config-dir: {d} is not a folder")
+    return dirs
+
+
 def preflight(overrides: list[str], flags: list[str], config_dir: Path) -> None:
     """Compose and validate as Hydra will, so bad input fails here in one line."""
     multirun = "-m" in flags or "--multirun" in flags
     if multirun or set(flags) & _NO_RUN_FLAGS:
         return  # each job of a sweep is validated when it runs; --cfg/--help must still answer
+    user_dirs = user_config_dirs(flags)
+    if user_dirs:
+        overrides = [*overrides, f"hydra.searchpath=[{','.join(f'file://{d}' for d in user_dirs)}]"]
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from ftool.config import validate
 
-    try:
+    def composed(chosen: list[str]):
         with initialize_config_dir(str(config_dir), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
+            return compose("config", overrides=chosen)
+
+    try:
+        cfg = composed(overrides)
     except (HydraException, OmegaConfBaseException) as e:
+        unknown = re.match(r"Could not override '([^']+)'", str(e))
+        if unknown and "not in struct" in str(e.__cause__):
+            # Compose with only the choices (groups, search path) to list the keys that exist.
+            choices = [o for o in overrides if "." not in o.split("=")[0] or o.startswith("hydra.")]
+            raise FtoolError(_unknown_key(unknown.group(1), composed(choices))) from None
         raise FtoolError(_first_line(e, e.__cause__)) from None
     validate(cfg)
+
+
+def _unknown_key(key: str, cfg) -> str:
+    """'trainer.epoch: no such key; trainer has: ... Did you mean 'epochs'?'"""
+    from omegaconf import DictConfig, OmegaConf
+
+    from ftool.registry import close_matches_hint
+
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if not isinstance(node, DictConfig):
+        return f"{key}: no such key"
+    keys = [str(k) for k in node.keys()]
+    return (f"{key}: no such key; {parent or 'the config'} has {', '.join(keys)}."
+            f"{close_matches_hint(leaf, keys)}")
 
 
 def _first_line(*errors) -> str:
@@ -201,9 +238,13 @@ def main(argv: list[str] | None = None) -> None:
 
             run, _ = locate_checkpoint(options["ckpt"])
             config_dir = run.config.parent
-            extra += [f"hydra.run.dir={run.path}", "hydra.output_subdir=null"]
+            extra += [f"hydra.run.dir={run.path}", "hydra.output_subdir=null", "hydra/job_logging=none"]
         else:
-            check_group_choices(overrides, config_groups(config_dir))
+            groups = config_groups(config_dir)
+            for user_dir in user_config_dirs(flags):
+                for group, choices in config_groups(user_dir).items():
+                    groups[group] = sorted(set(groups.get(group, [])) | set(choices))
+            check_group_choices(overrides, groups)
         preflight(overrides, flags, config_dir)
         code = run_hydra(command, options, flags, overrides, config_dir, extra)
     except FtoolError as e:

@@ -9,6 +9,8 @@ once and raises them together, before anything is built.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -51,7 +53,7 @@ class TrainerConfig:
         _check(e, self.epochs >= 0, "trainer.epochs", "must be >= 0", self.epochs)
         _check(e, self.max_steps == -1 or self.max_steps > 0, "trainer.max_steps",
                "must be -1 (no limit) or > 0", self.max_steps)
-        _check(e, self.epochs > 0 or self.max_steps > 0, "trainer.epochs",
+        _check(e, self.epochs != 0 or self.max_steps > 0, "trainer.epochs",
                "must be > 0 unless trainer.max_steps is set", self.epochs)
         _check(e, self.val_every >= 1, "trainer.val_every", "must be >= 1", self.val_every)
         _check(e, self.log_every_n_steps >= 1, "trainer.log_every_n_steps", "must be >= 1",
@@ -170,7 +172,10 @@ def _registries() -> dict[str, Any]:
 
 
 def import_user_modules(modules: list[str]) -> None:
-    """Import the modules a config lists under `imports`, so their registrations become names."""
+    """Import the modules a config lists under `imports`, so their registrations become names.
+    They are found on the Python path or in the current directory (as `python -m` would)."""
+    if modules and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     for module in modules:
         try:
             importlib.import_module(module)

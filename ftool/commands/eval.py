@@ -35,7 +35,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     model, step_model = acc.prepare(model)
     metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info), acc, loaders.info, split)
     atomic_write_json(run.path / "eval.json", {
-        "command": "eval", "checkpoint": str(weights), "split": split, "epoch": meta.get("epoch"),
+        "command": "eval", "checkpoint": str(weights), "split": split,
+        "epoch": int(meta["epoch"]) if "epoch" in meta else None,
         "metrics": metrics, "environment": acc.environment(),
     })
     print_metrics(f"eval ({split} split)", metrics, where=f"checkpoint: {weights}")

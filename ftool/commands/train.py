@@ -45,7 +45,7 @@ def run(cfg: DictConfig, run_dir: Path) -> float | None:
                        parameters=components.count_parameters(model))
         console.print(f"[bold]ftool train[/] {rc.model.name} on {rc.data.name}: "
                       f"{components.count_parameters(model):,} parameters, {acc.device.type}, "
-                      f"precision {acc.precision} -> {run.path}")
+                      f"precision {acc.precision} -> {run.path}", soft_wrap=True)
 
         logger = JsonlLogger(run.metrics)
         trainer = Trainer(rc.trainer, acc, model, step_model, loss_fn, optimizer, scheduler, info, run,

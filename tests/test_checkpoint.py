@@ -1,0 +1,72 @@
+import os
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from ftool.engine import checkpoint
+from ftool.engine.atomic import atomic_write
+from ftool.errors import FtoolError
+
+
+def test_weights_round_trip_with_metadata_and_without_wrapper_prefixes(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 2))
+    compiled = torch.compile(model)  # wraps it as _orig_mod; nothing compiles until called
+    checkpoint.save_weights(tmp_path / "w.safetensors", compiled, epoch=3, monitor="val/accuracy")
+    tensors, meta = checkpoint.load_weights(tmp_path / "w.safetensors")
+    assert set(tensors) == {"0.weight", "0.bias"}
+    assert meta["epoch"] == "3" and meta["monitor"] == "val/accuracy" and meta["format"] == "ftool-1"
+    other = nn.Sequential(nn.Linear(3, 2))
+    checkpoint.load_into(other, tmp_path / "w.safetensors")
+    assert torch.equal(other[0].weight, model[0].weight)
+
+
+def test_a_mismatched_model_gets_a_clear_error(tmp_path):
+    checkpoint.save_weights(tmp_path / "w.safetensors", nn.Linear(3, 2))
+    with pytest.raises(FtoolError, match="does not fit this model"):
+        checkpoint.load_into(nn.Linear(4, 2), tmp_path / "w.safetensors")
+
+
+def test_not_a_safetensors_file(tmp_path):
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(FtoolError, match="is not a safetensors checkpoint"):
+        checkpoint.load_weights(tmp_path / "bad.safetensors")
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_state_file_that_would_run_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "last.state.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"step": 1, "payload": Exploit()}, f)
+    with pytest.raises(FtoolError, match="refusing to load"):
+        checkpoint.load_state(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_state_round_trip(tmp_path):
+    opt = torch.optim.Adam(nn.Linear(2, 2).parameters())
+    checkpoint.save_state(tmp_path / "s.pt", {"step": 5, "optimizer": opt.state_dict(), "best": None})
+    assert checkpoint.load_state(tmp_path / "s.pt")["step"] == 5
+
+
+def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
+    target = tmp_path / "summary.json"
+    atomic_write(target, b"old")
+
+    with pytest.raises(TypeError):
+        atomic_write(target, object())  # fails while writing
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary left behind
+    assert (target.stat().st_mode & 0o777) == 0o666 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

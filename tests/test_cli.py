@@ -1,0 +1,221 @@
+"""The real `ftool` CLI in subprocesses: what a user types, what they get back."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_one_line_error, ftool, read_json, read_jsonl
+from tests.dataset_files import write_image_folder
+
+SUMMARY_KEYS = {"command", "status", "metrics", "best", "checkpoints", "timing", "environment"}
+
+
+def test_help_lists_commands_and_config_options_without_importing_torch(workdir):
+    code = ("import sys; sys.argv = ['ftool', '--help']; from ftool.cli import main; main(); "
+            "assert 'torch' not in sys.modules and 'hydra' not in sys.modules, 'help imported torch/hydra'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "train" in out and "eval" in out
+    assert "simplecnn*" in out and "resnet50" in out and "digits*" in out and "fashion_mnist" in out
+    assert "onecycle" in out and "adamw" in out
+
+
+def test_default_train_then_eval_reproduces_the_test_metrics(workdir):
+    run = workdir / "run"
+    result = ftool("train", f"hydra.run.dir={run}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "test/accuracy" in result.stdout  # the results table
+
+    summary = read_json(run / "summary.json")
+    assert SUMMARY_KEYS <= set(summary) and summary["status"] == "completed"
+    assert summary["metrics"]["test/accuracy"] >= 0.975
+    assert summary["best"]["monitor"] == "val/accuracy" and 1 <= summary["best"]["epoch"] <= 10
+    assert summary["environment"]["world_size"] == 1 and summary["environment"]["accelerator"] == "cpu"
+    assert summary["timing"]["train_samples_per_s"] > 0
+    assert summary["timing"]["train_samples"] == 10 * 1294 - 32  # all epochs but the warm-up batch
+    assert summary["timing"]["total_seconds"] < 60
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
+    assert (run / summary["checkpoints"]["best"]).is_file() and (run / summary["checkpoints"]["last"]).is_file()
+    records = read_jsonl(run / "metrics.jsonl")
+    assert {r["split"] for r in records} == {"train", "val", "test"}
+    assert all({"step", "epoch", "split"} <= set(r) for r in records)
+    assert [r["epoch"] for r in records if r["split"] == "val"] == list(range(1, 11))
+
+    result = ftool("eval", f"ckpt={run}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    evaluated = read_json(run / "eval.json")
+    assert evaluated["split"] == "test" and evaluated["epoch"] == summary["best"]["epoch"]
+    for name, value in evaluated["metrics"].items():
+        assert value == summary["metrics"][name], name  # exactly, not approximately
+    assert not (workdir / "outputs").exists()  # eval writes into the run it evaluates
+
+    result = ftool("eval", f"ckpt={run / 'checkpoints' / 'best.safetensors'}", "split=val",
+                   "data.eval_batch_size=512", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    evaluated = read_json(run / "eval.json")
+    assert evaluated["split"] == "val"
+    assert evaluated["metrics"]["val/accuracy"] == pytest.approx(summary["best"]["value"], abs=1e-6)
+
+
+def test_multirun_writes_one_complete_run_dir_per_job(workdir):
+    sweep = workdir / "sweep"
+    result = ftool("train", "-m", "optimizer.lr=0.01,0.001", "trainer.epochs=1", f"hydra.sweep.dir={sweep}",
+                   cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    for job, lr in (("0", "0.01"), ("1", "0.001")):
+        summary = read_json(sweep / job / "summary.json")
+        assert summary["status"] == "completed" and summary["timing"]["epochs"] == 1
+        assert f"optimizer.lr={lr}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+        assert (sweep / job / "checkpoints" / "best.safetensors").is_file()
+
+
+def test_a_failing_sweep_job_is_marked_failed_and_the_others_complete(workdir):
+    sweep = workdir / "sweep"
+    result = ftool("train", "-m", "data.batch_size=32,0", "trainer.epochs=1", f"hydra.sweep.dir={sweep}",
+                   cwd=workdir)
+    assert result.returncode == 1
+    assert "data.batch_size: must be >= 1, got 0" in result.stderr and "1 job(s) failed" in result.stderr
+    assert read_json(sweep / "0" / "summary.json")["status"] == "completed"
+    failed = read_json(sweep / "1" / "summary.json")
+    assert failed["status"] == "failed" and "data.batch_size" in failed["error"]
+
+
+@pytest.mark.parametrize("args,check", [
+    (["model=mlp", "data=synthetic", "data.shape=[1,28,28]", "data.train_size=1024"],
+     lambda s: s["data"]["input_shape"] == [1, 28, 28] and s["parameters"] == 784 * 128 + 128 + 128 * 64 + 64 + 650),
+    (["model=linear", "data=regression", "optimizer=sgd"],
+     lambda s: s["metrics"]["test/r2"] > 0.9 and s["best"]["monitor"] == "val/loss" and s["parameters"] == 11),
+    (["model=convnet", "data=synthetic", "data.train_size=512"],
+     lambda s: s["data"]["input_shape"] == [3, 32, 32] and "test/accuracy" in s["metrics"]),
+    (["model=resnet18", "data=synthetic", "data.train_size=256", "data.batch_size=64"],
+     lambda s: s["parameters"] == 11_181_642 and "test/accuracy" in s["metrics"]),
+])
+def test_each_seed_model_trains_one_epoch_through_the_cli(workdir, args, check):
+    run = workdir / "run"
+    result = ftool("train", *args, "trainer.epochs=1", f"hydra.run.dir={run}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "completed" and check(summary), summary
+
+
+def test_imagefolder_trains_from_png_files(workdir):
+    write_image_folder(workdir / "pets", per_class=12)
+    run = workdir / "run"
+    result = ftool("train", "data=imagefolder", f"data.root={workdir / 'pets'}", "data.num_workers=0",
+                   "trainer.epochs=3", f"hydra.run.dir={run}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    summary = read_json(run / "summary.json")
+    assert summary["data"]["class_names"] == ["cat", "dog"] and summary["data"]["input_shape"] == [3, 12, 10]
+
+
+def test_max_steps_wins_over_epochs(workdir):
+    run = workdir / "run"
+    result = ftool("train", "trainer.max_steps=7", f"hydra.run.dir={run}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    timing = read_json(run / "summary.json")["timing"]
+    assert timing["steps"] == 7 and timing["epochs"] == 1
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["model=simplecn"], ["model=simplecn: no such model", "convnet, linear", "Did you mean 'simplecnn'?"]),
+    (["optimizer.lr=abc"], ["optimizer.lr:", "'abc'"]),
+    (["optimizer.lr=-1"], ["optimizer.lr: must be > 0, got -1.0"]),
+    (["trainer.epochs=-1"], ["trainer.epochs: must be >= 0, got -1"]),
+    (["trainer.epoch=3"], ["trainer.epoch: no such key", "Did you mean 'epochs'?"]),
+    (["optimizer.momentum=0.9"], ["optimizer.momentum: no such key", "optimizer has name, lr"]),
+    (["trainer.monitor=val/acc"], ["'val/acc' is never logged", "val/accuracy"]),
+    (["-m", "model=simplecnn,convnt"], ["model=convnt: no such model", "Did you mean 'convnet'?"]),
+    (["data=cifar10", "data.root=missing_dir"], ["CIFAR10 not found", "data_batch_1", "data.download=true"]),
+    (["nonsense"], ["bad override"]),
+])
+def test_bad_input_is_one_line_and_a_nonzero_exit(workdir, args, fragments):
+    assert_one_line_error(ftool("train", *args, cwd=workdir), *fragments)
+
+
+def test_bad_input_never_creates_a_run_dir_before_failing(workdir):
+    ftool("train", "optimizer.lr=-1", cwd=workdir)
+    assert not (workdir / "outputs").exists()
+
+
+def test_eval_and_command_errors(workdir):
+    assert_one_line_error(ftool("eval", "ckpt=no/such/run", cwd=workdir), "ckpt: no/such/run does not exist")
+    assert_one_line_error(ftool("eval", cwd=workdir), "eval needs ckpt=...")
+    assert_one_line_error(ftool("trian", cwd=workdir), "unknown command 'trian'", "Did you mean 'train'?")
+    (workdir / "empty").mkdir()
+    assert_one_line_error(ftool("eval", f"ckpt={workdir / 'empty'}", cwd=workdir), "holds no checkpoint")
+
+
+def test_a_failure_during_the_run_is_recorded_in_summary(workdir):
+    (workdir / "no_classes").mkdir()
+    run = workdir / "run"
+    result = ftool("train", "data=imagefolder", f"data.root={workdir / 'no_classes'}", f"hydra.run.dir={run}",
+                   cwd=workdir)
+    assert_one_line_error(result, "data.root:")
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "failed" and summary["error"].startswith("data.root:")
+
+
+def test_debug_flag_shows_the_traceback(workdir):
+    result = ftool("train", "optimizer.lr=-1", "--debug", cwd=workdir)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_cfg_job_prints_the_composed_config(workdir):
+    result = ftool("train", "model=convnet", "--cfg", "job", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "name: convnet" in result.stdout and "epochs: 10" in result.stdout
+    assert not (workdir / "outputs").exists()
+
+
+def test_user_components_register_from_their_own_module_and_config_dir(workdir):
+    (workdir / "my_models.py").write_text(
+        "import math\nfrom torch import nn\nfrom ftool.registry import MODELS\n\n"
+        "@MODELS.register('tiny')\n"
+        "def tiny(input_shape, num_outputs, width: int = 16):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(),\n"
+        "                         nn.Linear(width, num_outputs))\n")
+    (workdir / "conf" / "model").mkdir(parents=True)
+    (workdir / "conf" / "model" / "tiny.yaml").write_text("name: tiny\ninit: default\nwidth: 8\n")
+    run = workdir / "run"
+    result = ftool("train", "--config-dir", "conf", "model=tiny", "imports=[my_models]", "trainer.epochs=1",
+                   f"hydra.run.dir={run}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert read_json(run / "summary.json")["parameters"] == 64 * 8 + 8 + 8 * 10 + 10
+    assert_one_line_error(ftool("train", "--config-dir", "conf", "model=tiny", "imports=[my_models]",
+                                "model.widht=3", cwd=workdir), "Did you mean 'width'?")
+
+
+def test_ctrl_c_saves_a_checkpoint_and_marks_the_run_interrupted(workdir):
+    run = workdir / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "ftool", "train", "data=synthetic", "trainer.epochs=1000",
+                             f"hydra.run.dir={run}"], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "checkpoint saved" in stderr
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "interrupted"
+    from ftool.engine import checkpoint
+
+    state = checkpoint.load_state(run / "checkpoints" / "last.state.pt")
+    assert state["step"] >= 1
+    tensors, meta = checkpoint.load_weights(run / "checkpoints" / "last.safetensors")
+    assert int(meta["step"]) == state["step"] and "features.0.weight" in tensors
+
+
+def test_python_dash_m_and_console_script_agree(workdir):
+    result = ftool("--version", cwd=workdir)
+    assert result.returncode == 0 and result.stdout.startswith("ftool ")
+    script = Path(sys.executable).parent / "ftool"
+    if script.exists():  # the console script of the installed package
+        assert subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout == result.stdout

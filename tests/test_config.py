@@ -1,0 +1,71 @@
+import pytest
+from omegaconf import OmegaConf
+
+from ftool.config import RunConfig, validate
+from ftool.errors import FtoolError
+
+
+def base(**changes) -> dict:
+    cfg = {
+        "model": {"name": "simplecnn", "init": "default", "padding": 0},
+        "data": {"name": "digits", "batch_size": 32},
+        "optimizer": {"name": "adam", "lr": 0.001, "betas": [0.9, 0.999]},
+        "scheduler": {"name": "none", "warmup_epochs": 0},
+        "trainer": {"epochs": 2},
+        "imports": [],
+    }
+    for dotted, value in changes.items():
+        node = cfg
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return cfg
+
+
+def errors_of(cfg: dict) -> list[str]:
+    with pytest.raises(FtoolError) as info:
+        validate(OmegaConf.create(cfg))
+    return str(info.value).splitlines()
+
+
+def test_valid_config_becomes_typed_with_builder_arguments_apart():
+    rc = validate(OmegaConf.create(base()))
+    assert isinstance(rc, RunConfig)
+    assert rc.optimizer.lr == 0.001 and rc.optimizer.args == {"betas": [0.9, 0.999]}
+    assert rc.model.args == {"padding": 0} and rc.trainer.epochs == 2 and rc.trainer.seed == 0
+
+
+def test_every_error_is_reported_at_once_with_its_key():
+    errors = errors_of(base(optimizer__lr=-1.0, trainer__epochs=-1, model__padding="x", data__batch_size=0))
+    assert "optimizer.lr: must be > 0, got -1.0" in errors
+    assert "trainer.epochs: must be >= 0, got -1" in errors
+    assert "model.padding: expected int, got 'x'" in errors
+    assert "data.batch_size: must be >= 1, got 0" in errors
+    assert len(errors) == 4
+
+
+def test_wrong_type_and_unknown_key_in_schemas():
+    assert errors_of(base(trainer__epochs="many"))[0].startswith("trainer.epochs: Value 'many'")
+    assert errors_of(base(trainer__epoch=3))[0].startswith("trainer.epoch: Key 'epoch' not in 'TrainerConfig'")
+    assert errors_of(base(extra=1)) == ["extra: unknown config key; top-level keys are data, imports, model, "
+                                        "optimizer, scheduler, trainer"]
+
+
+def test_unknown_component_and_builder_option():
+    assert "Did you mean 'convnet'?" in errors_of(base(model={"name": "convnte"}))[0]
+    (error,) = errors_of(base(optimizer__momentum=0.9))  # adam has no momentum
+    assert error.startswith("optimizer.momentum: not an option of optimizer 'adam'")
+
+
+def test_imports_register_user_components(tmp_path, monkeypatch):
+    (tmp_path / "user_models_for_test.py").write_text(
+        "from torch import nn\nfrom ftool.registry import MODELS\n"
+        "@MODELS.register('user_linear_for_test')\n"
+        "def build(input_shape, num_outputs, scale: float = 1.0):\n"
+        "    return nn.Linear(input_shape[0], num_outputs)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = base(imports=["user_models_for_test"], model={"name": "user_linear_for_test", "scale": 2.0})
+    assert validate(OmegaConf.create(cfg)).model.args == {"scale": 2.0}
+    with pytest.raises(FtoolError, match="imports: cannot import 'no_such_module_x'"):
+        validate(OmegaConf.create(base(imports=["no_such_module_x"])))

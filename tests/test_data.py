@@ -1,0 +1,145 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from ftool.config import AugmentConfig, DataConfig
+from ftool.data.loaders import build_loaders
+from ftool.errors import FtoolError
+from ftool.registry import DATASETS
+from tests.dataset_files import write_cifar10, write_cifar100, write_image_folder, write_mnist
+
+
+def loaders(name, seed=0, **args):
+    common = {k: args.pop(k) for k in list(args) if k in ("val_fraction", "test_fraction", "split_seed",
+                                                            "augment", "batch_size", "normalize")}
+    cfg = DataConfig(name=name, **common)
+    return build_loaders(cfg, DATASETS.build(name, args), seed=seed)
+
+
+def all_samples(loader):
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_cifar10_reads_the_pickled_batches(tmp_path):
+    write_cifar10(tmp_path)
+    data = loaders("cifar10", root=str(tmp_path), val_fraction=0.1)
+    info = data.info
+    assert info.input_shape == (3, 32, 32) and info.num_outputs == 10 and info.class_names[0] == "airplane"
+    assert len(data.train.dataset) == 90 and len(data.val.dataset) == 10 and len(data.test.dataset) == 30
+    x, y = all_samples(data.test)
+    assert x.dtype == torch.float32 and x.shape == (30, 3, 32, 32)
+    raw = pickle.loads((tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes())
+    assert y.tolist() == raw["labels"]
+    first = torch.tensor(raw["data"][0].reshape(3, 32, 32), dtype=torch.float32) / 255
+    mean, std = torch.tensor(info.mean)[:, None, None], torch.tensor(info.std)[:, None, None]
+    assert torch.allclose(x[0], (first - mean) / std, atol=1e-5)
+
+
+def test_cifar100_fine_labels(tmp_path):
+    write_cifar100(tmp_path)
+    data = loaders("cifar100", root=str(tmp_path))
+    assert data.info.num_outputs == 100 and data.info.class_names[99] == "class99"
+    assert len(data.test.dataset) == 20
+
+
+def test_a_cifar_file_that_would_run_code_is_refused(tmp_path):
+    write_cifar10(tmp_path)
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("owned",))
+
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({"data": Exploit()}))
+    with pytest.raises(FtoolError, match="refusing to load builtins.print"):
+        loaders("cifar10", root=str(tmp_path))
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_mnist_formats(tmp_path, name, folder):
+    write_mnist(tmp_path, folder=folder)
+    data = loaders(name, root=str(tmp_path), val_fraction=0.2)
+    assert data.info.input_shape == (1, 28, 28) and data.info.num_outputs == 10
+    assert len(data.train.dataset) == 40 and len(data.val.dataset) == 10 and len(data.test.dataset) == 20
+    assert next(iter(data.train))[0].shape[1:] == (1, 28, 28)
+
+
+def test_missing_dataset_names_the_files_and_how_to_get_them(tmp_path):
+    with pytest.raises(FtoolError) as info:
+        loaders("mnist", root=str(tmp_path / "nowhere"))
+    message = str(info.value)
+    assert "MNIST not found under data.root=" in message and "train-images-idx3-ubyte" in message
+    assert "data.download=true" in message and "\n" not in message
+
+
+def test_imagefolder_with_split_fraction(tmp_path):
+    write_image_folder(tmp_path / "pets", per_class=10)
+    data = loaders("imagefolder", root=str(tmp_path / "pets"), val_fraction=0.25, test_fraction=0.2)
+    assert data.info.class_names == ["cat", "dog"] and data.info.input_shape == (3, 12, 10)
+    sizes = [len(d.dataset) for d in (data.train, data.val, data.test)]
+    assert sizes == [12, 4, 4]
+
+
+def test_imagefolder_with_train_val_test_dirs_and_resize(tmp_path):
+    for split in ("train", "val", "test"):
+        write_image_folder(tmp_path / split, per_class=3)
+    data = loaders("imagefolder", root=str(tmp_path), image_size=[8, 8])
+    assert [len(d.dataset) for d in (data.train, data.val, data.test)] == [6, 6, 6]
+    assert next(iter(data.test))[0].shape[1:] == (3, 8, 8)
+
+
+def test_imagefolder_missing_root(tmp_path):
+    with pytest.raises(FtoolError, match="image folder .* does not exist"):
+        loaders("imagefolder", root=str(tmp_path / "none"))
+
+
+def test_held_out_splits_are_disjoint_and_fixed_by_split_seed():
+    def split_ids(split_seed):
+        data = loaders("digits", split_seed=split_seed, normalize=False)
+        return [tuple(d.dataset.indices) for d in (data.train, data.val, data.test)]
+
+    train, val, test = split_ids(0)
+    assert len(train) + len(val) + len(test) == 1797 and len(test) == round(1797 * 0.2)
+    assert not (set(train) & set(val)) and not (set(train) & set(test)) and not (set(val) & set(test))
+    assert split_ids(0) == [train, val, test]
+    assert split_ids(1)[2] != test
+
+
+def test_augmentation_changes_training_samples_only(tmp_path):
+    write_cifar10(tmp_path)
+    data = loaders("cifar10", root=str(tmp_path), normalize=False,
+                   augment=AugmentConfig(crop_padding=4, hflip=True, rotation=10))
+    train_view, val_view = data.train.dataset, data.val.dataset
+    torch.manual_seed(0)
+    assert not torch.equal(train_view[0][0], train_view[0][0])  # random each time
+    assert torch.equal(val_view[0][0], val_view[0][0])
+    raw_x, _ = val_view.base[val_view.indices[0]]
+    assert torch.allclose(val_view[0][0], raw_x.float() / 255)
+
+
+def test_augmentation_on_flat_data_is_an_error():
+    with pytest.raises(FtoolError, match="augmentation needs image data"):
+        loaders("regression", augment=AugmentConfig(hflip=True))
+
+
+def test_synthetic_and_regression_shapes():
+    data = loaders("synthetic", shape=[1, 28, 28], num_classes=4, train_size=64, test_size=16)
+    assert data.info.input_shape == (1, 28, 28) and data.info.num_outputs == 4
+    x, y = next(iter(data.test))
+    assert x.shape[1:] == (1, 28, 28) and int(y.max()) < 4
+    reg = loaders("regression", num_features=5, train_size=50, test_size=10)
+    assert reg.info.task == "regression" and next(iter(reg.train))[1].shape[1:] == (1,)
+
+
+def test_digits_are_the_scikit_learn_images():
+    from sklearn.datasets import load_digits
+
+    data = loaders("digits", normalize=False)
+    view = data.test.dataset
+    x, y = view[0]
+    i = view.indices[0]
+    assert torch.allclose(x[0], torch.tensor(load_digits().images[i], dtype=torch.float32) / 16)
+    assert y == int(load_digits().target[i])
+    assert np.isclose(float(data.info.std[0]), 0.4, atol=0.1)

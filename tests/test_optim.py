@@ -1,0 +1,65 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ftool.config import OptimizerConfig, SchedulerConfig
+from ftool.optim import build_optimizer, build_scheduler, l1_penalty
+
+
+def model():
+    return nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+
+
+def test_weight_decay_applies_to_weights_not_biases_or_norm_layers():
+    m = model()
+    opt = build_optimizer(OptimizerConfig(name="adamw", lr=0.1, weight_decay=0.5), m)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.5 and plain["weight_decay"] == 0.0
+    assert {id(p) for p in decayed["params"]} == {id(m[0].weight), id(m[2].weight)}
+    assert {id(p) for p in plain["params"]} == {id(m[0].bias), id(m[1].weight), id(m[1].bias), id(m[2].bias)}
+
+
+def test_sgd_options_reach_torch():
+    opt = build_optimizer(OptimizerConfig(name="sgd", lr=0.1, args={"momentum": 0.8, "nesterov": True}), model())
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.defaults["momentum"] == 0.8 and opt.defaults["nesterov"] is True
+
+
+def test_l1_penalty_sums_absolute_weights():
+    m = nn.Linear(2, 1)
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor([[1.5, -2.0]]))
+        m.bias.fill_(7.0)
+    assert l1_penalty(m).item() == pytest.approx(3.5)
+
+
+def lrs(scheduler_cfg, total=10, per_epoch=5, lr=1.0):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = build_scheduler(scheduler_cfg, opt, total, per_epoch)
+    out = []
+    for _ in range(total):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_warmup_then_cosine_decay():
+    values = lrs(SchedulerConfig(name="cosine", warmup_epochs=0.4), total=10, per_epoch=5)
+    assert values[:2] == pytest.approx([1 / 3, 2 / 3])  # 2 warmup steps
+    assert values[2] == pytest.approx(1.0)
+    assert values[2 + 4] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 8)))
+    assert all(a >= b for a, b in zip(values[2:], values[3:]))
+
+
+def test_step_schedule_decays_every_step_size_epochs():
+    values = lrs(SchedulerConfig(name="step", args={"step_size": 1, "gamma": 0.5}), total=10, per_epoch=5)
+    assert values == pytest.approx([1.0] * 5 + [0.5] * 5)
+
+
+def test_onecycle_is_torchs_and_peaks_at_the_optimizer_lr():
+    values = lrs(SchedulerConfig(name="onecycle", args={"pct_start": 0.3}), total=20, per_epoch=5, lr=0.1)
+    assert max(values) == pytest.approx(0.1, rel=1e-3)
+    assert values[0] == pytest.approx(0.1 / 25)
