@@ -1,0 +1,32 @@
+"""Per-sample transforms: uint8 images to float, augmentation (training only), normalization."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+from ftool.config import DataConfig
+from ftool.data import DataInfo
+from ftool.errors import FtoolError
+
+
+def make_transform(cfg: DataConfig, info: DataInfo, train: bool):
+    """The transform for one split, or None when samples need none (the fast path)."""
+    ops = []
+    if info.is_image:
+        ops.append(v2.ToDtype(torch.float32, scale=True))  # uint8 -> [0, 1]; floats pass unchanged
+    aug = cfg.augment
+    wants_augment = aug.crop_padding > 0 or aug.hflip or aug.rotation > 0
+    if wants_augment and not info.is_image:
+        raise FtoolError(f"data.augment: augmentation needs image data, this data's inputs have shape "
+                         f"{info.input_shape}")
+    if train and wants_augment:
+        if aug.crop_padding > 0:
+            ops.append(v2.RandomCrop(list(info.input_shape[1:]), padding=aug.crop_padding))
+        if aug.hflip:
+            ops.append(v2.RandomHorizontalFlip())
+        if aug.rotation > 0:
+            ops.append(v2.RandomRotation(aug.rotation))
+    if cfg.normalize and info.mean is not None:
+        ops.append(v2.Normalize(list(info.mean), list(info.std)))
+    return v2.Compose(ops) if ops else None

@@ -1,0 +1,176 @@
+"""Image datasets on disk: CIFAR-10/100, MNIST, Fashion-MNIST (torchvision's formats and
+downloads) and `imagefolder` (a user's own images in class folders).
+
+CIFAR's batches are Python pickles; they are read with an unpickler that accepts numpy arrays
+and nothing else, so a doctored data file cannot run code.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, TensorDataset
+from torchvision import datasets as tvd
+from torchvision.datasets.utils import download_and_extract_archive
+
+from ftool.data import DataInfo, Splits
+from ftool.errors import FtoolError
+from ftool.registry import DATASETS
+
+# Per-channel statistics of the training sets, as published with each dataset's reference code.
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+MNIST_STATS = ((0.1307,), (0.3081,))
+FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # for a user's own photos
+
+
+def _require_files(name: str, root: Path, files: list[str], download: bool, fetch) -> None:
+    """Download when asked and needed; then fail with one message if files are still missing."""
+    missing = [f for f in files if not (root / f).is_file()]
+    if missing and download:
+        try:
+            fetch()
+        except Exception as e:  # network errors come in many types (URLError, OSError, ...)
+            raise FtoolError(f"data: downloading {name} into {root} failed ({type(e).__name__}: {e}); "
+                             f"copy the files there by hand instead") from None
+        missing = [f for f in files if not (root / f).is_file()]
+    if missing:
+        raise FtoolError(
+            f"data: {name} not found under data.root={root}: missing {', '.join(missing)}; "
+            f"run with data.download=true on a machine with internet access, or copy the files there"
+        )
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise FtoolError(f"data: refusing to load {module}.{name} from a CIFAR batch file")
+        return super().find_class(module, name)
+
+
+def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
+    with open(path, "rb") as f:
+        try:
+            entry = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+        except (pickle.UnpicklingError, EOFError, ValueError) as e:
+            raise FtoolError(f"data: {path} is not a CIFAR batch file ({e})") from None
+    return np.asarray(entry["data"], dtype=np.uint8), list(entry[label_key])
+
+
+def _cifar(cls, root: str, download: bool, stats, label_key: str, names_key: str) -> Splits:
+    base = Path(root).expanduser().resolve()
+    folder = base / cls.base_folder
+    train_files = [name for name, _ in cls.train_list]
+    test_files = [name for name, _ in cls.test_list]
+    meta_file = cls.meta["filename"]
+    _require_files(cls.__name__, folder, train_files + test_files + [meta_file], download,
+                   lambda: download_and_extract_archive(cls.url, str(base), filename=cls.filename,
+                                                        md5=cls.tgz_md5))
+
+    def load(files):
+        parts = [_read_cifar_batch(folder / f, label_key) for f in files]
+        images = np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32)
+        labels = sum((p[1] for p in parts), [])
+        return TensorDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.long))
+
+    with open(folder / meta_file, "rb") as f:
+        class_names = list(_NumpyOnlyUnpickler(f, encoding="latin1").load()[names_key])
+    info = DataInfo("classification", (3, 32, 32), len(class_names), class_names, *stats)
+    return Splits(train=load(train_files), test=load(test_files), info=info)
+
+
+@DATASETS.register("cifar10")
+def cifar10(root: str = "data", download: bool = False) -> Splits:
+    return _cifar(tvd.CIFAR10, root, download, CIFAR10_STATS, "labels", "label_names")
+
+
+@DATASETS.register("cifar100")
+def cifar100(root: str = "data", download: bool = False) -> Splits:
+    return _cifar(tvd.CIFAR100, root, download, CIFAR100_STATS, "fine_labels", "fine_label_names")
+
+
+def _mnist_like(cls, root: str, download: bool, stats) -> Splits:
+    base = Path(root).expanduser().resolve()
+    raw = base / cls.__name__ / "raw"
+    files = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+    _require_files(cls.__name__, raw, files, download, lambda: cls(str(base), download=True))
+
+    def load(train: bool):
+        ds = cls(str(base), train=train)
+        return TensorDataset(ds.data.unsqueeze(1), ds.targets.long())
+
+    info = DataInfo("classification", (1, 28, 28), len(cls.classes), list(cls.classes), *stats)
+    return Splits(train=load(True), test=load(False), info=info)
+
+
+@DATASETS.register("mnist")
+def mnist(root: str = "data", download: bool = False) -> Splits:
+    return _mnist_like(tvd.MNIST, root, download, MNIST_STATS)
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(root: str = "data", download: bool = False) -> Splits:
+    return _mnist_like(tvd.FashionMNIST, root, download, FASHION_MNIST_STATS)
+
+
+class _ImageFiles(Dataset):
+    """torchvision's ImageFolder, decoded to uint8 (C, H, W) tensors of one size."""
+
+    def __init__(self, folder: tvd.ImageFolder, size: tuple[int, int], channels: int):
+        from torchvision.transforms import v2
+
+        self.folder = folder
+        self.mode = "L" if channels == 1 else "RGB"
+        self.to_tensor = v2.Compose([v2.PILToTensor(), v2.Resize(list(size), antialias=True)])
+
+    def __len__(self):
+        return len(self.folder)
+
+    def __getitem__(self, i):
+        path, label = self.folder.samples[i]
+        return self.to_tensor(self.folder.loader(path).convert(self.mode)), label
+
+
+@DATASETS.register("imagefolder")
+def imagefolder(root: str, image_size: list | None = None, grayscale: bool = False) -> Splits:
+    """Images in class folders: root/{train,val,test}/<class>/*.png, or root/<class>/*.png (then
+    val and test are held out of it). `image_size` [H, W] defaults to the first image's size."""
+    base = Path(root).expanduser().resolve()
+    if not base.is_dir():
+        raise FtoolError(f"data.root: image folder {base} does not exist; expected <root>/<class>/<image> "
+                         f"or <root>/train/<class>/<image>")
+    split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
+    train_dir = split_dirs.get("train", base)
+
+    def scan(folder: Path) -> tvd.ImageFolder:
+        try:
+            return tvd.ImageFolder(str(folder))
+        except (FileNotFoundError, OSError) as e:
+            raise FtoolError(f"data.root: {e}") from None
+
+    train = scan(train_dir)
+    channels = 1 if grayscale else 3
+    if image_size is None:
+        with Image.open(train.samples[0][0]) as first:
+            size = (first.height, first.width)
+    else:
+        size = tuple(image_size)
+    others = {}
+    for split in ("val", "test"):
+        if split in split_dirs:
+            folder = scan(split_dirs[split])
+            if folder.classes != train.classes:
+                raise FtoolError(f"data.root: {split_dirs[split]} has classes {folder.classes}, "
+                                 f"train has {train.classes}")
+            others[split] = _ImageFiles(folder, size, channels)
+    stats = IMAGENET_STATS if channels == 3 else ((0.5,), (0.5,))
+    info = DataInfo("classification", (channels, *size), len(train.classes), list(train.classes), *stats)
+    return Splits(train=_ImageFiles(train, size, channels), info=info, **others)
