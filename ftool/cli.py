@@ -104,7 +104,12 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
         group = o.key_or_group
         if group not in groups or o.is_delete():
             continue
-        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        if o.is_sweep_override():
+            values = list(o.sweep_string_iterator())
+        elif isinstance(o.value(), list):  # a multi-select: logger=[tensorboard,csv]
+            values = [str(v) for v in o.value()]
+        else:
+            values = [o.get_value_element_as_str()]
         for value in values:
             if value not in groups[group]:
                 raise FtoolError(f"{group}={value}: no such {group}; options: {', '.join(groups[group])}."

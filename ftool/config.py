@@ -30,7 +30,7 @@ def _check(errors: list[str], ok: bool, name: str, rule: str, value: Any) -> Non
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 10
+    epochs: int = 20
     max_steps: int = -1  # > 0 stops after this many optimizer steps, whatever `epochs` says
     validate: bool = True  # false skips validation and test (benchmarks)
     val_every: int = 1  # validate every N epochs
@@ -44,9 +44,22 @@ class TrainerConfig:
     loss: str = "auto"  # auto (from the data's task) | cross_entropy | mse
     label_smoothing: float = 0.0
     accelerator: str = "auto"
+    devices: int = 1  # > 1: one process per device through torch.distributed.run
+    strategy: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard), with several processes
     precision: str = "32"
-    compile: bool = False
-    resume: Optional[str] = None
+    compile: Any = False  # false | true | strict (true falls back to eager where it cannot compile)
+    compile_mode: str = "default"  # default | reduce-overhead | max-autotune
+    channels_last: bool = False
+    accumulate_grad_batches: int = 1
+    grad_clip: float = 0.0  # > 0: clip gradients (by total norm, or by value)
+    grad_clip_algorithm: str = "norm"
+    ema_decay: float = 0.0  # > 0: keep an EMA of the weights; validate, test and save it
+    on_nonfinite: str = "stop"  # a NaN/inf loss: stop (naming the step) | skip the step
+    early_stopping_patience: int = 0  # > 0: stop after this many validations without improvement
+    early_stopping_min_delta: float = 0.0
+    checkpoint_every_n_steps: int = 0  # > 0: also save `last` every N optimizer steps (long epochs)
+    save_every_n_epochs: int = 0  # > 0: keep checkpoints/epoch-N.safetensors every N epochs
+    resume: Optional[str] = None  # auto (this run dir's last checkpoint, if any) | a run dir or checkpoint
 
     def problems(self) -> list[str]:
         e: list[str] = []
@@ -67,6 +80,22 @@ class TrainerConfig:
                f"must be one of {', '.join(ACCELERATORS)}", self.accelerator)
         _check(e, self.precision in PRECISIONS, "trainer.precision",
                f"must be one of {', '.join(PRECISIONS)}", self.precision)
+        _check(e, self.devices >= 1, "trainer.devices", "must be >= 1", self.devices)
+        _check(e, self.strategy in ("ddp", "fsdp"), "trainer.strategy", "must be ddp or fsdp", self.strategy)
+        _check(e, self.compile in (True, False, "strict"), "trainer.compile", "must be true, false or strict",
+               self.compile)
+        _check(e, self.compile_mode in ("default", "reduce-overhead", "max-autotune"), "trainer.compile_mode",
+               "must be default, reduce-overhead or max-autotune", self.compile_mode)
+        _check(e, self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", "must be >= 1",
+               self.accumulate_grad_batches)
+        _check(e, self.grad_clip >= 0, "trainer.grad_clip", "must be >= 0", self.grad_clip)
+        _check(e, self.grad_clip_algorithm in ("norm", "value"), "trainer.grad_clip_algorithm",
+               "must be norm or value", self.grad_clip_algorithm)
+        _check(e, 0 <= self.ema_decay < 1, "trainer.ema_decay", "must be in [0, 1)", self.ema_decay)
+        _check(e, self.on_nonfinite in ("stop", "skip"), "trainer.on_nonfinite", "must be stop or skip",
+               self.on_nonfinite)
+        for name in ("early_stopping_patience", "checkpoint_every_n_steps", "save_every_n_epochs"):
+            _check(e, getattr(self, name) >= 0, f"trainer.{name}", "must be >= 0", getattr(self, name))
         return e
 
 
@@ -162,6 +191,7 @@ class RunConfig:
     scheduler: SchedulerConfig
     trainer: TrainerConfig
     imports: list = field(default_factory=list)
+    logger: dict = field(default_factory=dict)  # logger name -> its arguments (metrics.jsonl always)
 
 
 def _registries() -> dict[str, Any]:
@@ -198,7 +228,7 @@ def validate(cfg: DictConfig) -> RunConfig:
     except OmegaConfBaseException as e:
         raise FtoolError(f"config: {one_line(e)}") from None
     errors: list[str] = []
-    known = set(_COMPONENTS) | {"trainer", "imports"}
+    known = set(_COMPONENTS) | {"trainer", "imports", "logger"}
     for key in raw:
         if key not in known:
             errors.append(f"{key}: unknown config key; top-level keys are {', '.join(sorted(known))}")
@@ -229,9 +259,18 @@ def validate(cfg: DictConfig) -> RunConfig:
             continue
         typed.args = args
         parts[key] = typed
+    loggers = raw.get("logger") or {}
+    if not isinstance(loggers, dict):
+        errors.append(f"logger: expected logger names with their settings, got {loggers!r}")
+        loggers = {}
+    for name, args in loggers.items():
+        try:
+            errors.extend(registries["logger"].check_args(name, dict(args or {})))
+        except FtoolError as e:
+            errors.append(str(e))
     if errors:
         raise FtoolError("\n".join(errors))
-    return RunConfig(imports=imports, **parts)
+    return RunConfig(imports=imports, logger=loggers, **parts)
 
 
 def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:

@@ -29,6 +29,10 @@ class RunDir:
         self.best_weights = self.checkpoints / "best.safetensors"
         self.last_weights = self.checkpoints / "last.safetensors"
         self.last_state = self.checkpoints / "last.state.pt"
+        self.last_prev_weights = self.checkpoints / "last.prev.safetensors"
+
+    def epoch_weights(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch}.safetensors"
 
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.path))
@@ -56,8 +60,8 @@ def locate_checkpoint(ckpt: str) -> tuple[RunDir, Path]:
 class Summary:
     """summary.json of one command: written when the run starts, updated when it ends (or fails)."""
 
-    def __init__(self, run: RunDir, command: str):
-        self.run = run
+    def __init__(self, run: RunDir, command: str, enabled: bool = True):
+        self.run, self.enabled = run, enabled  # only the main process writes
         self.start = time.perf_counter()
         self.data: dict = {"command": command, "status": "running",
                            "started": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
@@ -70,7 +74,8 @@ class Summary:
     def write(self) -> None:
         from ftool.engine.atomic import atomic_write_json
 
-        atomic_write_json(self.run.summary, self.data)
+        if self.enabled:
+            atomic_write_json(self.run.summary, self.data)
 
     @contextlib.contextmanager
     def recording(self):

@@ -1,18 +1,21 @@
-"""`ftool train`: build data, model, optimizer; fit; test the best checkpoint; write summary.json."""
+"""`ftool train`: build data, model, optimizer; fit (or resume); test the best checkpoint; write
+summary.json. Several processes (torchrun) share the work; only the main one writes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from ftool import components
-from ftool.config import validate
+from ftool.config import RunConfig, validate
 from ftool.engine import checkpoint
-from ftool.engine.accelerator import select
-from ftool.engine.loggers import JsonlLogger
+from ftool.engine.accelerator import is_main_process, select, shutdown
+from ftool.engine.atomic import atomic_write
+from ftool.engine.loggers import Loggers
 from ftool.engine.progress import console, print_metrics
-from ftool.engine.trainer import StopFlag, Trainer, evaluate, plan_steps, seed_everything
+from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
 from ftool.errors import FtoolError
 from ftool.metrics import build_loss, default_monitor, metric_names
 from ftool.optim import build_optimizer, build_scheduler
@@ -21,55 +24,104 @@ from ftool.rundir import RunDir, Summary
 
 def run(cfg: DictConfig, run_dir: Path) -> float | None:
     """Returns the best value of the monitored metric (what a sweeper optimizes)."""
-    run = RunDir(run_dir)
-    summary = Summary(run, "train")
-    with summary.recording(), StopFlag().installed() as stop:
-        rc = validate(cfg)
-        seed_everything(rc.trainer.seed, rc.trainer.deterministic)
-        acc = select(rc.trainer)
-        summary.update(environment=acc.environment())
-        loaders = components.build_data(rc)
-        info = loaders.info
-        monitor = rc.trainer.monitor or default_monitor(info)
-        logged = [f"val/{m}" for m in metric_names(info)]
-        if monitor not in logged:
-            raise FtoolError(f"trainer.monitor: '{monitor}' is never logged; choose one of {', '.join(logged)}")
-        model, step_model = acc.prepare(components.build_model(rc, info))
-        optimizer = build_optimizer(rc.optimizer, model)
-        _, total_steps = plan_steps(rc.trainer, len(loaders.train))
-        scheduler = build_scheduler(rc.scheduler, optimizer, total_steps, len(loaders.train))
-        loss_fn = build_loss(rc.trainer, info)
-        summary.update(data={"task": info.task, "input_shape": list(info.input_shape),
-                             "num_outputs": info.num_outputs, "class_names": info.class_names,
-                             "train_size": len(loaders.train.dataset)},
-                       parameters=components.count_parameters(model))
-        console.print(f"[bold]ftool train[/] {rc.model.name} on {rc.data.name}: "
-                      f"{components.count_parameters(model):,} parameters, {acc.device.type}, "
-                      f"precision {acc.precision} -> {run.path}", soft_wrap=True)
+    summary = Summary(RunDir(run_dir), "train", enabled=is_main_process())
+    try:
+        with summary.recording(), StopFlag().installed() as stop:
+            rc = validate(cfg)
+            acc = select(rc.trainer)
+            run = RunDir(Path(acc.broadcast(str(run_dir))))  # rank 0's run dir, on every process
+            return _train(rc, acc, run, summary, stop)
+    finally:
+        shutdown()
 
-        logger = JsonlLogger(run.metrics)
-        trainer = Trainer(rc.trainer, acc, model, step_model, loss_fn, optimizer, scheduler, info, run,
-                          logger, monitor, l1=rc.optimizer.l1, stop=stop)
-        try:
-            result = trainer.fit(loaders.train, loaders.val)
-            metrics = dict(result.metrics)
-            if rc.trainer.validate and rc.trainer.test:
-                tested = run.best_weights if run.best_weights.is_file() else run.last_weights
-                checkpoint.load_into(model, tested)
-                test = evaluate(step_model, loaders.test, loss_fn, acc, info, "test")
-                logger.log({"step": result.steps, "epoch": result.epochs, "split": "test", **test})
-                metrics.update(test)
-        finally:
-            logger.close()
 
-        checkpoints = {name: run.relative(p) for name, p in
-                       (("best", run.best_weights), ("last", run.last_weights)) if p.is_file()}
-        summary.update(metrics=metrics, best=result.best, checkpoints=checkpoints, timing={
-            "train_seconds": round(result.train_seconds, 4),
-            "train_samples": result.train_samples,
-            "train_samples_per_s": round(result.train_samples / result.train_seconds, 2)
-            if result.train_seconds > 0 else None,
-            "epochs": result.epochs, "steps": result.steps,
-        })
-    print_metrics("results", metrics, where=f"run directory: {run.path}")
+def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) -> float | None:
+    seed_everything(rc.trainer.seed, rc.trainer.deterministic)
+    summary.update(environment=acc.environment())
+    resume = _resume_point(rc, run)
+    loaders = components.build_data(rc, acc.rank, acc.world_size)
+    info = loaders.info
+    monitor = rc.trainer.monitor or default_monitor(info)
+    logged = [f"val/{m}" for m in metric_names(info)]
+    if monitor not in logged:
+        raise FtoolError(f"trainer.monitor: '{monitor}' is never logged; choose one of {', '.join(logged)}")
+
+    model = components.build_model(rc, info)
+    if resume:
+        checkpoint.load_into(model, resume[0])
+    model, step_model = acc.prepare(model)
+    optimizer = build_optimizer(rc.optimizer, model)
+    steps_per_epoch = -(-batches_per_epoch(loaders.train) // rc.trainer.accumulate_grad_batches)
+    _, total_steps = plan_steps(rc.trainer, steps_per_epoch)
+    scheduler = build_scheduler(rc.scheduler, optimizer, total_steps, steps_per_epoch)
+    ema = None
+    if rc.trainer.ema_decay:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(rc.trainer.ema_decay), use_buffers=True)
+    loss_fn = build_loss(rc.trainer, info)
+    n_params = components.count_parameters(model)
+    summary.update(data={"task": info.task, "input_shape": list(info.input_shape), "num_outputs": info.num_outputs,
+                         "class_names": info.class_names, "train_size": len(loaders.train.dataset) * acc.world_size},
+                   parameters=n_params)
+
+    logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main)
+    trainer = Trainer(rc.trainer, acc, model, step_model, loss_fn, optimizer, scheduler, info, run, logger,
+                      monitor, l1=rc.optimizer.l1, stop=stop, ema=ema)
+    at = None
+    if resume:
+        at = trainer.restore(resume[1])
+        summary.update(resumed_from_step=at.step)
+        if acc.is_main:
+            _drop_records_after(run.metrics, at.step)
+    if acc.is_main:
+        where = f"resuming at step {at.step} (epoch {at.epoch})" if at else f"{n_params:,} parameters"
+        console.print(f"[bold]ftool train[/] {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
+                      f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}"
+                      f"{', compiled' if acc.compile else ''} -> {run.path}", soft_wrap=True)
+    try:
+        result = trainer.fit(loaders.train, loaders.val, at)
+        metrics = dict(result.metrics)
+        if rc.trainer.validate and rc.trainer.test:
+            checkpoint.load_into(model, run.best_weights if run.best_weights.is_file() else run.last_weights)
+            test = evaluate(step_model, loaders.test, loss_fn, acc, info, "test")
+            logger.log({"step": result.steps, "epoch": result.epochs, "split": "test", **test})
+            metrics.update(test)
+    finally:
+        logger.close()
+
+    checkpoints = {name: run.relative(p) for name, p in
+                   (("best", run.best_weights), ("last", run.last_weights)) if p.is_file()}
+    environment = acc.environment()
+    if acc.compile:
+        import torch._dynamo.utils
+
+        environment["compiled_graphs"] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    summary.update(metrics=metrics, best=result.best, checkpoints=checkpoints, environment=environment,
+                   stopped_early=result.stopped_early, timing={
+                       "train_seconds": round(result.train_seconds, 4),
+                       "train_samples": result.train_samples,
+                       "train_samples_per_s": round(result.train_samples / result.train_seconds, 2)
+                       if result.train_seconds > 0 else None,
+                       "epochs": result.epochs, "steps": result.steps})
+    if acc.is_main:
+        print_metrics("results", metrics, where=f"run directory: {run.path}")
     return result.best["value"] if result.best else None
+
+
+def _resume_point(rc: RunConfig, run: RunDir):
+    """(weights, state) to resume from, or None: `auto` takes this run dir's last checkpoint if
+    there is one; a path (the CLI made this run dir that path's run) must have one."""
+    if rc.trainer.resume is None:
+        return None
+    found = checkpoint.load_last(run)
+    if found is None and rc.trainer.resume != "auto":
+        raise FtoolError(f"trainer.resume: {run.path} has no resumable checkpoint (checkpoints/last.state.pt)")
+    return found
+
+
+def _drop_records_after(metrics: Path, step: int) -> None:
+    """A resumed run logs the steps after its checkpoint again: drop the first attempt's records."""
+    if metrics.is_file():
+        lines = [ln for ln in metrics.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        atomic_write(metrics, "".join(f"{ln}\n" for ln in lines).encode())

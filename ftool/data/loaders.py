@@ -6,12 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import math
+
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ftool.config import DataConfig
 from ftool.data import DataInfo, Splits
 from ftool.data.transforms import make_transform
+from ftool.errors import FtoolError
 
 
 class SplitView(Dataset):
@@ -26,6 +29,31 @@ class SplitView(Dataset):
     def __getitem__(self, i):
         x, y = self.base[i if self.indices is None else self.indices[i]]
         return (x, y) if self.transform is None else (self.transform(x), y)
+
+
+class EpochSampler(Sampler[int]):
+    """The training order: a permutation drawn from (seed, epoch), this process's share of it
+    (every world_size-th index, as DistributedSampler does), from position `start` on.
+
+    The order depends on nothing but (seed, epoch), so a resumed run continues exactly where the
+    checkpoint was taken, mid-epoch included, without replaying the batches before it.
+    """
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
+        self.per_rank = math.ceil(size / world_size)
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        order = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])  # pad to share evenly
+        return iter(order[self.rank::self.world_size][self.start:].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank - self.start
 
 
 @dataclass
@@ -44,7 +72,12 @@ def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optio
     return order[held:], order[:held]
 
 
-def build_loaders(cfg: DataConfig, splits: Splits, seed: int) -> Loaders:
+def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, world_size: int = 1) -> Loaders:
+    """Loaders for this process. `data.batch_size` is the global batch: with several processes
+    each takes its share of every batch, so one step sees the same samples as in one process.
+    Validation and test are split across processes without padding (metrics sync exactly)."""
+    if cfg.batch_size % world_size:
+        raise FtoolError(f"data.batch_size: {cfg.batch_size} does not split evenly across {world_size} processes")
     g = torch.Generator().manual_seed(cfg.split_seed)
     train_idx: Optional[list[int]] = None
     test_base, test_idx = splits.test, None
@@ -63,9 +96,15 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int) -> Loaders:
                "persistent_workers": cfg.persistent_workers and cfg.num_workers > 0}
 
     def eval_loader(base, idx):
+        if world_size > 1:
+            idx = (list(range(len(base))) if idx is None else idx)[rank::world_size]
         return DataLoader(SplitView(base, idx, eval_tf), batch_size=eval_bs, shuffle=False, **workers)
 
-    train = DataLoader(SplitView(splits.train, train_idx, train_tf), batch_size=cfg.batch_size,
-                       shuffle=True, generator=torch.Generator().manual_seed(seed), **workers)
+    train_view = SplitView(splits.train, train_idx, train_tf)
+    # The loader's own generator seeds its workers; it keeps iterator creation from drawing on
+    # the global RNG, which a resumed run restores exactly.
+    train = DataLoader(train_view, batch_size=cfg.batch_size // world_size,
+                       sampler=EpochSampler(len(train_view), seed, rank, world_size),
+                       generator=torch.Generator().manual_seed(seed), **workers)
     val = eval_loader(val_base, val_idx) if val_base is not None else None
     return Loaders(train=train, val=val, test=eval_loader(test_base, test_idx), info=info)

@@ -1,24 +1,43 @@
-"""The one place that decides device, precision and compilation; the rest of ftool never asks."""
+"""The one place that decides device, precision, compilation and process layout; the rest of
+ftool asks the Accelerator and never torch.cuda or torch.distributed directly."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from ftool.config import TrainerConfig
+from ftool.engine.progress import console
 from ftool.errors import FtoolError
 
 _DTYPES = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
+
+
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 on this CPU (AVX512-BF16 or AMX): where bf16 autocast is a real speed-up."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 @dataclass
 class Accelerator:
     device: torch.device
     precision: str  # "32" | "bf16-mixed" | "fp16-mixed": `auto` is resolved
-    compile: bool
+    compile: bool | str  # False | True | "strict"
+    compile_mode: str = "default"
+    channels_last: bool = False
+    strategy: str = "ddp"
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     def autocast(self):
         if self.precision == "32":
@@ -30,17 +49,59 @@ class Accelerator:
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16-mixed")
 
     def prepare(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
-        """(model on the device, the callable to run steps with: compiled when asked)."""
+        """(the model, on the device; the callable that runs steps: wrapped for DDP/FSDP, compiled)."""
         model = model.to(self.device)
-        return model, (torch.compile(model) if self.compile else model)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        step_model = model
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.compile:
+            import torch._dynamo.config
+
+            # Not strict: a graph that cannot compile runs eagerly, with one warning from dynamo.
+            torch._dynamo.config.suppress_errors = self.compile != "strict"
+            step_model = torch.compile(step_model, mode=None if self.compile_mode == "default" else self.compile_mode)
+        return model, step_model
 
     def to_device(self, batch):
         non_blocking = self.device.type == "cuda"
-        return [t.to(self.device, non_blocking=non_blocking) for t in batch]
+        moved = [t.to(self.device, non_blocking=non_blocking) for t in batch]
+        if self.channels_last and moved[0].ndim == 4:
+            moved[0] = moved[0].contiguous(memory_format=torch.channels_last)
+        return moved
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when it is True on any (so all stop at the same step)."""
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor(float(flag), device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            value = value.clone()
+            dist.all_reduce(value)
+        return value
+
+    def broadcast(self, obj):
+        """Rank 0's value of `obj` on every process."""
+        if self.world_size == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
 
     def environment(self) -> dict:
         return {"accelerator": self.device.type, "precision": self.precision, "compile": self.compile,
-                "world_size": 1, "torch": torch.__version__}
+                "world_size": self.world_size, "strategy": self.strategy if self.world_size > 1 else None,
+                "torch": torch.__version__}
 
 
 def select(cfg: TrainerConfig) -> Accelerator:
@@ -50,8 +111,50 @@ def select(cfg: TrainerConfig) -> Accelerator:
         kind = "cuda" if cuda else "mps" if mps else "cpu"
     elif (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
         raise FtoolError(f"trainer.accelerator: {kind} is not available on this machine; use auto or cpu")
-    precision = cfg.precision
-    if precision == "auto":
-        bf16 = kind == "cuda" and torch.cuda.is_bf16_supported()
-        precision = "bf16-mixed" if bf16 else "fp16-mixed" if kind == "cuda" else "32"
-    return Accelerator(torch.device(kind), precision, cfg.compile)
+    precision = _precision(cfg.precision, kind)
+    rank, world_size = _init_processes(kind)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if kind == "cuda" else kind)
+    if kind == "cuda":
+        torch.cuda.set_device(device)
+    compile_ = cfg.compile
+    if compile_ and kind == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
+        if compile_ == "strict":
+            raise FtoolError("trainer.compile=strict: torch.compile on CPU needs a C compiler (cc), none found")
+        console.print("[yellow]trainer.compile: no C compiler found (inductor needs one on CPU); running eagerly")
+        compile_ = False
+    if cfg.strategy == "fsdp":
+        raise FtoolError("trainer.strategy=fsdp: not available yet (sharded checkpoints are still to come); use ddp")
+    if cfg.channels_last and kind == "mps":
+        raise FtoolError("trainer.channels_last: not supported on mps")
+    return Accelerator(device, precision, compile_, cfg.compile_mode, cfg.channels_last, cfg.strategy,
+                       rank, world_size)
+
+
+def _precision(asked: str, kind: str) -> str:
+    bf16 = (kind == "cuda" and torch.cuda.is_bf16_supported()) or (kind == "cpu" and cpu_has_bf16())
+    if asked == "auto":
+        return "bf16-mixed" if bf16 else "fp16-mixed" if kind == "cuda" else "32"
+    if asked == "bf16-mixed" and not bf16 and kind != "mps":
+        raise FtoolError(f"trainer.precision: bf16-mixed is not supported by this {kind}; use 32"
+                         + (" or fp16-mixed" if kind == "cuda" else ""))
+    return asked
+
+
+def is_main_process() -> bool:
+    """Known before the process group starts: torchrun sets RANK in every process it launches."""
+    return int(os.environ.get("RANK", 0)) == 0
+
+
+def _init_processes(kind: str) -> tuple[int, int]:
+    """(rank, world size): several processes when started by torchrun (WORLD_SIZE > 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

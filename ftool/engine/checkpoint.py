@@ -3,13 +3,19 @@ with `weights_only=True`. Neither can run code when loaded. All writes are atomi
 
     checkpoints/best.safetensors     weights of the best epoch by trainer.monitor
     checkpoints/last.safetensors     weights at the last save
-    checkpoints/last.state.pt        optimizer, scheduler, epoch, step: what resuming needs
+    checkpoints/last.state.pt        optimizer, scheduler, scaler, EMA, position, RNG: what resuming needs
+    checkpoints/last.prev.safetensors  the weights before the last save, until its state is written
+
+`last` is two files, written weights first, state second; the state names the step it belongs to,
+and resuming takes the weights (last or last.prev) of that step. A crash between the two writes
+leaves a consistent pair, so resuming always finds a complete checkpoint.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -86,3 +92,26 @@ def load_state(path: Path) -> dict:
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FtoolError(f"ckpt: refusing to load {path}: {first}") from None
+
+
+def save_last(run, model: nn.Module, state: dict) -> None:
+    """The resumable checkpoint: weights (keeping the previous ones) then state, each atomic."""
+    if run.last_weights.is_file():
+        keep = run.last_weights.with_name(f".{run.last_weights.name}.link")
+        keep.unlink(missing_ok=True)
+        os.link(run.last_weights, keep)
+        os.replace(keep, run.last_prev_weights)
+    save_weights(run.last_weights, model, epoch=state["epoch_done"], step=state["step"])
+    save_state(run.last_state, state)
+
+
+def load_last(run) -> tuple[Path, dict] | None:
+    """(weights file, state) of the newest complete resumable checkpoint in `run`, or None."""
+    if not run.last_state.is_file():
+        return None
+    state = load_state(run.last_state)
+    for weights in (run.last_weights, run.last_prev_weights):
+        if weights.is_file() and _metadata(weights.read_bytes()).get("step") == str(state["step"]):
+            return weights, state
+    raise FtoolError(f"trainer.resume: {run.last_state} (step {state['step']}) has no weights of that step "
+                     f"beside it; the checkpoint folder is damaged")

@@ -1,9 +1,16 @@
-"""Metric logs. `metrics.jsonl` (one JSON object per logged step or epoch) is always written."""
+"""Metric logs. `metrics.jsonl` (one JSON object per logged step or epoch) is always written; the
+`logger` config group adds TensorBoard, CSV, MLflow or W&B, several at once
+(`logger=[tensorboard,csv]`). Only the main process logs."""
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import json
 from pathlib import Path
+
+from ftool.errors import FtoolError
+from ftool.registry import LOGGERS
 
 
 class JsonlLogger:
@@ -16,3 +23,103 @@ class JsonlLogger:
 
     def close(self) -> None:
         self.file.close()
+
+
+def _metrics(record: dict) -> dict[str, float]:
+    return {k: v for k, v in record.items() if k not in ("step", "epoch", "split") and isinstance(v, (int, float))}
+
+
+@LOGGERS.register("tensorboard")
+class TensorBoardLogger:
+    """Event files under <run>/<dir>: `tensorboard --logdir outputs` shows every run."""
+
+    def __init__(self, run_dir: Path, dir: str = "tensorboard"):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(run_dir / dir))
+
+    def log(self, record: dict) -> None:
+        for name, value in _metrics(record).items():
+            self.writer.add_scalar(name if "/" in name else f"train/{name}", value, record["step"])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@LOGGERS.register("csv")
+class CsvLogger:
+    """One row per value: step, epoch, split, metric, value (a shape every tool reads)."""
+
+    def __init__(self, run_dir: Path, file: str = "metrics.csv"):
+        path = run_dir / file
+        new = not path.exists()
+        self.file = open(path, "a", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.file)
+        if new:
+            self.writer.writerow(["step", "epoch", "split", "metric", "value"])
+
+    def log(self, record: dict) -> None:
+        for name, value in _metrics(record).items():
+            self.writer.writerow([record["step"], record["epoch"], record["split"], name, value])
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _require(package: str, logger: str) -> None:
+    if importlib.util.find_spec(package) is None:
+        raise FtoolError(f"logger.{logger}: needs the `{package}` package, which is not installed; "
+                         f"pip install {package}, or drop logger={logger}")
+
+
+@LOGGERS.register("mlflow")
+class MlflowLogger:
+    def __init__(self, run_dir: Path, experiment: str = "ftool", tracking_uri: str | None = None):
+        _require("mlflow", "mlflow")
+        import mlflow
+
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(experiment)
+        self.mlflow = mlflow
+        self.run = mlflow.start_run(run_name=str(run_dir))
+
+    def log(self, record: dict) -> None:
+        self.mlflow.log_metrics({k.replace("/", "_"): v for k, v in _metrics(record).items()}, step=record["step"])
+
+    def close(self) -> None:
+        self.mlflow.end_run()
+
+
+@LOGGERS.register("wandb")
+class WandbLogger:
+    def __init__(self, run_dir: Path, project: str = "ftool", mode: str | None = None):
+        _require("wandb", "wandb")
+        import wandb
+
+        self.run = wandb.init(project=project, dir=str(run_dir), name=run_dir.name, mode=mode)
+
+    def log(self, record: dict) -> None:
+        self.run.log(_metrics(record), step=record["step"])
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class Loggers:
+    """metrics.jsonl plus the configured loggers; every record goes to all of them."""
+
+    def __init__(self, run_dir: Path, metrics_file: Path, configured: dict[str, dict], enabled: bool = True):
+        self.all = []
+        if enabled:
+            self.all = [JsonlLogger(metrics_file)]
+            self.all += [LOGGERS.build(name, args or {}, run_dir=run_dir) for name, args in configured.items()]
+
+    def log(self, record: dict) -> None:
+        for logger in self.all:
+            logger.log(record)
+
+    def close(self) -> None:
+        for logger in self.all:
+            logger.close()

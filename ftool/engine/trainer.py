@@ -4,6 +4,7 @@ iteration is in it), `evaluate` streams a loader through the task's metrics."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import math
 import random
@@ -14,15 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from ftool.config import TrainerConfig
 from ftool.data import DataInfo
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import Accelerator
-from ftool.engine.loggers import JsonlLogger
-from ftool.engine.progress import TrainProgress
-from ftool.errors import RunInterrupted
+from ftool.engine.progress import TrainProgress, console
+from ftool.errors import FtoolError, RunInterrupted
 from ftool.metrics import EpochMeter, monitor_mode
 from ftool.optim import l1_penalty
 from ftool.rundir import RunDir
@@ -35,15 +36,40 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=False)
 
 
+def rng_state() -> dict:
+    numpy_state = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(numpy_state[1].copy()), "pos": numpy_state[2],
+                       "has_gauss": numpy_state[3], "cached_gaussian": numpy_state[4]}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy(), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def plan_steps(cfg: TrainerConfig, steps_per_epoch: int) -> tuple[int, int]:
     """(epochs, optimizer steps) the run will make: `max_steps` wins over `epochs` when set."""
     total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
     return math.ceil(total / steps_per_epoch), total
 
 
+def batches_per_epoch(loader: DataLoader) -> int:
+    """Batches this process sees in a whole epoch (its sampler may be part-way through one)."""
+    return math.ceil(loader.sampler.per_rank / loader.batch_size)
+
+
 class StopFlag:
-    """SIGINT/SIGTERM only set this flag; the loop checks it between steps, then saves and stops.
-    A second Ctrl-C stops at once."""
+    """SIGINT/SIGTERM only set this flag; the loop checks it between steps (all processes agree),
+    then saves and stops. A second Ctrl-C stops at once."""
 
     def __init__(self):
         self.requested = False
@@ -64,28 +90,44 @@ class StopFlag:
 
 
 @torch.no_grad()
-def evaluate(step_model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Accelerator,
+def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Accelerator,
              info: DataInfo, prefix: str) -> dict[str, float]:
-    """Loss and metrics over `loader`, accumulated batch by batch (no logits are kept)."""
-    step_model.eval()
+    """Loss and metrics over `loader`, accumulated batch by batch (no logits are kept) and
+    synced across processes by torchmetrics."""
+    model.eval()
     meter = EpochMeter(info, acc.device)
     for batch in loader:
         x, y = acc.to_device(batch)
         with acc.autocast():
-            out = step_model(x)
+            out = model(x)
             loss = loss_fn(out, y)
         meter.update(loss, out, y)
     return meter.compute(prefix)
 
 
 @dataclass
+class Position:
+    """Where training stands; saved in every `last` checkpoint so a run resumes exactly."""
+
+    epoch: int = 1  # the epoch in progress
+    batch: int = 0  # batches of it already trained
+    step: int = 0  # optimizer steps so far
+    loss_sum: float = 0.0  # this epoch's summed training loss and sample count so far
+    seen: int = 0
+    best: dict | None = None  # {"monitor", "value", "epoch", "mode"}
+    best_metrics: dict = field(default_factory=dict)  # the best epoch's validation metrics
+    stale: int = 0  # validations without improvement (early stopping)
+
+
+@dataclass
 class FitResult:
     metrics: dict[str, float]  # the last epoch's train loss and the best epoch's validation metrics
-    best: dict | None  # {"monitor", "value", "epoch"}; None when nothing was validated
+    best: dict | None
     epochs: int
     steps: int
-    train_seconds: float  # training batches only, after the first (warm-up) batch
+    train_seconds: float  # training batches only, after the first (warm-up) batch of this process
     train_samples: int
+    stopped_early: bool
 
 
 @dataclass
@@ -93,98 +135,177 @@ class Trainer:
     cfg: TrainerConfig
     acc: Accelerator
     model: nn.Module  # the module whose weights are saved
-    step_model: nn.Module  # what runs the steps: `model`, or its compiled form
+    step_model: nn.Module  # what runs the steps: `model`, wrapped for DDP/FSDP and/or compiled
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     info: DataInfo
     run: RunDir
-    logger: JsonlLogger
+    logger: object  # ftool.engine.loggers.Loggers
     monitor: str
     l1: float = 0.0
     stop: StopFlag = field(default_factory=StopFlag)
+    ema: AveragedModel | None = None
+    scaler: torch.amp.GradScaler | None = None
 
-    def fit(self, train_loader: DataLoader, val_loader: DataLoader | None) -> FitResult:
+    def __post_init__(self):
+        self.scaler = self.scaler or self.acc.grad_scaler()
+
+    def fit(self, train_loader: DataLoader, val_loader: DataLoader | None, at: Position | None = None) -> FitResult:
         cfg, acc = self.cfg, self.acc
-        steps_per_epoch = len(train_loader)
+        at = at or Position()
+        accum = cfg.accumulate_grad_batches
+        batches = batches_per_epoch(train_loader)
+        steps_per_epoch = math.ceil(batches / accum)
         epochs, total_steps = plan_steps(cfg, steps_per_epoch)
         mode = monitor_mode(self.monitor, cfg.mode)
-        scaler = acc.grad_scaler()
-        progress = TrainProgress(cfg.progress, epochs, cfg.log_every_n_steps)
-        best, best_metrics, train_metrics = None, {}, {}
-        step, timed_seconds, timed_samples = 0, 0.0, 0
+        progress = TrainProgress(cfg.progress and acc.is_main, epochs, cfg.log_every_n_steps)
+        timer, timed_seconds, timed_samples = None, 0.0, 0
+        train_metrics, stopped_early = {}, False
         # Everything built so far lives for the whole run: keep the cyclic GC from re-scanning it
         # (a full collection over torch's and Hydra's objects stalls a step for ~0.2 s).
         gc.collect()
         gc.freeze()
         try:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(at.epoch, epochs + 1):
+                first = at.batch if epoch == at.epoch else 0  # batches of this epoch already done
+                loss_sum = torch.tensor(at.loss_sum if first else 0.0, device=acc.device)
+                seen = at.seen if first else 0
+                train_loader.sampler.set_epoch(epoch, first * train_loader.batch_size)
                 self.step_model.train()
-                progress.start_epoch(epoch, min(steps_per_epoch, total_steps - step))
-                loss_sum, seen = torch.zeros((), device=acc.device), 0
-                timer, timer_samples = (time.perf_counter() if step else None), 0
-                for i, batch in enumerate(train_loader, 1):
+                progress.start_epoch(epoch, min(batches, first + (total_steps - at.step) * accum))
+                epoch_samples, step_samples, group_loss_bad = 0, 0, False
+                if timer is not None:
+                    timer = time.perf_counter()
+                for i, batch in enumerate(train_loader, first + 1):
                     x, y = acc.to_device(batch)
-                    self.optimizer.zero_grad(set_to_none=True)
+                    group = min(accum, batches - (i - 1) // accum * accum)  # batches in this step
                     with acc.autocast():
                         out = self.step_model(x)
                         loss = self.loss_fn(out, y)
                         objective = loss + self.l1 * l1_penalty(self.model) if self.l1 else loss
-                    scaler.scale(objective).backward()
-                    scale = scaler.get_scale()
-                    scaler.step(self.optimizer)
-                    scaler.update()
-                    if scaler.get_scale() >= scale:  # a skipped fp16 step must not advance the LR
-                        self.scheduler.step()
-                    step += 1
+                    self.scaler.scale(objective / group).backward()
+                    group_loss_bad |= not bool(torch.isfinite(loss))
                     loss_sum += loss.detach() * y.shape[0]
                     seen += y.shape[0]
-                    if timer is None:  # the first batch warms up (allocations, compilation): untimed
+                    step_samples += y.shape[0]
+                    if i % accum and i != batches:
+                        continue  # accumulate: the step comes after the group's last batch
+
+                    if acc.any(group_loss_bad):
+                        if cfg.on_nonfinite == "stop":
+                            last = self.run.relative(self.run.last_weights) if self.run.last_weights.is_file() else "none yet"
+                            raise FtoolError(f"training stopped: non-finite loss at step {at.step + 1} (epoch {epoch}); "
+                                             f"last good checkpoint: {last}; trainer.on_nonfinite=skip skips such steps")
+                        console.print(f"[yellow]step {at.step + 1}: non-finite loss, step skipped")
+                        self.optimizer.zero_grad(set_to_none=True)
+                    else:
+                        if cfg.grad_clip > 0:
+                            self.scaler.unscale_(self.optimizer)
+                            params = self.model.parameters()
+                            if cfg.grad_clip_algorithm == "norm":
+                                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                            else:
+                                nn.utils.clip_grad_value_(params, cfg.grad_clip)
+                        scale = self.scaler.get_scale()
+                        self.scaler.step(self.optimizer)
+                        self.scaler.update()
+                        self.optimizer.zero_grad(set_to_none=True)
+                        if self.scaler.get_scale() >= scale:  # a skipped fp16 step must not advance the LR
+                            self.scheduler.step()
+                        if self.ema is not None:
+                            self.ema.update_parameters(self.model)
+                    group_loss_bad = False
+                    at.step += 1
+
+                    if timer is None:  # the first step warms up (allocations, compilation): untimed
                         self._sync()
                         timer = time.perf_counter()
                     else:
-                        timer_samples += y.shape[0]
-                    if i % cfg.log_every_n_steps == 0 or step == total_steps or i == steps_per_epoch:
-                        speed = timer_samples / max(time.perf_counter() - timer, 1e-9) if timer_samples else None
+                        epoch_samples += step_samples * acc.world_size
+                    step_samples = 0
+                    if at.step % cfg.log_every_n_steps == 0 or at.step == total_steps or i == batches:
                         loss_value = loss.item()
-                        progress.advance(i, loss_value, speed)
-                        self.logger.log({"step": step, "epoch": epoch, "split": "train",
-                                         "train/loss": loss_value, "lr": self.optimizer.param_groups[0]["lr"]})
-                    if self.stop.requested:
-                        self._save_last(epoch - 1, step, best)  # a mid-epoch save: that epoch is unfinished
-                        raise RunInterrupted(f"stopped by a signal at step {step}; checkpoint saved")
-                    if step >= total_steps:
+                        elapsed = time.perf_counter() - timer
+                        progress.advance(i, loss_value, epoch_samples / elapsed if epoch_samples and elapsed else None)
+                        self.logger.log({"step": at.step, "epoch": epoch, "split": "train", "train/loss": loss_value,
+                                         "lr": self.optimizer.param_groups[0]["lr"]})
+                    stopping = acc.any(self.stop.requested)
+                    if stopping or (cfg.checkpoint_every_n_steps and at.step % cfg.checkpoint_every_n_steps == 0):
+                        self._save_last(Position(epoch, i, at.step, float(loss_sum), seen, at.best,
+                                                 at.best_metrics, at.stale))
+                    if stopping:
+                        raise RunInterrupted(f"stopped by a signal at step {at.step}; checkpoint saved")
+                    if at.step >= total_steps:
                         break
                 self._sync()
-                timed_seconds += time.perf_counter() - timer
-                timed_samples += timer_samples
+                if timer is not None:
+                    timed_seconds += time.perf_counter() - timer
+                    timed_samples += epoch_samples
 
-                train_metrics = {"train/loss": loss_sum.item() / max(seen, 1)}
-                record = {"step": step, "epoch": epoch, "split": "train", **train_metrics}
+                total_loss, total_seen = acc.sum(torch.stack([loss_sum, torch.tensor(float(seen), device=acc.device)]))
+                train_metrics = {"train/loss": float(total_loss / total_seen.clamp(min=1))}
+                self.logger.log({"step": at.step, "epoch": epoch, "split": "train", **train_metrics})
                 val_metrics = {}
                 if cfg.validate and val_loader is not None and (epoch % cfg.val_every == 0 or epoch == epochs):
-                    val_metrics = evaluate(self.step_model, val_loader, self.loss_fn, acc, self.info, "val")
-                    self.logger.log({"step": step, "epoch": epoch, "split": "val", **val_metrics})
+                    val_metrics = evaluate(self.ema or self.step_model, val_loader, self.loss_fn, acc, self.info, "val")
+                    self.logger.log({"step": at.step, "epoch": epoch, "split": "val", **val_metrics})
                     value = val_metrics[self.monitor]
-                    if best is None or (value > best["value"] if mode == "max" else value < best["value"]):
-                        best = {"monitor": self.monitor, "value": value, "epoch": epoch, "mode": mode}
-                        best_metrics = val_metrics
-                        checkpoint.save_weights(self.run.best_weights, self.model, epoch=epoch, step=step,
-                                                monitor=self.monitor, value=value)
-                self.logger.log(record)
-                self._save_last(epoch, step, best)
+                    best = at.best["value"] if at.best else None
+                    if best is None or (value > best if mode == "max" else value < best):
+                        at.best = {"monitor": self.monitor, "value": value, "epoch": epoch, "mode": mode}
+                        at.best_metrics = val_metrics
+                        self._save_weights(self.run.best_weights, epoch=epoch, step=at.step,
+                                           monitor=self.monitor, value=value)
+                    gain = (value - best if mode == "max" else best - value) if best is not None else math.inf
+                    at.stale = 0 if gain > cfg.early_stopping_min_delta else at.stale + 1
+                if cfg.save_every_n_epochs and epoch % cfg.save_every_n_epochs == 0:
+                    self._save_weights(self.run.epoch_weights(epoch), epoch=epoch, step=at.step)
+                self._save_last(Position(epoch + 1, 0, at.step, 0.0, 0, at.best, at.best_metrics, at.stale))
                 progress.end_epoch({**train_metrics, **val_metrics}, self.monitor)
+                if cfg.early_stopping_patience and at.stale >= cfg.early_stopping_patience:
+                    console.print(f"early stopping: {self.monitor} has not improved by more than "
+                                  f"{cfg.early_stopping_min_delta} for {at.stale} validations")
+                    stopped_early = True
+                    break
+                if at.step >= total_steps:
+                    break
         finally:
             progress.close()
             gc.unfreeze()
-        return FitResult({**train_metrics, **best_metrics}, best, epochs, step, timed_seconds, timed_samples)
+        return FitResult({**train_metrics, **at.best_metrics}, at.best, epoch, at.step, timed_seconds,
+                         timed_samples, stopped_early)
 
-    def _save_last(self, epoch: int, step: int, best: dict | None) -> None:
-        checkpoint.save_weights(self.run.last_weights, self.model, epoch=epoch, step=step)
-        checkpoint.save_state(self.run.last_state, {
-            "epoch": epoch, "step": step, "best": best,
+    def _weights_module(self) -> nn.Module:
+        """What best/epoch checkpoints hold: the EMA weights when EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _save_weights(self, path, **metadata) -> None:
+        if self.acc.is_main:
+            checkpoint.save_weights(path, self._weights_module(), **metadata)
+        self.acc.barrier()
+
+    def _save_last(self, at: Position) -> None:
+        state = {
+            "epoch_done": at.epoch - 1, "step": at.step, "position": dataclasses.asdict(at),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-        })
+            "scaler": self.scaler.state_dict(), "rng": rng_state(),
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        if self.acc.is_main:
+            checkpoint.save_last(self.run, self.model, state)
+        self.acc.barrier()
+
+    def restore(self, state: dict) -> Position:
+        """Load a `last` checkpoint's state (the weights are loaded by the caller)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+        set_rng_state(state["rng"])
+        return Position(**state["position"])
 
     def _sync(self) -> None:
         if self.acc.device.type == "cuda":
