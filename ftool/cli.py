@@ -126,11 +126,12 @@ def user_config_dirs(flags: list[str]) -> list[Path]:
     return dirs
 
 
-def preflight(overrides: list[str], flags: list[str], config_dir: Path) -> None:
-    """Compose and validate as Hydra will, so bad input fails here in one line."""
+def preflight(overrides: list[str], flags: list[str], config_dir: Path):
+    """Compose and validate as Hydra will, so bad input fails here in one line. Returns the
+    validated RunConfig (None for sweeps and --cfg/--help)."""
     multirun = "-m" in flags or "--multirun" in flags
     if multirun or set(flags) & _NO_RUN_FLAGS:
-        return  # each job of a sweep is validated when it runs; --cfg/--help must still answer
+        return None  # each job of a sweep is validated when it runs; --cfg/--help must still answer
     user_dirs = user_config_dirs(flags)
     if user_dirs:
         overrides = [*overrides, f"hydra.searchpath=[{','.join(f'file://{d}' for d in user_dirs)}]"]
@@ -153,7 +154,64 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path) -> None:
             choices = [o for o in overrides if "." not in o.split("=")[0] or o.startswith("hydra.")]
             raise FtoolError(_unknown_key(unknown.group(1), composed(choices))) from None
         raise FtoolError(_first_line(e, e.__cause__)) from None
-    validate(cfg)
+    return validate(cfg)
+
+
+def run_to_reuse(command: Command, options: dict, overrides: list[str]) -> str | None:
+    """The run dir a command continues: eval's `ckpt`; train's `trainer.resume=<path>`."""
+    if command.reuses_run:
+        return options.get("ckpt")
+    if command.name == "train":
+        resume = _override_value(overrides, "trainer.resume")
+        if resume not in (None, "auto", "null"):
+            return resume
+    return None
+
+
+def _override_value(overrides: list[str], key: str) -> str | None:
+    for o in reversed(overrides):
+        k, sep, value = o.partition("=")
+        if sep and k.lstrip("+") == key:
+            return value
+    return None
+
+
+def requested_devices(rc, overrides: list[str]) -> int:
+    """`trainer.devices` of a run (rc) or, for a sweep, of its command line (not sweepable)."""
+    if rc is not None:
+        return rc.trainer.devices
+    value = _override_value(overrides, "trainer.devices") or "1"
+    if not value.isdigit():
+        raise FtoolError(f"trainer.devices: a sweep runs every job on the same processes; give one number, "
+                         f"got {value!r}")
+    return int(value)
+
+
+def launch_processes(devices: int, args: list[str]) -> int:
+    """`trainer.devices=N`: run this same command in N processes through torch.distributed.run
+    (torchrun), which sets RANK/WORLD_SIZE for each; returns its exit code."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
+           "-m", "ftool", *args]
+    print(f"ftool: starting {devices} processes: torchrun --standalone --nproc_per_node={devices} "
+          f"-m ftool {' '.join(args)}", file=sys.stderr)
+    try:
+        return subprocess.run(cmd).returncode
+    except KeyboardInterrupt:  # torchrun forwards the signal and the ranks save a checkpoint
+        return 130
+
+
+def secondary_rank_dirs() -> tuple[list[str], str | None]:
+    """Under torchrun, ranks other than 0 give Hydra a throwaway output dir: rank 0's run dir is the
+    run's only one (its path is broadcast), so no duplicate or half-written run dirs appear."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        return [], None
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix=f"ftool-rank{os.environ['RANK']}-")
+    return [f"hydra.run.dir={tmp}", f"hydra.sweep.dir={tmp}", "hydra.output_subdir=null",
+            "hydra/hydra_logging=none"], tmp
 
 
 def _unknown_key(key: str, cfg) -> str:
@@ -203,7 +261,7 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
             failed.append(hc.runtime.output_dir)  # a failed job is marked in its summary.json
             return None
 
-    sys.argv = [f"ftool {command.name}", *flags, *extra, *overrides]
+    sys.argv = [f"ftool {command.name}", *flags, *overrides, *extra]
     task()
     if failed:
         print(f"ftool: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
@@ -238,11 +296,12 @@ def main(argv: list[str] | None = None) -> None:
         command = COMMANDS[name]
         options, flags, overrides = split_args(rest, command)
         config_dir, extra = config_root(), [f"hydra.job.name={name}"]
-        if command.reuses_run and options.get("ckpt"):
-            from ftool.rundir import locate_checkpoint
+        reused = run_to_reuse(command, options, overrides)
+        if reused:
+            from ftool.rundir import locate_run
 
-            run, _ = locate_checkpoint(options["ckpt"])
-            config_dir = run.config.parent
+            run = locate_run(reused, "ckpt" if command.reuses_run else "trainer.resume")
+            config_dir = run.config.parent  # the run's own composed config; overrides apply on top
             extra += [f"hydra.run.dir={run.path}", "hydra.output_subdir=null", "hydra/job_logging=none"]
         else:
             groups = config_groups(config_dir)
@@ -250,8 +309,19 @@ def main(argv: list[str] | None = None) -> None:
                 for group, choices in config_groups(user_dir).items():
                     groups[group] = sorted(set(groups.get(group, [])) | set(choices))
             check_group_choices(overrides, groups)
-        preflight(overrides, flags, config_dir)
-        code = run_hydra(command, options, flags, overrides, config_dir, extra)
+        rc = preflight(overrides, flags, config_dir)
+        if command.name == "train" and "WORLD_SIZE" not in os.environ:
+            devices = requested_devices(rc, overrides)
+            if devices > 1:
+                sys.exit(launch_processes(devices, args))
+        rank_extra, tmp = secondary_rank_dirs()
+        try:
+            code = run_hydra(command, options, flags, overrides, config_dir, extra + rank_extra)
+        finally:
+            if tmp:
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
     except FtoolError as e:
         if debug:
             raise

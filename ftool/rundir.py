@@ -38,22 +38,28 @@ class RunDir:
         return str(Path(path).relative_to(self.path))
 
 
+def locate_run(given: str, key: str = "ckpt") -> RunDir:
+    """The run dir that `given` names: the dir itself or a file in its checkpoints/ folder."""
+    path = Path(given).expanduser().resolve()
+    if not path.exists():
+        raise FtoolError(f"{key}: {given} does not exist; give a run directory or a checkpoint file")
+    run = RunDir(path if path.is_dir() else path.parent.parent)  # <run>/checkpoints/<file>
+    if not run.config.is_file():
+        raise FtoolError(f"{key}: {run.path} has no .hydra/config.yaml; give an ftool run directory "
+                         f"or a file in its checkpoints/ folder")
+    return run
+
+
 def locate_checkpoint(ckpt: str) -> tuple[RunDir, Path]:
     """A run dir (its best checkpoint, else its last) or a checkpoint file inside a run dir."""
+    run = locate_run(ckpt)
     path = Path(ckpt).expanduser().resolve()
-    if path.is_dir():
-        run = RunDir(path)
-        weights = next((p for p in (run.best_weights, run.last_weights) if p.is_file()), None)
-        if weights is None:
-            raise FtoolError(f"ckpt: {path} holds no checkpoint (expected {run.relative(run.best_weights)} "
-                             f"or {run.relative(run.last_weights)}); is it an ftool run directory?")
-    elif path.is_file():
-        run, weights = RunDir(path.parent.parent), path  # <run>/checkpoints/<file>
-    else:
-        raise FtoolError(f"ckpt: {ckpt} does not exist; give a run directory or a checkpoint file")
-    if not run.config.is_file():
-        raise FtoolError(f"ckpt: {run.path} has no .hydra/config.yaml; the checkpoint must sit in the "
-                         f"checkpoints/ folder of an ftool run directory")
+    if path.is_file():
+        return run, path
+    weights = next((p for p in (run.best_weights, run.last_weights) if p.is_file()), None)
+    if weights is None:
+        raise FtoolError(f"ckpt: {path} holds no checkpoint (expected {run.relative(run.best_weights)} "
+                         f"or {run.relative(run.last_weights)}); is it an ftool run directory?")
     return run, weights
 
 

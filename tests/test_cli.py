@@ -190,7 +190,8 @@ def test_user_components_register_from_their_own_module_and_config_dir(workdir):
                                 "model.widht=3", cwd=workdir), "Did you mean 'width'?")
 
 
-def test_ctrl_c_saves_a_checkpoint_and_marks_the_run_interrupted(workdir):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; a cluster's preemption
+def test_a_signal_saves_a_checkpoint_and_marks_the_run_interrupted(workdir, signum):
     run = workdir / "run"
     proc = subprocess.Popen([sys.executable, "-m", "ftool", "train", "data=synthetic", "trainer.epochs=1000",
                              f"hydra.run.dir={run}"], cwd=workdir, stdout=subprocess.PIPE,
@@ -199,7 +200,7 @@ def test_ctrl_c_saves_a_checkpoint_and_marks_the_run_interrupted(workdir):
     deadline = time.time() + 120
     while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "checkpoint saved" in stderr

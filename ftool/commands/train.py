@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from ftool import components
 from ftool.config import RunConfig, validate
 from ftool.engine import checkpoint
-from ftool.engine.accelerator import is_main_process, select, shutdown
+from ftool.engine.accelerator import is_main_process, select
 from ftool.engine.atomic import atomic_write
 from ftool.engine.loggers import Loggers
 from ftool.engine.progress import console, print_metrics
@@ -25,14 +25,11 @@ from ftool.rundir import RunDir, Summary
 def run(cfg: DictConfig, run_dir: Path) -> float | None:
     """Returns the best value of the monitored metric (what a sweeper optimizes)."""
     summary = Summary(RunDir(run_dir), "train", enabled=is_main_process())
-    try:
-        with summary.recording(), StopFlag().installed() as stop:
-            rc = validate(cfg)
-            acc = select(rc.trainer)
-            run = RunDir(Path(acc.broadcast(str(run_dir))))  # rank 0's run dir, on every process
-            return _train(rc, acc, run, summary, stop)
-    finally:
-        shutdown()
+    with summary.recording(), StopFlag().installed() as stop:
+        rc = validate(cfg)
+        acc = select(rc.trainer)
+        run = RunDir(Path(acc.broadcast(str(run_dir))))  # rank 0's run dir, on every process
+        return _train(rc, acc, run, summary, stop)
 
 
 def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) -> float | None:
@@ -65,6 +62,8 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
                          "class_names": info.class_names, "train_size": len(loaders.train.dataset) * acc.world_size},
                    parameters=n_params)
 
+    if resume and acc.is_main:
+        _drop_records_after(run.metrics, resume[1]["step"])
     logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main)
     trainer = Trainer(rc.trainer, acc, model, step_model, loss_fn, optimizer, scheduler, info, run, logger,
                       monitor, l1=rc.optimizer.l1, stop=stop, ema=ema)
@@ -72,8 +71,6 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
     if resume:
         at = trainer.restore(resume[1])
         summary.update(resumed_from_step=at.step)
-        if acc.is_main:
-            _drop_records_after(run.metrics, at.step)
     if acc.is_main:
         where = f"resuming at step {at.step} (epoch {at.epoch})" if at else f"{n_params:,} parameters"
         console.print(f"[bold]ftool train[/] {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
@@ -121,7 +118,9 @@ def _resume_point(rc: RunConfig, run: RunDir):
 
 
 def _drop_records_after(metrics: Path, step: int) -> None:
-    """A resumed run logs the steps after its checkpoint again: drop the first attempt's records."""
+    """A resumed run logs the steps after its checkpoint (and the final test) again: drop the first
+    attempt's records of them."""
     if metrics.is_file():
-        lines = [ln for ln in metrics.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        records = [(ln, json.loads(ln)) for ln in metrics.read_text().splitlines() if ln]
+        lines = [ln for ln, r in records if r["step"] <= step and r.get("split") != "test"]
         atomic_write(metrics, "".join(f"{ln}\n" for ln in lines).encode())

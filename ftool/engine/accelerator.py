@@ -3,6 +3,7 @@ ftool asks the Accelerator and never torch.cuda or torch.distributed directly.""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -112,6 +113,12 @@ def select(cfg: TrainerConfig) -> Accelerator:
     elif (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
         raise FtoolError(f"trainer.accelerator: {kind} is not available on this machine; use auto or cpu")
     precision = _precision(cfg.precision, kind)
+    launched = int(os.environ.get("WORLD_SIZE", 1))
+    if cfg.devices > 1 and launched != cfg.devices:
+        raise FtoolError(f"trainer.devices={cfg.devices} but torchrun started {launched} processes; "
+                         f"give one or the other")
+    if kind == "cuda" and launched > torch.cuda.device_count():
+        raise FtoolError(f"trainer.devices: {launched} processes but only {torch.cuda.device_count()} CUDA devices")
     rank, world_size = _init_processes(kind)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if kind == "cuda" else kind)
     if kind == "cuda":
@@ -152,9 +159,12 @@ def _init_processes(kind: str) -> tuple[int, int]:
         return 0, 1
     if not dist.is_initialized():
         dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+        # One group for the process's lifetime (every job of a sweep uses it), torn down at exit,
+        # after a failure as well.
+        atexit.register(_shutdown)
     return dist.get_rank(), dist.get_world_size()
 
 
-def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
+def _shutdown() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()

@@ -177,14 +177,18 @@ class Trainer:
                 epoch_samples, step_samples, group_loss_bad = 0, 0, False
                 if timer is not None:
                     timer = time.perf_counter()
+                i = first
                 for i, batch in enumerate(train_loader, first + 1):
                     x, y = acc.to_device(batch)
-                    group = min(accum, batches - (i - 1) // accum * accum)  # batches in this step
+                    # The step's gradient is the mean over the samples of its whole group of batches, as
+                    # one big batch would give: weight each batch by its share (the last may be short).
+                    group_start = (i - 1) // accum * accum * train_loader.batch_size
+                    group_samples = min(accum * train_loader.batch_size, train_loader.sampler.per_rank - group_start)
                     with acc.autocast():
                         out = self.step_model(x)
                         loss = self.loss_fn(out, y)
                         objective = loss + self.l1 * l1_penalty(self.model) if self.l1 else loss
-                    self.scaler.scale(objective / group).backward()
+                    self.scaler.scale(objective * (y.shape[0] / group_samples)).backward()
                     group_loss_bad |= not bool(torch.isfinite(loss))
                     loss_sum += loss.detach() * y.shape[0]
                     seen += y.shape[0]
@@ -227,9 +231,11 @@ class Trainer:
                     if at.step % cfg.log_every_n_steps == 0 or at.step == total_steps or i == batches:
                         loss_value = loss.item()
                         elapsed = time.perf_counter() - timer
-                        progress.advance(i, loss_value, epoch_samples / elapsed if epoch_samples and elapsed else None)
-                        self.logger.log({"step": at.step, "epoch": epoch, "split": "train", "train/loss": loss_value,
-                                         "lr": self.optimizer.param_groups[0]["lr"]})
+                        speed = epoch_samples / elapsed if epoch_samples and elapsed else None
+                        progress.advance(i, loss_value, speed)
+                        record = {"step": at.step, "epoch": epoch, "split": "train", "train/loss_step": loss_value,
+                                  "lr": self.optimizer.param_groups[0]["lr"]}
+                        self.logger.log(record | ({"train/samples_per_s": speed} if speed else {}))
                     stopping = acc.any(self.stop.requested)
                     if stopping or (cfg.checkpoint_every_n_steps and at.step % cfg.checkpoint_every_n_steps == 0):
                         self._save_last(Position(epoch, i, at.step, float(loss_sum), seen, at.best,
@@ -261,7 +267,10 @@ class Trainer:
                     at.stale = 0 if gain > cfg.early_stopping_min_delta else at.stale + 1
                 if cfg.save_every_n_epochs and epoch % cfg.save_every_n_epochs == 0:
                     self._save_weights(self.run.epoch_weights(epoch), epoch=epoch, step=at.step)
-                self._save_last(Position(epoch + 1, 0, at.step, 0.0, 0, at.best, at.best_metrics, at.stale))
+                # max_steps may end the run mid-epoch: a later resume (with more steps) goes on from there.
+                self._save_last(Position(epoch + 1, 0, at.step, 0.0, 0, at.best, at.best_metrics, at.stale)
+                                if i == batches else
+                                Position(epoch, i, at.step, float(loss_sum), seen, at.best, at.best_metrics, at.stale))
                 progress.end_epoch({**train_metrics, **val_metrics}, self.monitor)
                 if cfg.early_stopping_patience and at.stale >= cfg.early_stopping_patience:
                     console.print(f"early stopping: {self.monitor} has not improved by more than "

@@ -1,0 +1,202 @@
+"""The engine through the real CLI: exact resume, kill and resume, gradient accumulation,
+precision and compilation, two-process DDP, early stopping, the NaN guard, loggers."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ftool.engine.accelerator import cpu_has_bf16
+from tests.conftest import assert_one_line_error, ftool, read_json, read_jsonl
+
+# A small, fast job: the MLP on random 1x8x8 data, 540 training samples (5 batches of 128).
+SMALL = ("trainer.progress=false", "data=synthetic", "data.shape=[1,8,8]", "data.train_size=600", "model=mlp")
+
+
+def train(workdir, run, *overrides):
+    result = ftool("train", *SMALL, *overrides, f"hydra.run.dir={run}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def weights(run, name="last"):
+    return load_file(run / "checkpoints" / f"{name}.safetensors")
+
+
+def assert_same_weights(a, b, atol=0.0):
+    assert a.keys() == b.keys()
+    for k in a:
+        if atol:
+            torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0)
+        else:
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_two_epochs_resumed_to_four_equal_four_epochs_bit_for_bit(workdir):
+    full, half = workdir / "full", workdir / "half"
+    train(workdir, full, "trainer.epochs=4")
+    train(workdir, half, "trainer.epochs=2")
+    result = ftool("train", f"trainer.resume={half}", "trainer.epochs=4", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "resuming at step 10 (epoch 3)" in result.stdout
+
+    for name in ("last", "best"):
+        assert_same_weights(weights(full, name), weights(half, name))
+    a, b = read_json(full / "summary.json"), read_json(half / "summary.json")
+    assert b["status"] == "completed" and b["resumed_from_step"] == 10
+    assert a["metrics"] == b["metrics"] and a["best"] == b["best"]
+    # The first attempt's final test record is replaced, the log reads as one run.
+    def log(run):  # every record but the measured speed
+        return [{k: v for k, v in r.items() if k != "train/samples_per_s"} for r in read_jsonl(run / "metrics.jsonl")]
+
+    assert log(full) == log(half)
+    assert not list(workdir.glob("outputs"))  # the resumed run reused its run dir
+
+
+def test_resume_from_the_middle_of_an_epoch_is_bit_exact(workdir):
+    full, cut = workdir / "full", workdir / "cut"
+    common = ("trainer.epochs=3", "trainer.validate=false")
+    train(workdir, full, *common)
+    train(workdir, cut, *common, "trainer.max_steps=7")  # stops in epoch 2, after batch 2 of 5
+    state = torch.load(cut / "checkpoints" / "last.state.pt", weights_only=True)
+    assert state["position"]["epoch"] == 2 and state["position"]["batch"] == 2
+    result = ftool("train", f"trainer.resume={cut}/checkpoints/last.state.pt", "trainer.max_steps=-1", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert_same_weights(weights(full), weights(cut))
+    assert read_json(full / "summary.json")["metrics"] == read_json(cut / "summary.json")["metrics"]
+
+
+def test_sigkill_leaves_a_checkpoint_that_resume_auto_finishes(workdir):
+    job = (*SMALL, "model=simplecnn", "data.shape=[3,32,32]", "data.train_size=1500", "data.batch_size=32",
+           "trainer.epochs=3", "trainer.validate=false", "trainer.checkpoint_every_n_steps=5")
+    full, killed = workdir / "full", workdir / "killed"
+    assert ftool("train", *job, f"hydra.run.dir={full}", cwd=workdir).returncode == 0
+
+    proc = subprocess.Popen([sys.executable, "-m", "ftool", "train", *job, f"hydra.run.dir={killed}"],
+                            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = killed / "checkpoints" / "last.state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert read_json(killed / "summary.json")["status"] == "running"  # no chance to say otherwise
+
+    result = ftool("train", *job, f"hydra.run.dir={killed}", "trainer.resume=auto", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    summary = read_json(killed / "summary.json")
+    assert summary["status"] == "completed" and summary["resumed_from_step"] >= 5
+    assert_same_weights(weights(full), weights(killed))
+
+
+def test_resume_errors_are_one_line(workdir):
+    assert_one_line_error(ftool("train", f"trainer.resume={workdir}/nowhere", cwd=workdir),
+                          "trainer.resume:", "does not exist")
+    run = workdir / "run"
+    train(workdir, run, "trainer.epochs=1")
+    (run / "checkpoints" / "last.state.pt").unlink()
+    assert_one_line_error(ftool("train", f"trainer.resume={run}", cwd=workdir), "no resumable checkpoint")
+
+
+def test_accumulating_four_batches_of_16_equals_one_batch_of_64(workdir):
+    # 540 samples: the last group is short (28 samples in batches of 16 and 12), where a plain
+    # division by the number of batches would weight the samples wrongly.
+    common = ("trainer.epochs=2", "trainer.validate=false")
+    big, accumulated = workdir / "big", workdir / "accumulated"
+    train(workdir, big, *common, "data.batch_size=64")
+    train(workdir, accumulated, *common, "data.batch_size=16", "trainer.accumulate_grad_batches=4")
+    assert read_json(big / "summary.json")["timing"]["steps"] == read_json(accumulated / "summary.json")["timing"]["steps"] == 18
+    assert_same_weights(weights(big), weights(accumulated), atol=1e-6)
+
+
+def test_compile_and_auto_precision_run_through_the_cli(workdir):
+    run = workdir / "run"
+    train(workdir, run, "trainer.epochs=1", "trainer.compile=true", "trainer.precision=auto")
+    env = read_json(run / "summary.json")["environment"]
+    assert env["compile"] is True and env["compiled_graphs"] >= 1  # dynamo really captured graphs
+    assert env["precision"] == ("bf16-mixed" if cpu_has_bf16() else "32")
+    assert read_json(run / "summary.json")["metrics"]["test/loss"] < 10
+
+
+def test_bf16_and_grad_clipping_and_ema_complete(workdir):
+    run = workdir / "run"
+    extra = ["trainer.precision=bf16-mixed"] if cpu_has_bf16() else []
+    train(workdir, run, "trainer.epochs=2", "trainer.grad_clip=0.5", "trainer.ema_decay=0.9", *extra)
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "completed" and 0 <= summary["metrics"]["test/accuracy"] <= 1
+
+
+def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
+    one, two = workdir / "one", workdir / "two"
+    train(workdir, one, "trainer.epochs=2")
+    result = train(workdir, two, "trainer.epochs=2", "trainer.devices=2")
+    assert "starting 2 processes" in result.stderr
+    a, b = read_json(one / "summary.json"), read_json(two / "summary.json")
+    assert b["status"] == "completed" and b["environment"]["world_size"] == 2
+    assert a["timing"]["steps"] == b["timing"]["steps"] == 10  # same global batch, same steps
+    for key, value in a["metrics"].items():
+        assert b["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert_same_weights(weights(one), weights(two), atol=1e-5)
+    assert sorted(p.name for p in workdir.iterdir()) == ["one", "two"]  # no second run dir anywhere
+    assert len(read_jsonl(two / "metrics.jsonl")) == len(read_jsonl(one / "metrics.jsonl"))
+
+
+def test_torchrun_launch_and_devices_mismatch(workdir):
+    run = workdir / "run"
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "ftool", "train", *SMALL, "trainer.epochs=1", "trainer.devices=3",
+                             f"hydra.run.dir={run}"], cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "trainer.devices=3 but torchrun started 2 processes" in result.stderr
+    assert read_json(run / "summary.json")["status"] == "failed"
+
+
+def test_early_stopping_stops_after_patience_validations(workdir):
+    run = workdir / "run"
+    train(workdir, run, "trainer.epochs=10", "trainer.early_stopping_patience=2",
+          "trainer.early_stopping_min_delta=10")  # no epoch can improve by 10
+    summary = read_json(run / "summary.json")
+    assert summary["stopped_early"] is True and summary["timing"]["epochs"] == 3
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step(workdir):
+    run = workdir / "run"
+    diverge = ("model=linear", "data=regression", "optimizer=sgd", "optimizer.lr=1e6", "trainer.epochs=3")
+    result = ftool("train", *diverge, f"hydra.run.dir={run}", cwd=workdir)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "non-finite loss at step" in result.stderr and "trainer.on_nonfinite=skip" in result.stderr
+    assert read_json(run / "summary.json")["status"] == "failed"
+
+    skipped = workdir / "skipped"
+    result = ftool("train", *diverge, "trainer.on_nonfinite=skip", f"hydra.run.dir={skipped}", cwd=workdir)
+    assert result.returncode == 0 and "non-finite loss, step skipped" in result.stdout
+    assert all(torch.isfinite(t).all() for t in weights(skipped).values())
+
+
+def test_tensorboard_and_csv_loggers_write_real_files(workdir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = workdir / "run"
+    train(workdir, run, "trainer.epochs=2", "trainer.log_every_n_steps=2", "logger=[tensorboard,csv]")
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss_step", "train/lr", "train/samples_per_s", "val/loss", "val/accuracy",
+            "test/accuracy"} <= tags
+    assert [e.step for e in events.Scalars("val/accuracy")] == [5, 10]
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "step,epoch,split,metric,value" and any(",val,val/accuracy," in r for r in rows)
+
+
+def test_a_logger_whose_package_is_missing_says_how_to_get_it(workdir):
+    try:
+        import mlflow  # noqa: F401
+        pytest.skip("mlflow is installed here")
+    except ImportError:
+        pass
+    assert_one_line_error(ftool("train", *SMALL, "logger=mlflow", cwd=workdir), "pip install mlflow")
