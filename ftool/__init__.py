@@ -1,3 +1,6 @@
 """ftool: build, train, evaluate and fine-tune PyTorch models from YAML configs."""
 
+import time
+
 __version__ = "0.1.0"
+STARTED = time.perf_counter()  # the first ftool import: summary.json's timing.first_step_seconds counts from here

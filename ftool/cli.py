@@ -298,9 +298,9 @@ def main(argv: list[str] | None = None) -> None:
         config_dir, extra = config_root(), [f"hydra.job.name={name}"]
         reused = run_to_reuse(command, options, overrides)
         if reused:
-            from ftool.rundir import locate_run
+            from ftool.rundir import locate_checkpoint, locate_run
 
-            run = locate_run(reused, "ckpt" if command.reuses_run else "trainer.resume")
+            run = locate_checkpoint(reused)[0] if command.reuses_run else locate_run(reused, "trainer.resume")
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
             extra += [f"hydra.run.dir={run.path}", "hydra.output_subdir=null", "hydra/job_logging=none"]
         else:

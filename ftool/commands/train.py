@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+import ftool
 from ftool import components
 from ftool.config import RunConfig, validate
 from ftool.engine import checkpoint
@@ -100,7 +101,9 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
                        "train_samples": result.train_samples,
                        "train_samples_per_s": round(result.train_samples / result.train_seconds, 2)
                        if result.train_seconds > 0 else None,
-                       "epochs": result.epochs, "steps": result.steps})
+                       "epochs": result.epochs, "steps": result.steps,
+                       "first_step_seconds": round(result.first_step_at - ftool.STARTED, 3)
+                       if result.first_step_at else None})
     if acc.is_main:
         print_metrics("results", metrics, where=f"run directory: {run.path}")
     return result.best["value"] if result.best else None

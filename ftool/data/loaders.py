@@ -90,7 +90,8 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
         val_base = splits.train
 
     info = splits.info
-    train_tf, eval_tf = make_transform(cfg, info, train=True), make_transform(cfg, info, train=False)
+    stored = splits.train[0][0].dtype  # uint8 images are scaled to [0, 1]; float data as it is
+    train_tf, eval_tf = (make_transform(cfg, info, train, stored) for train in (True, False))
     eval_bs = cfg.eval_batch_size or cfg.batch_size
     workers = {"num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory,
                "persistent_workers": cfg.persistent_workers and cfg.num_workers > 0}

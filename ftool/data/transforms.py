@@ -10,11 +10,12 @@ from ftool.data import DataInfo
 from ftool.errors import FtoolError
 
 
-def make_transform(cfg: DataConfig, info: DataInfo, train: bool):
-    """The transform for one split, or None when samples need none (the fast path)."""
+def make_transform(cfg: DataConfig, info: DataInfo, train: bool, stored_dtype: torch.dtype):
+    """The transform for one split, or None when samples need none (the fast path: a per-sample
+    call costs ~5% of a small model's step time)."""
     ops = []
-    if info.is_image:
-        ops.append(v2.ToDtype(torch.float32, scale=True))  # uint8 -> [0, 1]; floats pass unchanged
+    if info.is_image and stored_dtype == torch.uint8:
+        ops.append(v2.ToDtype(torch.float32, scale=True))  # uint8 -> [0, 1]
     aug = cfg.augment
     wants_augment = aug.crop_padding > 0 or aug.hflip or aug.rotation > 0
     if wants_augment and not info.is_image:

@@ -128,6 +128,7 @@ class FitResult:
     train_seconds: float  # training batches only, after the first (warm-up) batch of this process
     train_samples: int
     stopped_early: bool
+    first_step_at: float | None  # time.perf_counter() when the first optimizer step had finished
 
 
 @dataclass
@@ -160,7 +161,7 @@ class Trainer:
         epochs, total_steps = plan_steps(cfg, steps_per_epoch)
         mode = monitor_mode(self.monitor, cfg.mode)
         progress = TrainProgress(cfg.progress and acc.is_main, epochs, cfg.log_every_n_steps)
-        timer, timed_seconds, timed_samples = None, 0.0, 0
+        timer, timed_seconds, timed_samples, first_step_at = None, 0.0, 0, None
         train_metrics, stopped_early = {}, False
         # Everything built so far lives for the whole run: keep the cyclic GC from re-scanning it
         # (a full collection over torch's and Hydra's objects stalls a step for ~0.2 s).
@@ -224,7 +225,7 @@ class Trainer:
 
                     if timer is None:  # the first step warms up (allocations, compilation): untimed
                         self._sync()
-                        timer = time.perf_counter()
+                        timer = first_step_at = time.perf_counter()
                     else:
                         epoch_samples += step_samples * acc.world_size
                     step_samples = 0
@@ -283,7 +284,7 @@ class Trainer:
             progress.close()
             gc.unfreeze()
         return FitResult({**train_metrics, **at.best_metrics}, at.best, epoch, at.step, timed_seconds,
-                         timed_samples, stopped_early)
+                         timed_samples, stopped_early, first_step_at)
 
     def _weights_module(self) -> nn.Module:
         """What best/epoch checkpoints hold: the EMA weights when EMA is on."""

@@ -1,0 +1,173 @@
+"""ftool's speed, measured against a baseline in the same run (these machines are shared and noisy:
+quote ratios, not absolute figures). Writes a table to BENCHMARKS.md.
+
+    python scripts/bench.py                       # everything (about 10 minutes on 2 CPU cores)
+    python scripts/bench.py --sections overhead --repeats 7
+
+Sections:
+  overhead   train samples/s of `ftool train model=simplecnn data=synthetic` over the hand-written
+             reference loop (../shared/bench/reference_loop.py) on the same job: 8,192 3x32x32
+             samples, batch 128, 2 epochs, Adam, no validation; fp32 and bf16. Runs alternate,
+             the figure is the median of `--repeats` runs of each. Target: >= 0.97.
+  precision  bf16-mixed over fp32 for simplecnn, convnet, resnet18 (ftool, this device).
+  compile    torch.compile over eager for the same models.
+  startup    seconds from `ftool train` start to the first optimizer step (summary.json's
+             timing.first_step_seconds), next to `python -c "import torch"` for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = Path(os.environ.get("FTOOL_REFERENCE_LOOP", ROOT.parent / "shared" / "bench" / "reference_loop.py"))
+OVERHEAD_JOB = ["model=simplecnn", "data=synthetic", "data.shape=[3,32,32]", "data.num_classes=10",
+                "data.train_size=8192", "data.val_fraction=0", "data.batch_size=128", "trainer.epochs=2",
+                "optimizer=adam", "optimizer.lr=0.001", "trainer.validate=false", "trainer.progress=false"]
+MODELS = ("simplecnn", "convnet", "resnet18")
+
+
+def ftool_train(overrides: list[str]) -> dict:
+    """One `ftool train` in a subprocess; its summary.json's timing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "ftool", "train", *overrides, f"hydra.run.dir={tmp}/run"]
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        if result.returncode != 0:
+            sys.exit(f"bench: ftool failed: {' '.join(cmd)}\n{result.stderr}")
+        return json.loads((Path(tmp) / "run" / "summary.json").read_text())["timing"]
+
+
+def reference(bf16: bool) -> dict:
+    cmd = [sys.executable, str(REFERENCE), "--samples", "8192", "--batch-size", "128", "--epochs", "2"]
+    result = subprocess.run(cmd + (["--bf16"] if bf16 else []), capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"bench: the reference loop failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def overhead(repeats: int, bf16_ok: bool) -> list[list[str]]:
+    rows = []
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        if bf16 and not bf16_ok:
+            rows.append([f"overhead {name}", "skipped: no bf16 on this CPU", "", "", ""])
+            continue
+        precision = ["trainer.precision=bf16-mixed"] if bf16 else []
+        ours, ref = [], []
+        for i in range(repeats):  # alternate, and alternate who goes first, so drift hits both alike
+            pair = [lambda: ours.append(ftool_train(OVERHEAD_JOB + precision)["train_samples_per_s"]),
+                    lambda: ref.append(reference(bf16)["train_samples_per_s"])]
+            for run in (pair if i % 2 == 0 else pair[::-1]):
+                run()
+        ratio = statistics.median(ours) / statistics.median(ref)
+        paired = statistics.median(o / r for o, r in zip(ours, ref))
+        print(f"overhead {name}: ftool {statistics.median(ours):.0f} vs reference {statistics.median(ref):.0f} "
+              f"samples/s: {ratio:.3f}x (median of pairs {paired:.3f}x)", flush=True)
+        rows.append([f"overhead {name}", f"{statistics.median(ours):.0f}", f"{statistics.median(ref):.0f}",
+                     f"**{ratio:.3f}x**", f"median of {repeats} runs each; median of paired ratios {paired:.3f}x"])
+    return rows
+
+
+def model_job(model: str) -> list[str]:
+    size = "2048" if model == "resnet18" else "8192"  # resnet18 is ~20x slower per sample on a CPU
+    return [f"model={model}", "data=synthetic", "data.shape=[3,32,32]", f"data.train_size={size}",
+            "data.val_fraction=0", "trainer.epochs=1", "trainer.validate=false", "trainer.progress=false"]
+
+
+def speedups(section: str, repeats: int, bf16_ok: bool) -> list[list[str]]:
+    if section == "precision" and not bf16_ok:
+        return [["bf16 over fp32", "skipped: no bf16 on this CPU", "", "", ""]]
+    base, variant = (["trainer.precision=32"], ["trainer.precision=bf16-mixed"]) if section == "precision" \
+        else (["trainer.compile=false"], ["trainer.compile=true"])
+    label = "bf16 over fp32" if section == "precision" else "compile over eager"
+    rows = []
+    for model in MODELS:
+        a, b = [], []
+        for _ in range(repeats):
+            a.append(ftool_train(model_job(model) + base)["train_samples_per_s"])
+            b.append(ftool_train(model_job(model) + variant)["train_samples_per_s"])
+        ratio = statistics.median(b) / statistics.median(a)
+        print(f"{label} {model}: {statistics.median(b):.0f} vs {statistics.median(a):.0f} samples/s: {ratio:.2f}x",
+              flush=True)
+        rows.append([f"{label}: {model}", f"{statistics.median(b):.0f}", f"{statistics.median(a):.0f}",
+                     f"**{ratio:.2f}x**", f"median of {repeats}; {' '.join(model_job(model)[3:5])}"])
+    return rows
+
+
+def startup(repeats: int) -> list[list[str]]:
+    first, imports = [], []
+    for _ in range(repeats):
+        first.append(ftool_train(["trainer.epochs=1", "trainer.progress=false"])["first_step_seconds"])
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch"], check=True)
+        imports.append(time.perf_counter() - start)
+    print(f"startup: first step after {statistics.median(first):.2f} s; `import torch` takes "
+          f"{statistics.median(imports):.2f} s", flush=True)
+    return [["time to first step (default `ftool train`)", f"{statistics.median(first):.2f} s",
+             f"{statistics.median(imports):.2f} s", "", f"baseline: `python -c \"import torch\"`; median of {repeats}"]]
+
+
+def machine() -> str:
+    import torch
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
+        else platform.processor()
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"Python {platform.python_version()}, {platform.system()}")
+
+
+def write_markdown(path: Path, command: str, rows: list[list[str]]) -> None:
+    """Replace this script's section of BENCHMARKS.md (other scripts keep theirs)."""
+    begin, end = "<!-- scripts/bench.py: begin -->", "<!-- scripts/bench.py: end -->"
+    table = ["| measurement | ftool / variant | baseline | ratio | how |", "|---|---|---|---|---|"]
+    table += [f"| {' | '.join(r)} |" for r in rows]
+    block = "\n".join([begin, "## Training speed (`scripts/bench.py`)", "",
+                       f"- command: `{command}`", f"- machine: {machine()}",
+                       f"- date: {dt.date.today().isoformat()}", "", *table, end])
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures from the scripts in `scripts/`.\n"
+    if begin in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", default="overhead,precision,compile,startup")
+    p.add_argument("--repeats", type=int, default=5, help="runs of each measurement (the median is kept)")
+    p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    a = p.parse_args()
+    sections = a.sections.split(",")
+    unknown = set(sections) - {"overhead", "precision", "compile", "startup"}
+    if unknown:
+        sys.exit(f"bench: unknown section(s) {', '.join(sorted(unknown))}")
+    if "overhead" in sections and not REFERENCE.is_file():
+        sys.exit(f"bench: the reference loop is not at {REFERENCE}; set FTOOL_REFERENCE_LOOP")
+    from ftool.engine.accelerator import cpu_has_bf16
+
+    bf16_ok = cpu_has_bf16()
+    rows = []
+    if "overhead" in sections:
+        rows += overhead(a.repeats, bf16_ok)
+    for section in ("precision", "compile"):
+        if section in sections:
+            rows += speedups(section, max(1, a.repeats // 2), bf16_ok)
+    if "startup" in sections:
+        rows += startup(a.repeats)
+    write_markdown(a.output, "python scripts/bench.py " + " ".join(sys.argv[1:]), rows)
+    print(f"wrote {a.output}")
+
+
+if __name__ == "__main__":
+    main()
