@@ -8,7 +8,8 @@ Sections:
   overhead   train samples/s of `ftool train model=simplecnn data=synthetic` over the hand-written
              reference loop (../shared/bench/reference_loop.py) on the same job: 8,192 3x32x32
              samples, batch 128, 2 epochs, Adam, no validation; fp32 and bf16. Runs alternate,
-             the figure is the median of `--repeats` runs of each. Target: >= 0.97.
+             the figure is the median of `--repeats` runs of each. Target: >= 0.97. A third row
+             gives both programs ftool's malloc settings: the training loop's overhead alone.
   precision  bf16-mixed over fp32 for simplecnn, convnet, resnet18 (ftool, this device).
   compile    torch.compile over eager for the same models.
   startup    seconds from `ftool train` start to the first optimizer step (summary.json's
@@ -37,19 +38,25 @@ OVERHEAD_JOB = ["model=simplecnn", "data=synthetic", "data.shape=[3,32,32]", "da
 MODELS = ("simplecnn", "convnet", "resnet18")
 
 
-def ftool_train(overrides: list[str]) -> dict:
+# glibc's malloc as ftool sets it (ftool/engine/allocator.py), as environment variables: given to
+# both programs, the comparison measures the training loop alone.
+SAME_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "268435456"}
+
+
+def ftool_train(overrides: list[str], env: dict | None = None) -> dict:
     """One `ftool train` in a subprocess; its summary.json's timing."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "ftool", "train", *overrides, f"hydra.run.dir={tmp}/run"]
-        result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, env={**os.environ, **(env or {})})
         if result.returncode != 0:
             sys.exit(f"bench: ftool failed: {' '.join(cmd)}\n{result.stderr}")
         return json.loads((Path(tmp) / "run" / "summary.json").read_text())["timing"]
 
 
-def reference(bf16: bool) -> dict:
+def reference(bf16: bool, env: dict | None = None) -> dict:
     cmd = [sys.executable, str(REFERENCE), "--samples", "8192", "--batch-size", "128", "--epochs", "2"]
-    result = subprocess.run(cmd + (["--bf16"] if bf16 else []), capture_output=True, text=True)
+    result = subprocess.run(cmd + (["--bf16"] if bf16 else []), capture_output=True, text=True,
+                            env={**os.environ, **(env or {})})
     if result.returncode != 0:
         sys.exit(f"bench: the reference loop failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -57,15 +64,16 @@ def reference(bf16: bool) -> dict:
 
 def overhead(repeats: int, bf16_ok: bool) -> list[list[str]]:
     rows = []
-    for name, bf16 in (("fp32", False), ("bf16", True)):
+    for name, bf16, env in (("fp32", False, None), ("bf16", True, None),
+                            ("fp32, both with ftool's malloc settings", False, SAME_MALLOC)):
         if bf16 and not bf16_ok:
             rows.append([f"overhead {name}", "skipped: no bf16 on this CPU", "", "", ""])
             continue
         precision = ["trainer.precision=bf16-mixed"] if bf16 else []
         ours, ref = [], []
         for i in range(repeats):  # alternate, and alternate who goes first, so drift hits both alike
-            pair = [lambda: ours.append(ftool_train(OVERHEAD_JOB + precision)["train_samples_per_s"]),
-                    lambda: ref.append(reference(bf16)["train_samples_per_s"])]
+            pair = [lambda: ours.append(ftool_train(OVERHEAD_JOB + precision, env)["train_samples_per_s"]),
+                    lambda: ref.append(reference(bf16, env)["train_samples_per_s"])]
             for run in (pair if i % 2 == 0 else pair[::-1]):
                 run()
         ratio = statistics.median(ours) / statistics.median(ref)

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ftool.config import TrainerConfig
+from ftool.engine.allocator import tune_malloc
 from ftool.engine.progress import console
 from ftool.errors import FtoolError
 
@@ -102,10 +103,11 @@ class Accelerator:
     def environment(self) -> dict:
         return {"accelerator": self.device.type, "precision": self.precision, "compile": self.compile,
                 "world_size": self.world_size, "strategy": self.strategy if self.world_size > 1 else None,
-                "torch": torch.__version__}
+                "torch": torch.__version__, "malloc": tune_malloc()}
 
 
 def select(cfg: TrainerConfig) -> Accelerator:
+    tune_malloc()  # before the data and the model allocate
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     kind = cfg.accelerator
     if kind == "auto":
