@@ -146,6 +146,21 @@ def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
     assert len(read_jsonl(two / "metrics.jsonl")) == len(read_jsonl(one / "metrics.jsonl"))
 
 
+def test_fsdp_on_two_processes_matches_one_process_across_a_resume(workdir):
+    one, two = workdir / "one", workdir / "two"
+    train(workdir, one, "trainer.epochs=3")
+    train(workdir, two, "trainer.epochs=2", "trainer.devices=2", "trainer.strategy=fsdp")
+    # Resuming gathers nothing new: the checkpoint holds whole tensors, which FSDP shards again.
+    result = ftool("train", f"trainer.resume={two}", "trainer.epochs=3", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    a, b = read_json(one / "summary.json"), read_json(two / "summary.json")
+    assert b["environment"]["strategy"] == "fsdp" and b["environment"]["world_size"] == 2
+    assert b["resumed_from_step"] == 10 and b["timing"]["steps"] == a["timing"]["steps"] == 15
+    for key, value in a["metrics"].items():
+        assert b["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert_same_weights(weights(one), weights(two), atol=1e-5)
+
+
 def test_torchrun_launch_and_devices_mismatch(workdir):
     run = workdir / "run"
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -81,7 +81,8 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
         result = trainer.fit(loaders.train, loaders.val, at)
         metrics = dict(result.metrics)
         if rc.trainer.validate and rc.trainer.test:
-            checkpoint.load_into(model, run.best_weights if run.best_weights.is_file() else run.last_weights)
+            tested = run.best_weights if run.best_weights.is_file() else run.last_weights
+            acc.load_model_state(model, checkpoint.load_weights(tested)[0])
             test = evaluate(step_model, loaders.test, loss_fn, acc, info, "test")
             logger.log({"step": result.steps, "epoch": result.epochs, "split": "test", **test})
             metrics.update(test)

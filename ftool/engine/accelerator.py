@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ftool.config import TrainerConfig
+from ftool.engine.checkpoint import unwrap
 from ftool.engine.allocator import tune_malloc
 from ftool.engine.progress import console
 from ftool.errors import FtoolError
@@ -41,6 +42,11 @@ class Accelerator:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def sharded(self) -> bool:
+        """FSDP: each process holds a shard of the parameters and optimizer state."""
+        return self.strategy == "fsdp" and self.world_size > 1
+
     def autocast(self):
         if self.precision == "32":
             return contextlib.nullcontext()
@@ -56,7 +62,9 @@ class Accelerator:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         step_model = model
-        if self.world_size > 1:
+        if self.sharded:
+            _fully_shard(model, self.device, self.world_size)  # in place: `model` is the sharded module
+        elif self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if self.compile:
@@ -66,6 +74,41 @@ class Accelerator:
             torch._dynamo.config.suppress_errors = self.compile != "strict"
             step_model = torch.compile(step_model, mode=None if self.compile_mode == "default" else self.compile_mode)
         return model, step_model
+
+    # Checkpoint contents: whole (unsharded) tensors, whatever the strategy. Under FSDP these
+    # gather across processes, so every process calls them; only the main one writes the result.
+    def model_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return unwrap(model).state_dict()
+
+    def load_model_state(self, model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(model, tensors if self.is_main else {},
+                                 options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        else:
+            unwrap(model).load_state_dict(tensors)
+
+    def optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            return get_optimizer_state_dict(model, optimizer,
+                                            options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return optimizer.state_dict()
+
+    def load_optimizer_state(self, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        if self.sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+            set_optimizer_state_dict(model, optimizer, state if self.is_main else {},
+                                     options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
+        else:
+            optimizer.load_state_dict(state)
 
     def to_device(self, batch):
         non_blocking = self.device.type == "cuda"
@@ -95,6 +138,14 @@ class Accelerator:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def max(self, value: int) -> int:
+        """The largest `value` over the processes."""
+        if self.world_size == 1:
+            return value
+        t = torch.tensor(value, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
 
     def barrier(self) -> None:
         if self.world_size > 1:
@@ -131,8 +182,8 @@ def select(cfg: TrainerConfig) -> Accelerator:
             raise FtoolError("trainer.compile=strict: torch.compile on CPU needs a C compiler (cc), none found")
         console.print("[yellow]trainer.compile: no C compiler found (inductor needs one on CPU); running eagerly")
         compile_ = False
-    if cfg.strategy == "fsdp":
-        raise FtoolError("trainer.strategy=fsdp: not available yet (sharded checkpoints are still to come); use ddp")
+    if cfg.strategy == "fsdp" and cfg.ema_decay:
+        raise FtoolError("trainer.ema_decay: EMA is not supported with trainer.strategy=fsdp; use ddp or ema_decay=0")
     if cfg.channels_last and kind == "mps":
         raise FtoolError("trainer.channels_last: not supported on mps")
     return Accelerator(device, precision, compile_, cfg.compile_mode, cfg.channels_last, cfg.strategy,
@@ -147,6 +198,19 @@ def _precision(asked: str, kind: str) -> str:
         raise FtoolError(f"trainer.precision: bf16-mixed is not supported by this {kind}; use 32"
                          + (" or fp16-mixed" if kind == "cuda" else ""))
     return asked
+
+
+def _fully_shard(model: nn.Module, device: torch.device, world_size: int) -> None:
+    """FSDP2: shard each top-level block that has parameters, then the root (which takes the rest),
+    so a forward gathers one block's parameters at a time."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (world_size,))
+    for block in model.children():
+        if any(p.requires_grad for p in block.parameters()):
+            fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
 
 
 def is_main_process() -> bool:

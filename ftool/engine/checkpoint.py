@@ -41,8 +41,10 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
-def save_weights(path: Path, model: nn.Module, **metadata) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+def save_weights(path: Path, weights: nn.Module | dict[str, torch.Tensor], **metadata) -> None:
+    """A module's weights, or a state dict (what a sharded model gathers), with string metadata."""
+    state = weights if isinstance(weights, dict) else unwrap(weights).state_dict()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     meta = {"format": FORMAT, **{k: str(v) for k, v in metadata.items()}}
     atomic_write(path, safetensors_bytes(tensors, metadata=meta))
 
@@ -94,14 +96,14 @@ def load_state(path: Path) -> dict:
         raise FtoolError(f"ckpt: refusing to load {path}: {first}") from None
 
 
-def save_last(run, model: nn.Module, state: dict) -> None:
+def save_last(run, weights: nn.Module | dict[str, torch.Tensor], state: dict) -> None:
     """The resumable checkpoint: weights (keeping the previous ones) then state, each atomic."""
     if run.last_weights.is_file():
         keep = run.last_weights.with_name(f".{run.last_weights.name}.link")
         keep.unlink(missing_ok=True)
         os.link(run.last_weights, keep)
         os.replace(keep, run.last_prev_weights)
-    save_weights(run.last_weights, model, epoch=state["epoch_done"], step=state["step"])
+    save_weights(run.last_weights, weights, epoch=state["epoch_done"], step=state["step"])
     save_state(run.last_state, state)
 
 

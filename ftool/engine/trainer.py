@@ -96,12 +96,18 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Acce
     synced across processes by torchmetrics."""
     model.eval()
     meter = EpochMeter(info, acc.device)
+    # Every FSDP forward gathers parameters: a process with fewer batches joins the others' last ones.
+    extra = acc.max(len(loader)) - len(loader) if acc.sharded else 0
+    x = torch.zeros(1, *info.input_shape, device=acc.device)
     for batch in loader:
         x, y = acc.to_device(batch)
         with acc.autocast():
             out = model(x)
             loss = loss_fn(out, y)
         meter.update(loss, out, y)
+    for _ in range(extra):
+        with acc.autocast():
+            model(x)
     return meter.compute(prefix)
 
 
@@ -291,25 +297,27 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.model
 
     def _save_weights(self, path, **metadata) -> None:
+        tensors = self.acc.model_state(self._weights_module())  # every process: FSDP gathers
         if self.acc.is_main:
-            checkpoint.save_weights(path, self._weights_module(), **metadata)
+            checkpoint.save_weights(path, tensors, **metadata)
         self.acc.barrier()
 
     def _save_last(self, at: Position) -> None:
         state = {
             "epoch_done": at.epoch - 1, "step": at.step, "position": dataclasses.asdict(at),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "rng": rng_state(),
+            "optimizer": self.acc.optimizer_state(self.model, self.optimizer),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        tensors = self.acc.model_state(self.model)
         if self.acc.is_main:
-            checkpoint.save_last(self.run, self.model, state)
+            checkpoint.save_last(self.run, tensors, state)
         self.acc.barrier()
 
     def restore(self, state: dict) -> Position:
         """Load a `last` checkpoint's state (the weights are loaded by the caller)."""
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.acc.load_optimizer_state(self.model, self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and "ema" in state:
