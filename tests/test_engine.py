@@ -133,8 +133,10 @@ def test_bf16_and_grad_clipping_and_ema_complete(workdir):
 
 def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
     one, two = workdir / "one", workdir / "two"
-    train(workdir, one, "trainer.epochs=2")
-    result = train(workdir, two, "trainer.epochs=2", "trainer.devices=2")
+    # Global batch 128 = 2 processes x 2 accumulated batches x 32 (gradients sync on the 2nd only).
+    job = ("trainer.epochs=2", "data.batch_size=64", "trainer.accumulate_grad_batches=2")
+    train(workdir, one, *job)
+    result = train(workdir, two, *job, "trainer.devices=2")
     assert "starting 2 processes" in result.stderr
     a, b = read_json(one / "summary.json"), read_json(two / "summary.json")
     assert b["status"] == "completed" and b["environment"]["world_size"] == 2
@@ -148,8 +150,9 @@ def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
 
 def test_fsdp_on_two_processes_matches_one_process_across_a_resume(workdir):
     one, two = workdir / "one", workdir / "two"
-    train(workdir, one, "trainer.epochs=3")
-    train(workdir, two, "trainer.epochs=2", "trainer.devices=2", "trainer.strategy=fsdp")
+    job = ("data.batch_size=64", "trainer.accumulate_grad_batches=2")
+    train(workdir, one, *job, "trainer.epochs=3")
+    train(workdir, two, *job, "trainer.epochs=2", "trainer.devices=2", "trainer.strategy=fsdp")
     # Resuming gathers nothing new: the checkpoint holds whole tensors, which FSDP shards again.
     result = ftool("train", f"trainer.resume={two}", "trainer.epochs=3", cwd=workdir)
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,7 @@ import atexit
 import contextlib
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -37,6 +37,7 @@ class Accelerator:
     strategy: str = "ddp"
     rank: int = 0
     world_size: int = 1
+    _distributed: nn.Module | None = field(default=None, init=False, repr=False)  # DDP wrapper / FSDP root from `prepare`
 
     @property
     def is_main(self) -> bool:
@@ -64,9 +65,10 @@ class Accelerator:
         step_model = model
         if self.sharded:
             _fully_shard(model, self.device, self.world_size)  # in place: `model` is the sharded module
+            self._distributed = model
         elif self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            step_model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            step_model = self._distributed = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if self.compile:
             import torch._dynamo.config
 
@@ -74,6 +76,22 @@ class Accelerator:
             torch._dynamo.config.suppress_errors = self.compile != "strict"
             step_model = torch.compile(step_model, mode=None if self.compile_mode == "default" else self.compile_mode)
         return model, step_model
+
+    @contextlib.contextmanager
+    def gradient_sync(self, enabled: bool):
+        """Backward passes inside sync gradients across processes only when `enabled`: while
+        accumulating, only a group's last batch needs the (expensive) all-reduce."""
+        if self._distributed is None or enabled:
+            yield
+        elif self.sharded:
+            self._distributed.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                self._distributed.set_requires_gradient_sync(True)
+        else:
+            with self._distributed.no_sync():
+                yield
 
     # Checkpoint contents: whole (unsharded) tensors, whatever the strategy. Under FSDP these
     # gather across processes, so every process calls them; only the main one writes the result.

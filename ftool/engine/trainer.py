@@ -191,16 +191,18 @@ class Trainer:
                     # one big batch would give: weight each batch by its share (the last may be short).
                     group_start = (i - 1) // accum * accum * train_loader.batch_size
                     group_samples = min(accum * train_loader.batch_size, train_loader.sampler.per_rank - group_start)
-                    with acc.autocast():
-                        out = self.step_model(x)
-                        loss = self.loss_fn(out, y)
-                        objective = loss + self.l1 * l1_penalty(self.model) if self.l1 else loss
-                    self.scaler.scale(objective * (y.shape[0] / group_samples)).backward()
+                    steps_now = i % accum == 0 or i == batches  # the group's last batch
+                    with acc.gradient_sync(steps_now):
+                        with acc.autocast():
+                            out = self.step_model(x)
+                            loss = self.loss_fn(out, y)
+                            objective = loss + self.l1 * l1_penalty(self.model) if self.l1 else loss
+                        self.scaler.scale(objective * (y.shape[0] / group_samples)).backward()
                     group_loss_bad |= not bool(torch.isfinite(loss))
                     loss_sum += loss.detach() * y.shape[0]
                     seen += y.shape[0]
                     step_samples += y.shape[0]
-                    if i % accum and i != batches:
+                    if not steps_now:
                         continue  # accumulate: the step comes after the group's last batch
 
                     if acc.any(group_loss_bad):
