@@ -32,10 +32,12 @@ class TrainProgress:
         self.epoch, self.total = 0, 0
         self.last_line = time.monotonic()
 
-    def start_epoch(self, epoch: int, total: int) -> None:
-        self.epoch, self.total = epoch, total
+    def start_epoch(self, epoch: int, total: int, done: int = 0) -> None:
+        """`done`: batches of this epoch already trained (a resumed run)."""
+        self.epoch, self.total, self.done, self.started = epoch, total, done, time.monotonic()
         if self.bar is not None:
-            self.task = self.bar.add_task(f"epoch {epoch}/{self.epochs}", total=total, loss="-", speed="-")
+            self.task = self.bar.add_task(f"epoch {epoch}/{self.epochs}", total=total, completed=done,
+                                          loss="-", speed="-")
 
     def advance(self, step: int, loss: float | None, samples_per_s: float | None) -> None:
         """`loss` is given every `every` steps (reading it syncs the device), else None."""
@@ -48,8 +50,10 @@ class TrainProgress:
             self.bar.update(self.task, completed=step, **fields)
         elif loss is not None and time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS:
             self.last_line = time.monotonic()
-            console.print(f"epoch {self.epoch}/{self.epochs} step {step}/{self.total} "
-                          f"loss {fields['loss']} {fields['speed']} samples/s")
+            per_step = (self.last_line - self.started) / max(step - self.done, 1)
+            eta = round(per_step * (self.total - step))
+            console.print(f"epoch {self.epoch}/{self.epochs} step {step}/{self.total} loss {fields['loss']} "
+                          f"{fields['speed']} samples/s, epoch ETA {eta // 60}:{eta % 60:02d}")
 
     def end_epoch(self, metrics: dict[str, float], monitor: str) -> None:
         if self.enabled:

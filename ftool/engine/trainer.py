@@ -180,7 +180,7 @@ class Trainer:
                 seen = at.seen if first else 0
                 train_loader.sampler.set_epoch(epoch, first * train_loader.batch_size)
                 self.step_model.train()
-                progress.start_epoch(epoch, min(batches, first + (total_steps - at.step) * accum))
+                progress.start_epoch(epoch, min(batches, first + (total_steps - at.step) * accum), first)
                 epoch_samples, step_samples, group_loss_bad = 0, 0, False
                 if timer is not None:
                     timer = time.perf_counter()
