@@ -123,12 +123,18 @@ def test_compile_and_auto_precision_run_through_the_cli(workdir):
     assert read_json(run / "summary.json")["metrics"]["test/loss"] < 10
 
 
-def test_bf16_and_grad_clipping_and_ema_complete(workdir):
+@pytest.mark.parametrize("precision", ["bf16-mixed", "fp16-mixed"])
+def test_mixed_precision_with_grad_clipping_and_ema_completes(workdir, precision):
+    if precision == "bf16-mixed" and not cpu_has_bf16():
+        pytest.skip("this CPU has no bf16")
     run = workdir / "run"
-    extra = ["trainer.precision=bf16-mixed"] if cpu_has_bf16() else []
-    train(workdir, run, "trainer.epochs=2", "trainer.grad_clip=0.5", "trainer.ema_decay=0.9", *extra)
+    train(workdir, run, "trainer.epochs=2", "trainer.grad_clip=0.5", "trainer.ema_decay=0.9",
+          f"trainer.precision={precision}")
     summary = read_json(run / "summary.json")
-    assert summary["status"] == "completed" and 0 <= summary["metrics"]["test/accuracy"] <= 1
+    assert summary["status"] == "completed" and summary["environment"]["precision"] == precision
+    assert 0 <= summary["metrics"]["test/accuracy"] <= 1
+    state = torch.load(run / "checkpoints" / "last.state.pt", weights_only=True)
+    assert "ema" in state and bool(state["scaler"]) == (precision == "fp16-mixed")  # fp16 keeps a loss scale
 
 
 def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
