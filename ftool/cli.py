@@ -51,6 +51,7 @@ def print_help() -> None:
               "  ftool train model=convnet data=cifar10 data.root=~/data trainer.epochs=20",
               "  ftool train -m optimizer.lr=0.01,0.001        a sweep: one run dir per job",
               "  ftool eval ckpt=outputs/2026-11-25/10-00-00   re-evaluate a run's best checkpoint",
+              "  ftool report multirun/2026-11-25/10-00-00    a sweep's table (best first) and plots",
               "  ftool train --cfg job                        print the composed config",
               "", "`ftool <command> --help` shows the command's config; --debug shows tracebacks."]
     print("\n".join(lines))
@@ -255,7 +256,7 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
         except FtoolError as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            report(e)
+            report_error(e)
             if hc.mode != RunMode.MULTIRUN:
                 raise SystemExit(e.exit_code) from None
             failed.append(hc.runtime.output_dir)  # a failed job is marked in its summary.json
@@ -269,7 +270,18 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
     return 0
 
 
-def report(e: Exception) -> None:
+def run_plain(command: Command, args: list[str]) -> int:
+    """A command without a config (report): its arguments are folders, not overrides."""
+    if any(a in ("-h", "--help") for a in args):
+        print(f"usage: ftool {command.name} <dir>\n\n{command.summary}")
+        return 0
+    if len(args) != 1:
+        raise FtoolError(f"{command.name} takes one run or multirun directory: ftool {command.name} <dir>")
+    importlib.import_module(command.module).run(args[0])
+    return 0
+
+
+def report_error(e: Exception) -> None:
     for line in str(e).splitlines() or [type(e).__name__]:
         print(f"ftool: error: {line}", file=sys.stderr)
 
@@ -294,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
             raise FtoolError(f"unknown command '{name}'; commands: {', '.join(COMMANDS)}."
                              f"{close_matches_hint(name, list(COMMANDS))}")
         command = COMMANDS[name]
+        if not command.hydra:
+            sys.exit(run_plain(command, rest))
         options, flags, overrides = split_args(rest, command)
         config_dir, extra = config_root(), [f"hydra.job.name={name}"]
         reused = run_to_reuse(command, options, overrides)
@@ -325,6 +339,6 @@ def main(argv: list[str] | None = None) -> None:
     except FtoolError as e:
         if debug:
             raise
-        report(e)
+        report_error(e)
         code = e.exit_code
     sys.exit(code)

@@ -1,0 +1,220 @@
+"""`ftool report <run dir | multirun dir>`: what a run or a sweep found, from the files the runs
+wrote (summary.json, metrics.jsonl, .hydra/overrides.yaml); torch is not needed.
+
+One run: learning curves (losses, the monitored metric, the LR) as PNG files and the metrics
+table. A sweep: a table of every job (its swept settings, status, monitored metric, test
+metrics; best first), also as CSV and Markdown, the metric against each swept setting and every
+job's curve overlaid. Failed and interrupted runs are shown as such. Output: <dir>/report/.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from ftool.errors import FtoolError
+
+console = Console(highlight=False)
+
+
+@dataclass
+class Job:
+    path: Path
+    summary: dict
+    records: list[dict]
+    overrides: dict[str, str]
+
+    @property
+    def status(self) -> str:
+        return self.summary.get("status", "unknown")
+
+    @property
+    def best(self) -> dict:
+        return self.summary.get("best") or {}
+
+    def epoch_series(self, key: str) -> tuple[list[int], list[float]]:
+        """(epochs, values) of a per-epoch metric (train/loss, val/...)."""
+        points = [(r["epoch"], r[key]) for r in self.records if key in r]
+        return [e for e, _ in points], [v for _, v in points]
+
+    def step_series(self, key: str) -> tuple[list[int], list[float]]:
+        points = [(r["step"], r[key]) for r in self.records if key in r]
+        return [s for s, _ in points], [v for _, v in points]
+
+
+def read_job(path: Path) -> Job:
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise FtoolError(f"report: cannot read {path / 'summary.json'}: {e}") from None
+    metrics = path / "metrics.jsonl"
+    records = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()] if metrics.is_file() else []
+    overrides_file = path / ".hydra" / "overrides.yaml"
+    overrides = {}
+    if overrides_file.is_file():
+        for item in yaml.safe_load(overrides_file.read_text()) or []:
+            key, _, value = str(item).partition("=")
+            overrides[key] = value
+    return Job(path, summary, records, overrides)
+
+
+def run(path: str) -> Path:
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise FtoolError(f"report: {path} is not a folder; give a run directory or a multirun directory")
+    out = root / "report"
+    out.mkdir(exist_ok=True)
+    if (root / "summary.json").is_file():
+        _report_run(read_job(root), out)
+    else:
+        dirs = [p for p in root.iterdir() if (p / "summary.json").is_file()]
+        if not dirs:
+            raise FtoolError(f"report: {path} holds no summary.json, neither its own (a run) nor in "
+                             f"its subfolders (a sweep's jobs)")
+        _report_sweep([read_job(p) for p in sorted(dirs, key=_job_order)], out)
+    console.print(f"report written to {out}", soft_wrap=True)
+    return out
+
+
+def _job_order(path: Path):
+    return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
+
+
+# -- one run -------------------------------------------------------------------------------------
+
+def _report_run(job: Job, out: Path) -> None:
+    monitor = job.best.get("monitor") or "val/accuracy"
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("train/loss", "val/loss"):
+        epochs, values = job.epoch_series(key)
+        if values:
+            ax.plot(epochs, values, marker="o", label=key)
+    _finish(fig, ax, "loss", "epoch", out / "loss.png")
+    epochs, values = job.epoch_series(monitor)
+    if values:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(epochs, values, marker="o", label=monitor)
+        _finish(fig, ax, monitor, "epoch", out / f"{_file_name(monitor)}.png")
+    steps, lrs = job.step_series("lr")
+    if lrs:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(steps, lrs, label="lr")
+        _finish(fig, ax, "learning rate", "step", out / "lr.png")
+
+    table = Table(title=f"{job.path}: {job.status}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in (job.summary.get("metrics") or {}).items():
+        table.add_row(name, f"{value:.4f}")
+    if job.best:
+        table.add_row(f"best {job.best.get('monitor')} (epoch {job.best.get('epoch')})", f"{job.best['value']:.4f}")
+    if job.summary.get("error"):
+        table.add_row("error", job.summary["error"])
+    console.print(table)
+
+
+# -- a sweep -------------------------------------------------------------------------------------
+
+def _report_sweep(jobs: list[Job], out: Path) -> None:
+    swept = sorted({k for j in jobs for k in j.overrides if len({x.overrides.get(k) for x in jobs}) > 1})
+    monitor = next((j.best["monitor"] for j in jobs if j.best), "val/accuracy")
+    mode = next((j.best.get("mode") for j in jobs if j.best), "max")
+    tests = sorted({k for j in jobs for k in (j.summary.get("metrics") or {}) if k.startswith("test/")})
+
+    def rank(job: Job):
+        value = job.best.get("value")
+        if value is None:
+            return (1, 0.0)
+        return (0, -value if mode == "max" else value)
+
+    ordered = sorted(jobs, key=rank)
+    header = ["job", *swept, "status", monitor, *tests]
+    rows = []
+    for job in ordered:
+        value = job.best.get("value")
+        metrics = job.summary.get("metrics") or {}
+        rows.append([job.path.name, *(job.overrides.get(k, "") for k in swept), job.status,
+                     _fmt(value), *(_fmt(metrics.get(k)) for k in tests)])
+
+    # The terminal gets the headline columns; the CSV and Markdown files have every test metric.
+    shown = [i for i, name in enumerate(header)
+             if not name.startswith("test/") or name in ("test/loss", monitor.replace("val/", "test/", 1))]
+    table = Table(title=f"{len(jobs)} jobs, best {monitor} first ({mode})", title_justify="left")
+    for i in shown:
+        table.add_column(header[i], justify="right" if i > len(swept) + 1 else "left")
+    for row in rows:
+        table.add_row(*(row[i] for i in shown), style=None if row[len(swept) + 1] == "completed" else "red")
+    console.print(table)
+    with open(out / "jobs.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *rows])
+    markdown = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}", *(f"| {' | '.join(r)} |" for r in rows)]
+    (out / "jobs.md").write_text("\n".join(markdown) + "\n")
+
+    plt = _pyplot()
+    scored = [j for j in jobs if j.best.get("value") is not None]
+    for key in swept:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        points = [(j.overrides.get(key, ""), j.best["value"]) for j in scored]
+        numeric = all(_is_number(x) for x, _ in points)
+        xs = [float(x) for x, _ in points] if numeric else [x for x, _ in points]
+        ax.scatter(xs, [v for _, v in points])
+        if numeric and all(x > 0 for x in xs) and max(xs) / min(xs) >= 100:
+            ax.set_xscale("log")
+        ax.set_ylabel(f"best {monitor}")
+        _finish(fig, ax, f"{monitor} by {key}", key, out / f"{_file_name(key)}.png", legend=False)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for job in jobs:
+        epochs, values = job.epoch_series(monitor)
+        if values:
+            label = ", ".join(f"{k}={job.overrides.get(k, '')}" for k in swept) or job.path.name
+            ax.plot(epochs, values, marker=".", label=label)
+    _finish(fig, ax, f"{monitor}, every job", "epoch", out / "curves.png")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, ax, title: str, xlabel: str, path: Path, legend: bool = True) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    if xlabel in ("epoch", "step"):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+
+
+def _file_name(key: str) -> str:
+    return key.replace("/", "_").replace(".", "_")
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

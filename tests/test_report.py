@@ -1,0 +1,73 @@
+"""`ftool report` on a real sweep through the CLI, and on run dirs that failed or were interrupted."""
+
+import csv
+import json
+
+from tests.conftest import assert_one_line_error, ftool, read_json
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path):
+    return path.is_file() and path.read_bytes()[:8] == PNG
+
+
+def test_report_of_a_four_job_grid_ranks_the_jobs_and_draws_them(workdir):
+    sweep = workdir / "sweep"
+    result = ftool("train", "-m", "model=simplecnn,mlp", "optimizer.lr=0.01,0.001", "trainer.epochs=2",
+                   "trainer.progress=false", f"hydra.sweep.dir={sweep}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    values = {p.name: read_json(p / "summary.json")["best"]["value"] for p in sweep.iterdir() if p.name.isdigit()}
+    assert len(values) == 4
+
+    result = ftool("report", str(sweep), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    out = sweep / "report"
+    rows = list(csv.reader((out / "jobs.csv").open()))
+    assert rows[0][:5] == ["job", "model", "optimizer.lr", "status", "val/accuracy"]
+    assert "test/accuracy" in rows[0] and len(rows) == 5
+    assert [r[0] for r in rows[1:]] == sorted(values, key=values.get, reverse=True)  # best first
+    assert float(rows[1][4]) == round(max(values.values()), 4) and {r[3] for r in rows[1:]} == {"completed"}
+    assert (out / "jobs.md").read_text().splitlines()[2].startswith(f"| {rows[1][0]} | ")
+    for png in ("curves.png", "model.png", "optimizer_lr.png"):
+        assert is_png(out / png), png
+    assert "4 jobs, best val/accuracy first" in result.stdout
+
+    one = sweep / "0"
+    result = ftool("report", str(one), cwd=workdir)
+    assert result.returncode == 0 and "test/accuracy" in result.stdout
+    for png in ("loss.png", "val_accuracy.png", "lr.png"):
+        assert is_png(one / "report" / png), png
+
+
+def write_run(path, status, best=None, epochs=(), overrides=(), error=None):
+    (path / ".hydra").mkdir(parents=True)
+    summary = {"command": "train", "status": status, "metrics": {}, "best": best}
+    if error:
+        summary["error"] = error
+    (path / "summary.json").write_text(json.dumps(summary))
+    (path / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": e, "epoch": e, "split": "val", "val/loss": v}) + "\n" for e, v in epochs))
+    (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+
+
+def test_report_shows_failed_and_interrupted_jobs_after_the_scored_ones(workdir):
+    sweep = workdir / "sweep"
+    best = {"monitor": "val/loss", "mode": "min", "epoch": 2}
+    write_run(sweep / "0", "completed", {**best, "value": 0.5}, [(1, 0.7), (2, 0.5)], ["optimizer.lr=0.1"])
+    write_run(sweep / "1", "failed", None, [], ["optimizer.lr=-1"], error="optimizer.lr: must be > 0")
+    write_run(sweep / "2", "interrupted", {**best, "value": 0.3}, [(1, 0.4), (2, 0.3)], ["optimizer.lr=0.01"])
+    result = ftool("report", str(sweep), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader((sweep / "report" / "jobs.csv").open()))
+    assert [(r[0], r[2]) for r in rows[1:]] == [("2", "interrupted"), ("0", "completed"), ("1", "failed")]
+    assert is_png(sweep / "report" / "curves.png")
+
+    result = ftool("report", str(sweep / "1"), cwd=workdir)
+    assert result.returncode == 0 and "failed" in result.stdout and "must be > 0" in result.stdout
+
+
+def test_report_errors_are_one_line(workdir):
+    assert_one_line_error(ftool("report", str(workdir / "missing"), cwd=workdir), "is not a folder")
+    assert_one_line_error(ftool("report", str(workdir), cwd=workdir), "holds no summary.json")
+    assert_one_line_error(ftool("report", cwd=workdir), "report takes one run or multirun directory")
