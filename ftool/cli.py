@@ -43,9 +43,11 @@ def print_help() -> None:
     lines += [f"  {c.name:<10}{c.summary}" for c in COMMANDS.values()]
     lines += ["", "config groups (choose with group=option; * marks the default):"]
     defaults = _default_choices(config_root())
-    for group, options in config_groups(config_root()).items():
+    groups = config_groups(config_root())
+    width = max(map(len, groups)) + 2
+    for group, options in groups.items():
         shown = [f"{o}*" if defaults.get(group) == o else o for o in options]
-        lines.append(f"  {group:<10}{', '.join(shown)}")
+        lines.append(f"  {group:<{width}}{', '.join(shown)}")
     lines += ["", "examples:",
               "  ftool train                                  simplecnn on the bundled digits data",
               "  ftool train model=convnet data=cifar10 data.root=~/data trainer.epochs=20",
