@@ -32,8 +32,9 @@ def config_root() -> Path:
 
 
 def config_groups(root: Path) -> dict[str, list[str]]:
+    """group -> options; `hydra/` holds options of Hydra's own groups (hydra/launcher=...)."""
     return {d.name: sorted(p.stem for p in d.glob("*.yaml") if not p.stem.startswith("_"))
-            for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(("_", "."))}
+            for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(("_", ".")) and d.name != "hydra"}
 
 
 def print_help() -> None:
@@ -131,10 +132,16 @@ def user_config_dirs(flags: list[str]) -> list[Path]:
 
 def preflight(overrides: list[str], flags: list[str], config_dir: Path):
     """Compose and validate as Hydra will, so bad input fails here in one line. Returns the
-    validated RunConfig (None for sweeps and --cfg/--help)."""
+    validated RunConfig (None for sweeps and --cfg/--help). A sweep is checked without its swept
+    values (each job checks its own, and a bad one fails that job only)."""
+    if set(flags) & _NO_RUN_FLAGS:
+        return None  # --cfg/--help must answer even for a config that does not validate
     multirun = "-m" in flags or "--multirun" in flags
-    if multirun or set(flags) & _NO_RUN_FLAGS:
-        return None  # each job of a sweep is validated when it runs; --cfg/--help must still answer
+    if multirun:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
     user_dirs = user_config_dirs(flags)
     if user_dirs:
         overrides = [*overrides, f"hydra.searchpath=[{','.join(f'file://{d}' for d in user_dirs)}]"]
@@ -157,7 +164,8 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
             choices = [o for o in overrides if "." not in o.split("=")[0] or o.startswith("hydra.")]
             raise FtoolError(_unknown_key(unknown.group(1), composed(choices))) from None
         raise FtoolError(_first_line(e, e.__cause__)) from None
-    return validate(cfg)
+    rc = validate(cfg)
+    return None if multirun else rc
 
 
 def run_to_reuse(command: Command, options: dict, overrides: list[str]) -> str | None:
@@ -265,7 +273,10 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
             return None
 
     sys.argv = [f"ftool {command.name}", *flags, *overrides, *extra]
-    task()
+    try:
+        task()
+    except ValueError as e:  # Hydra's check of its own flags (-m with --cfg, ...), before any job
+        raise FtoolError(str(e)) from None
     if failed:
         print(f"ftool: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -287,7 +287,8 @@ def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
 
 
 def one_line(e: BaseException) -> str:
-    """An exception's message without OmegaConf's full_key/object_type detail lines."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    """An exception's message without OmegaConf's full_key/object_type detail lines (or Hydra's
+    config search path)."""
+    lines = [ln.strip() for ln in str(e).split("Config search path:")[0].splitlines() if ln.strip()]
     keep = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
     return "; ".join(keep) or type(e).__name__

@@ -68,6 +68,7 @@ class Summary:
 
     def __init__(self, run: RunDir, command: str, enabled: bool = True):
         self.run, self.enabled = run, enabled  # only the main process writes
+        self.kept = False
         self.start = time.perf_counter()
         self.data: dict = {"command": command, "status": "running",
                            "started": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
@@ -96,7 +97,14 @@ class Summary:
             raise
         self._end("completed")
 
+    def keep(self, previous: dict) -> None:
+        """This command found its work already done: the earlier record stands, unstamped."""
+        self.data, self.kept = previous, True
+        self.write()
+
     def _end(self, status: str, **fields) -> None:
+        if self.kept:
+            return
         timing = self.data.setdefault("timing", {})
         timing["total_seconds"] = round(time.perf_counter() - self.start, 3)
         self.update(status=status, **fields)

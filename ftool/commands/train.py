@@ -25,12 +25,28 @@ from ftool.rundir import RunDir, Summary
 
 def run(cfg: DictConfig, run_dir: Path) -> float | None:
     """Returns the best value of the monitored metric (what a sweeper optimizes)."""
+    previous = _read_summary(RunDir(run_dir)) if is_main_process() else None  # before this run rewrites it
     summary = Summary(RunDir(run_dir), "train", enabled=is_main_process())
     with summary.recording(), StopFlag().installed() as stop:
         rc = validate(cfg)
         acc = select(rc.trainer)
         run = RunDir(Path(acc.broadcast(str(run_dir))))  # rank 0's run dir, on every process
+        # A re-run sweep with trainer.resume=auto skips the jobs that completed (and resumes the others).
+        if acc.broadcast(rc.trainer.resume == "auto" and previous.get("status") == "completed"
+                         if previous else False):
+            summary.keep(previous)
+            if acc.is_main:
+                console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume=auto)",
+                              soft_wrap=True)
+            return (previous.get("best") or {}).get("value")
         return _train(rc, acc, run, summary, stop)
+
+
+def _read_summary(run: RunDir) -> dict | None:
+    try:
+        return json.loads(run.summary.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) -> float | None:

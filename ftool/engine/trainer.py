@@ -173,6 +173,7 @@ class Trainer:
         # (a full collection over torch's and Hydra's objects stalls a step for ~0.2 s).
         gc.collect()
         gc.freeze()
+        epoch = at.epoch - 1  # stays so when a run resumed after its last epoch has none left
         try:
             for epoch in range(at.epoch, epochs + 1):
                 first = at.batch if epoch == at.epoch else 0  # batches of this epoch already done

@@ -1,0 +1,73 @@
+"""Sweeps through the real CLI: an Optuna search, parallel local jobs, the SLURM launcher's config,
+and a re-run sweep that skips finished jobs and resumes the others."""
+
+import csv
+import json
+
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.utils import get_class
+
+from ftool.cli import config_root
+from tests.conftest import ftool, read_json
+
+FAST = ("trainer.epochs=2", "trainer.progress=false")
+
+
+def jobs(sweep):
+    return sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def test_optuna_search_runs_its_trials_and_returns_the_monitored_metric(workdir):
+    sweep = workdir / "optuna"
+    result = ftool("train", "-m", "hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", *FAST,
+                   f"hydra.sweep.dir={sweep}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    trials = jobs(sweep)
+    assert len(trials) == 3 and all(read_json(t / "summary.json")["status"] == "completed" for t in trials)
+    best = max(read_json(t / "summary.json")["best"]["value"] for t in trials)
+    found = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert found["best_value"] == best  # Optuna optimized what each trial returned
+    assert set(found["best_params"]) == {"optimizer.lr", "optimizer.weight_decay", "data.batch_size"}
+
+    assert ftool("report", str(sweep), cwd=workdir).returncode == 0
+    rows = list(csv.reader((sweep / "report" / "jobs.csv").open()))
+    assert float(rows[1][rows[0].index("val/accuracy")]) == round(best, 4)
+
+
+def test_parallel_local_jobs_through_joblib(workdir):
+    sweep = workdir / "parallel"
+    result = ftool("train", "-m", "hydra/launcher=local_parallel", "optimizer.lr=0.01,0.001", *FAST,
+                   f"hydra.sweep.dir={sweep}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    launcher = yaml.safe_load((sweep / "multirun.yaml").read_text())["hydra"]["launcher"]
+    assert launcher["_target_"].endswith("JoblibLauncher") and launcher["n_jobs"] == 2
+    assert [read_json(j / "summary.json")["status"] for j in jobs(sweep)] == ["completed", "completed"]
+
+
+def test_the_slurm_launcher_config_composes_and_its_plugin_loads():
+    with initialize_config_dir(str(config_root()), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher.partition == "gpu" and launcher.tasks_per_node == 1 and launcher.timeout_min == 240
+    cls = get_class(launcher._target_)
+    assert cls.__name__ == "SlurmLauncher"
+
+
+def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_others(workdir):
+    sweep = workdir / "sweep"
+    command = ("train", "-m", "optimizer.lr=0.01,0.001", *FAST, f"hydra.sweep.dir={sweep}", "trainer.resume=auto")
+    assert ftool(*command, cwd=workdir).returncode == 0
+    first, second = jobs(sweep)
+    kept = (first / "summary.json").read_bytes()
+    record = read_json(second / "summary.json")
+    (second / "summary.json").write_text(json.dumps({**record, "status": "interrupted"}))  # as if preempted
+
+    result = ftool(*command, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert f"{first} completed before; skipped" in result.stdout
+    assert (first / "summary.json").read_bytes() == kept
+    again = read_json(second / "summary.json")
+    assert again["status"] == "completed" and again["resumed_from_step"] == record["timing"]["steps"]
+    assert again["metrics"]["test/accuracy"] == record["metrics"]["test/accuracy"]
