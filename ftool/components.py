@@ -9,6 +9,7 @@ import ftool.engine.loggers  # noqa: F401  (registers the loggers)
 import ftool.optim  # noqa: F401  (registers optimizers and schedules)
 from ftool.config import RunConfig
 from ftool.data import DataInfo
+from ftool.data.classes import select_classes
 from ftool.data.loaders import Loaders, build_loaders
 from ftool.models import apply_init
 from ftool.registry import DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
@@ -19,6 +20,8 @@ REGISTRIES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "sched
 
 def build_data(run: RunConfig, rank: int = 0, world_size: int = 1) -> Loaders:
     splits = DATASETS.build(run.data.name, run.data.args)
+    if run.data.classes:
+        splits = select_classes(splits, run.data.classes)
     return build_loaders(run.data, splits, seed=run.trainer.seed, rank=rank, world_size=world_size)
 
 

@@ -126,6 +126,7 @@ class DataConfig:
     split_seed: int = 0
     normalize: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    classes: Optional[list] = None  # keep these classes (names or indices), relabelled 0..k-1 in this order
     args: dict = field(default_factory=dict)  # the dataset builder's own arguments
 
     def problems(self) -> list[str]:
@@ -184,6 +185,22 @@ class SchedulerConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """`finetune.*`: start from a pretrained ftool run (`finetune.from` in the YAML)."""
+
+    source: Optional[str] = None  # a run dir or checkpoint; layers whose shapes differ (the head) start fresh
+    freeze: Any = "none"  # none | backbone (all but the output layer) | [module name prefixes]
+    backbone_lr_mult: float = 1.0  # LR of the pretrained layers relative to optimizer.lr
+
+    def problems(self) -> list[str]:
+        e: list[str] = []
+        _check(e, self.freeze in ("none", "backbone") or isinstance(self.freeze, list), "finetune.freeze",
+               "must be none, backbone or a list of module name prefixes", self.freeze)
+        _check(e, self.backbone_lr_mult > 0, "finetune.backbone_lr_mult", "must be > 0", self.backbone_lr_mult)
+        return e
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig
     data: DataConfig
@@ -192,6 +209,7 @@ class RunConfig:
     trainer: TrainerConfig
     imports: list = field(default_factory=list)
     logger: dict = field(default_factory=dict)  # logger name -> its arguments (metrics.jsonl always)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
 
 def _registries() -> dict[str, Any]:
@@ -228,7 +246,7 @@ def validate(cfg: DictConfig) -> RunConfig:
     except OmegaConfBaseException as e:
         raise FtoolError(f"config: {one_line(e)}") from None
     errors: list[str] = []
-    known = set(_COMPONENTS) | {"trainer", "imports", "logger"}
+    known = set(_COMPONENTS) | {"trainer", "imports", "logger", "finetune"}
     for key in raw:
         if key not in known:
             errors.append(f"{key}: unknown config key; top-level keys are {', '.join(sorted(known))}")
@@ -242,6 +260,10 @@ def validate(cfg: DictConfig) -> RunConfig:
     parts: dict[str, Any] = {}
     trainer = _typed(TrainerConfig, raw.get("trainer") or {}, "trainer", errors)
     parts["trainer"] = trainer
+    finetune = dict(raw.get("finetune") or {})
+    if "from" in finetune:  # `from` is a Python keyword: the field is `source`
+        finetune["source"] = finetune.pop("from")
+    parts["finetune"] = _typed(FinetuneConfig, finetune, "finetune", errors)
     for key, schema in _COMPONENTS.items():
         node = dict(raw.get(key) or {})
         if "name" not in node:

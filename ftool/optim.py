@@ -28,17 +28,20 @@ def adamw(params, lr, weight_decay, betas: list = (0.9, 0.999), eps: float = 1e-
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
 
 
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two parameter groups: weights (matrices, conv kernels) decay; biases and norm layers don't."""
-    decay, no_decay = [], []
-    for p in model.parameters():
+def decay_groups(model: nn.Module, weight_decay: float, lr: float, lr_mult: dict[str, float] | None = None) -> list[dict]:
+    """Parameter groups: weights (matrices, conv kernels) decay, biases and norm layers don't; and
+    parameters named in `lr_mult` (fine-tuning's pretrained layers) get that multiple of the LR."""
+    groups: dict[tuple[bool, float], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            groups.setdefault((p.ndim >= 2, (lr_mult or {}).get(name, 1.0)), []).append(p)
+    keys = sorted(groups, key=lambda k: (not k[0], -k[1])) or [(True, 1.0)]
+    return [{"params": groups.get(k, []), "weight_decay": weight_decay if k[0] else 0.0, "lr": lr * k[1]}
+            for k in keys]
 
 
-def build_optimizer(cfg: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
-    return OPTIMIZERS.build(cfg.name, cfg.args, params=decay_groups(model, cfg.weight_decay),
+def build_optimizer(cfg: OptimizerConfig, model: nn.Module, lr_mult: dict[str, float] | None = None):
+    return OPTIMIZERS.build(cfg.name, cfg.args, params=decay_groups(model, cfg.weight_decay, cfg.lr, lr_mult),
                             lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 

@@ -50,17 +50,17 @@ def locate_run(given: str, key: str = "ckpt") -> RunDir:
     return run
 
 
-def locate_checkpoint(ckpt: str) -> tuple[RunDir, Path]:
+def locate_checkpoint(ckpt: str, key: str = "ckpt") -> tuple[RunDir, Path]:
     """A run dir (its best checkpoint, else its last) or a checkpoint file inside a run dir."""
     path = Path(ckpt).expanduser().resolve()
     if path.is_dir():
         run = RunDir(path)
         weights = next((p for p in (run.best_weights, run.last_weights) if p.is_file()), None)
         if weights is None:
-            raise FtoolError(f"ckpt: {path} holds no checkpoint (expected {run.relative(run.best_weights)} "
+            raise FtoolError(f"{key}: {path} holds no checkpoint (expected {run.relative(run.best_weights)} "
                              f"or {run.relative(run.last_weights)}); is it an ftool run directory?")
         path = weights
-    return locate_run(ckpt), path
+    return locate_run(ckpt, key), path
 
 
 class Summary:

@@ -48,7 +48,7 @@ def test_every_error_is_reported_at_once_with_its_key():
 def test_wrong_type_and_unknown_key_in_schemas():
     assert errors_of(base(trainer__epochs="many"))[0].startswith("trainer.epochs: Value 'many'")
     assert errors_of(base(trainer__epoch=3))[0].startswith("trainer.epoch: Key 'epoch' not in 'TrainerConfig'")
-    assert errors_of(base(extra=1)) == ["extra: unknown config key; top-level keys are data, imports, logger, model, "
+    assert errors_of(base(extra=1)) == ["extra: unknown config key; top-level keys are data, finetune, imports, logger, model, "
                                         "optimizer, scheduler, trainer"]
 
 

@@ -13,6 +13,7 @@ EXPECTED = {  # experiment -> (model, data, optimizer)
     "mnist_mlp": ("mlp", "mnist", "adam"),
     "regression_linear": ("linear", "regression", "sgd"),
     "digits_simplecnn": ("simplecnn", "digits", "adam"),
+    "digits_transfer": ("simplecnn", "digits", "adam"),
 }
 
 

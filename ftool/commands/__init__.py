@@ -19,6 +19,8 @@ COMMANDS = {c.name: c for c in (
     Command("train", "ftool.commands.train", "train a model; writes a run directory"),
     Command("eval", "ftool.commands.eval", "evaluate a run's checkpoint: ckpt=<run dir|file> [split=test|val]",
             options={"ckpt": None, "split": "test"}, reuses_run=True),
+    Command("finetune", "ftool.commands.finetune",
+            "fine-tune a pretrained run on new data or classes: finetune.from=<run dir|file>"),
     Command("report", "ftool.commands.report", "curves (PNG) and tables of a run or a sweep: report <dir>",
             hydra=False),
 )}

@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 import ftool
-from ftool import components
+from ftool import components, finetune
 from ftool.config import RunConfig, validate
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import is_main_process, select
@@ -23,10 +23,10 @@ from ftool.optim import build_optimizer, build_scheduler
 from ftool.rundir import RunDir, Summary
 
 
-def run(cfg: DictConfig, run_dir: Path) -> float | None:
+def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
     """Returns the best value of the monitored metric (what a sweeper optimizes)."""
     previous = _read_summary(RunDir(run_dir)) if is_main_process() else None  # before this run rewrites it
-    summary = Summary(RunDir(run_dir), "train", enabled=is_main_process())
+    summary = Summary(RunDir(run_dir), command, enabled=is_main_process())
     with summary.recording(), StopFlag().installed() as stop:
         rc = validate(cfg)
         acc = select(rc.trainer)
@@ -61,10 +61,15 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
         raise FtoolError(f"trainer.monitor: '{monitor}' is never logged; choose one of {', '.join(logged)}")
 
     model = components.build_model(rc, info)
+    lr_mult = None
+    if rc.finetune.source:  # (a resumed fine-tune repeats this; its own checkpoint then replaces the weights)
+        pretrained = finetune.load_pretrained(model, rc.finetune.source)
+        lr_mult = {name: rc.finetune.backbone_lr_mult for name in pretrained}
+        summary.update(finetune={"from": rc.finetune.source, "frozen": finetune.freeze(model, rc.finetune)})
     if resume:
         checkpoint.load_into(model, resume[0])
     model, step_model = acc.prepare(model)
-    optimizer = build_optimizer(rc.optimizer, model)
+    optimizer = build_optimizer(rc.optimizer, model, lr_mult)
     steps_per_epoch = -(-batches_per_epoch(loaders.train) // rc.trainer.accumulate_grad_batches)
     _, total_steps = plan_steps(rc.trainer, steps_per_epoch)
     scheduler = build_scheduler(rc.scheduler, optimizer, total_steps, steps_per_epoch)
@@ -90,7 +95,7 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
         summary.update(resumed_from_step=at.step)
     if acc.is_main:
         where = f"resuming at step {at.step} (epoch {at.epoch})" if at else f"{n_params:,} parameters"
-        console.print(f"[bold]ftool train[/] {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
+        console.print(f"[bold]ftool {summary.data['command']}[/] {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
                       f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}"
                       f"{', compiled' if acc.compile else ''} -> {run.path}", soft_wrap=True)
     try:

@@ -1,0 +1,55 @@
+"""`data.classes`: train on some of a dataset's classes, relabelled 0..k-1 (the seed articles'
+"fine-tune a pretrained CNN on new classes": pretrain on digits 0-4, fine-tune on 5-9)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch.utils.data import Dataset, TensorDataset
+
+from ftool.data import Splits
+from ftool.errors import FtoolError
+
+
+class ClassSubset(Dataset):
+    """The samples of `base` whose label is in `mapping`, with the label mapped."""
+
+    def __init__(self, base: Dataset, mapping: dict[int, int]):
+        self.base, self.mapping = base, mapping
+        self.indices = [i for i, y in enumerate(_labels(base)) if y in mapping]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        x, y = self.base[self.indices[i]]
+        return x, self.mapping[int(y)]
+
+
+def _labels(ds: Dataset) -> list[int]:
+    if isinstance(ds, TensorDataset):  # in-memory data: no need to load every sample
+        return ds.tensors[1].tolist()
+    return [int(ds[i][1]) for i in range(len(ds))]
+
+
+def select_classes(splits: Splits, classes: list) -> Splits:
+    """Keep `classes` (class names, or indices) in the order given."""
+    info = splits.info
+    if info.task != "classification":
+        raise FtoolError("data.classes: only classification data has classes")
+    names = info.class_names or [str(i) for i in range(info.num_outputs)]
+    picked = []
+    for c in classes:
+        if str(c) in names:
+            picked.append(names.index(str(c)))
+        elif isinstance(c, int) and 0 <= c < len(names):
+            picked.append(c)
+        else:
+            raise FtoolError(f"data.classes: no class {c!r}; this data has {', '.join(names)}")
+    if len(set(picked)) != len(picked) or len(picked) < 2:
+        raise FtoolError(f"data.classes: give at least 2 different classes, got {classes}")
+    mapping = {old: new for new, old in enumerate(picked)}
+    subset = lambda ds: None if ds is None else ClassSubset(ds, mapping)  # noqa: E731
+    return Splits(subset(splits.train), dataclasses.replace(info, num_outputs=len(picked),
+                                                             class_names=[names[i] for i in picked]),
+                  test=subset(splits.test), val=subset(splits.val))

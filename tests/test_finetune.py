@@ -1,0 +1,60 @@
+"""`ftool finetune` from an ftool run: the seed's pretrained CNN on new classes."""
+
+import torch
+from safetensors.torch import load_file
+
+from ftool.config import FinetuneConfig
+from ftool.finetune import freeze, output_layer
+from ftool.models.cnn import SimpleCNN
+from tests.conftest import assert_one_line_error, ftool, read_json
+
+
+def test_digits_transfer_keeps_the_frozen_convs_and_learns_new_classes(workdir):
+    pre, tuned = workdir / "pre", workdir / "tuned"
+    result = ftool("train", "data.classes=[0,1,2,3,4]", "trainer.epochs=5", "trainer.progress=false",
+                   f"hydra.run.dir={pre}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert read_json(pre / "summary.json")["data"]["class_names"] == ["0", "1", "2", "3", "4"]
+
+    result = ftool("finetune", "experiment=digits_transfer", f"finetune.from={pre}", "trainer.epochs=5",
+                   "trainer.progress=false", f"hydra.run.dir={tuned}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    summary = read_json(tuned / "summary.json")
+    assert summary["command"] == "finetune" and summary["data"]["class_names"] == ["5", "6", "7", "8", "9"]
+    assert summary["finetune"]["frozen"] == ["features.0.weight", "features.0.bias"]
+    assert summary["metrics"]["test/accuracy"] > 0.85
+    before, after = load_file(pre / "checkpoints" / "best.safetensors"), load_file(tuned / "checkpoints" / "best.safetensors")
+    assert torch.equal(before["features.0.weight"], after["features.0.weight"])  # frozen
+    assert not torch.equal(before["head.1.weight"], after["head.1.weight"])  # fine-tuned
+
+    result = ftool("eval", f"ckpt={tuned}", cwd=workdir)  # eval works on a finetune run as on a train run
+    assert result.returncode == 0, result.stderr
+    assert read_json(tuned / "eval.json")["metrics"]["test/accuracy"] == summary["metrics"]["test/accuracy"]
+
+
+def test_backbone_freezing_spares_the_output_layer():
+    model = SimpleCNN((1, 8, 8), 3, padding=2)
+    assert output_layer(model) == "head.4"
+    frozen = freeze(model, FinetuneConfig(freeze="backbone"))
+    assert frozen == ["features.0.weight", "features.0.bias", "head.1.weight", "head.1.bias"]
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["head.4.weight", "head.4.bias"]
+
+
+def test_finetune_errors_are_one_line(workdir):
+    assert_one_line_error(ftool("finetune", cwd=workdir), "finetune needs finetune.from=")
+    assert_one_line_error(ftool("finetune", f"finetune.from={workdir}/none", cwd=workdir),
+                          "finetune.from:", "does not exist")
+    assert_one_line_error(ftool("train", "data.classes=[3,42]", cwd=workdir), "data.classes: no class 42")
+
+
+def test_pretrained_layers_get_their_own_learning_rate():
+    from ftool.optim import decay_groups
+
+    model = SimpleCNN((1, 8, 8), 3, padding=2)
+    pretrained = {n for n, _ in model.named_parameters() if not n.startswith("head.4.")}
+    groups = decay_groups(model, 0.01, lr=1e-3, lr_mult={n: 0.1 for n in pretrained})
+    by_lr = {(g["lr"], g["weight_decay"]): sum(p.numel() for p in g["params"]) for g in groups}
+    head = model.head[4]
+    assert by_lr[(1e-3, 0.01)] == head.weight.numel() and by_lr[(1e-3, 0.0)] == head.bias.numel()
+    assert by_lr[(1e-3 * 0.1, 0.01)] + by_lr[(1e-3 * 0.1, 0.0)] == sum(
+        p.numel() for n, p in model.named_parameters() if n in pretrained)
