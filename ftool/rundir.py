@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import time
 from pathlib import Path
 
@@ -36,6 +37,27 @@ class RunDir:
 
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.path))
+
+
+def read_summary(run: RunDir) -> dict | None:
+    """summary.json, or None where there is none (or it cannot be read)."""
+    try:
+        return json.loads(run.summary.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_records(metrics: Path) -> list[dict]:
+    """metrics.jsonl's records; a line cut short by a killed process is left out."""
+    if not metrics.is_file():
+        return []
+    records = []
+    for line in metrics.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
 
 
 def locate_run(given: str, key: str = "ckpt") -> RunDir:

@@ -71,3 +71,11 @@ def test_report_errors_are_one_line(workdir):
     assert_one_line_error(ftool("report", str(workdir / "missing"), cwd=workdir), "is not a folder")
     assert_one_line_error(ftool("report", str(workdir), cwd=workdir), "holds no summary.json")
     assert_one_line_error(ftool("report", cwd=workdir), "report takes one run or multirun directory")
+
+
+def test_a_line_cut_short_by_a_killed_run_is_left_out(workdir):
+    from ftool.rundir import read_records
+
+    metrics = workdir / "metrics.jsonl"
+    metrics.write_text('{"step": 1, "epoch": 1, "split": "val", "val/loss": 0.5}\n{"step": 2, "epo')
+    assert read_records(metrics) == [{"step": 1, "epoch": 1, "split": "val", "val/loss": 0.5}]

@@ -10,7 +10,6 @@ job's curve overlaid. Failed and interrupted runs are shown as such. Output: <di
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ftool.errors import FtoolError
+from ftool.rundir import RunDir, read_records, read_summary
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
@@ -39,23 +39,18 @@ class Job:
     def best(self) -> dict:
         return self.summary.get("best") or {}
 
-    def epoch_series(self, key: str) -> tuple[list[int], list[float]]:
-        """(epochs, values) of a per-epoch metric (train/loss, val/...)."""
-        points = [(r["epoch"], r[key]) for r in self.records if key in r]
-        return [e for e, _ in points], [v for _, v in points]
-
-    def step_series(self, key: str) -> tuple[list[int], list[float]]:
-        points = [(r["step"], r[key]) for r in self.records if key in r]
-        return [s for s, _ in points], [v for _, v in points]
+    def series(self, key: str, x: str = "epoch") -> tuple[list[int], list[float]]:
+        """(x values, values) of a logged metric: per epoch (train/loss, val/...) or per step (lr)."""
+        points = [(r[x], r[key]) for r in self.records if key in r]
+        return [p for p, _ in points], [v for _, v in points]
 
 
 def read_job(path: Path) -> Job:
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise FtoolError(f"report: cannot read {path / 'summary.json'}: {e}") from None
-    metrics = path / "metrics.jsonl"
-    records = [json.loads(ln) for ln in metrics.read_text().splitlines() if ln.strip()] if metrics.is_file() else []
+    run = RunDir(path)
+    summary = read_summary(run)
+    if summary is None:
+        raise FtoolError(f"report: cannot read {run.summary}")
+    records = read_records(run.metrics)
     overrides_file = path / ".hydra" / "overrides.yaml"
     overrides = {}
     if overrides_file.is_file():
@@ -70,15 +65,18 @@ def run(path: str) -> Path:
     if not root.is_dir():
         raise FtoolError(f"report: {path} is not a folder; give a run directory or a multirun directory")
     out = root / "report"
-    out.mkdir(exist_ok=True)
     if (root / "summary.json").is_file():
-        _report_run(read_job(root), out)
+        job = read_job(root)
+        out.mkdir(exist_ok=True)
+        _report_run(job, out)
     else:
         dirs = [p for p in root.iterdir() if (p / "summary.json").is_file()]
         if not dirs:
             raise FtoolError(f"report: {path} holds no summary.json, neither its own (a run) nor in "
                              f"its subfolders (a sweep's jobs)")
-        _report_sweep([read_job(p) for p in sorted(dirs, key=_job_order)], out)
+        jobs = [read_job(p) for p in sorted(dirs, key=_job_order)]
+        out.mkdir(exist_ok=True)
+        _report_sweep(jobs, out)
     console.print(f"report written to {out}", soft_wrap=True)
     return out
 
@@ -94,16 +92,16 @@ def _report_run(job: Job, out: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for key in ("train/loss", "val/loss"):
-        epochs, values = job.epoch_series(key)
+        epochs, values = job.series(key)
         if values:
             ax.plot(epochs, values, marker="o", label=key)
     _finish(fig, ax, "loss", "epoch", out / "loss.png")
-    epochs, values = job.epoch_series(monitor)
+    epochs, values = job.series(monitor)
     if values:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(epochs, values, marker="o", label=monitor)
         _finish(fig, ax, monitor, "epoch", out / f"{_file_name(monitor)}.png")
-    steps, lrs = job.step_series("lr")
+    steps, lrs = job.series("lr", x="step")
     if lrs:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot(steps, lrs, label="lr")
@@ -172,7 +170,7 @@ def _report_sweep(jobs: list[Job], out: Path) -> None:
         _finish(fig, ax, f"{monitor} by {key}", key, out / f"{_file_name(key)}.png", legend=False)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for job in jobs:
-        epochs, values = job.epoch_series(monitor)
+        epochs, values = job.series(monitor)
         if values:
             label = ", ".join(f"{k}={job.overrides.get(k, '')}" for k in swept) or job.path.name
             ax.plot(epochs, values, marker=".", label=label)

@@ -20,12 +20,12 @@ from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate,
 from ftool.errors import FtoolError
 from ftool.metrics import build_loss, default_monitor, metric_names
 from ftool.optim import build_optimizer, build_scheduler
-from ftool.rundir import RunDir, Summary
+from ftool.rundir import RunDir, Summary, read_records, read_summary
 
 
 def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
     """Returns the best value of the monitored metric (what a sweeper optimizes)."""
-    previous = _read_summary(RunDir(run_dir)) if is_main_process() else None  # before this run rewrites it
+    previous = read_summary(RunDir(run_dir)) if is_main_process() else None  # before this run rewrites it
     summary = Summary(RunDir(run_dir), command, enabled=is_main_process())
     with summary.recording(), StopFlag().installed() as stop:
         rc = validate(cfg)
@@ -40,13 +40,6 @@ def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
                               soft_wrap=True)
             return (previous.get("best") or {}).get("value")
         return _train(rc, acc, run, summary, stop)
-
-
-def _read_summary(run: RunDir) -> dict | None:
-    try:
-        return json.loads(run.summary.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) -> float | None:
@@ -146,6 +139,5 @@ def _drop_records_after(metrics: Path, step: int) -> None:
     """A resumed run logs the steps after its checkpoint (and the final test) again: drop the first
     attempt's records of them."""
     if metrics.is_file():
-        records = [(ln, json.loads(ln)) for ln in metrics.read_text().splitlines() if ln]
-        lines = [ln for ln, r in records if r["step"] <= step and r.get("split") != "test"]
-        atomic_write(metrics, "".join(f"{ln}\n" for ln in lines).encode())
+        kept = [r for r in read_records(metrics) if r["step"] <= step and r.get("split") != "test"]
+        atomic_write(metrics, "".join(f"{json.dumps(r)}\n" for r in kept).encode())

@@ -137,11 +137,7 @@ class Accelerator:
 
     def any(self, flag: bool) -> bool:
         """True on every process when it is True on any (so all stop at the same step)."""
-        if self.world_size == 1:
-            return flag
-        t = torch.tensor(float(flag), device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
+        return bool(self.max(int(flag)))
 
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         if self.world_size > 1:
