@@ -55,6 +55,9 @@ def print_help() -> None:
               "  ftool train -m optimizer.lr=0.01,0.001        a sweep: one run dir per job",
               "  ftool eval ckpt=outputs/2026-11-25/10-00-00   re-evaluate a run's best checkpoint",
               "  ftool report multirun/2026-11-25/10-00-00    a sweep's table (best first) and plots",
+              "  ftool finetune experiment=minilm_mr data.root=rt-polarity   a pretrained BERT on new text",
+              "  ftool predict ckpt=RUN input=\"a witty film\"    label new inputs (output=json for JSON)",
+              "  ftool export ckpt=RUN format=onnx             safetensors, torchscript or onnx, checked",
               "  ftool train --cfg job                        print the composed config",
               "", "`ftool <command> --help` shows the command's config; --debug shows tracebacks."]
     print("\n".join(lines))
@@ -84,10 +87,10 @@ def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list
             flags.append(arg)
         elif arg.split("=", 1)[0] in command.options:
             key, _, value = arg.partition("=")
-            options[key] = value
+            options[key] = (*options[key], value) if isinstance(command.options[key], tuple) else value
         else:
             overrides.append(arg)
-    missing = [k for k, v in options.items() if v is None]
+    missing = [k for k, v in options.items() if v is None or v == ()]
     if missing and not set(flags) & {"-h", "--help", "--hydra-help"}:
         raise FtoolError(f"{command.name} needs {', '.join(f'{k}=...' for k in missing)}")
     return options, flags, overrides

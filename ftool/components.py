@@ -18,17 +18,33 @@ REGISTRIES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "sched
               "logger": LOGGERS}
 
 
+def build_tokenizer(run: RunConfig):
+    """The text model's tokenizer (Hugging Face models), or None for models that take tensors."""
+    if run.model.name != "hf_classifier":
+        return None
+    from ftool.models.hf import load_tokenizer
+
+    return load_tokenizer(MODELS.build_args(run.model.name, run.model.args)["name_or_path"])
+
+
 def build_data(run: RunConfig, rank: int = 0, world_size: int = 1) -> Loaders:
-    splits = DATASETS.build(run.data.name, run.data.args)
+    provided = {"tokenizer": build_tokenizer(run)} if DATASETS.accepts(run.data.name, "tokenizer") else {}
+    splits = DATASETS.build(run.data.name, run.data.args, **provided)
     if run.data.classes:
         splits = select_classes(splits, run.data.classes)
     return build_loaders(run.data, splits, seed=run.trainer.seed, rank=rank, world_size=world_size)
 
 
-def build_model(run: RunConfig, info: DataInfo) -> nn.Module:
+def build_model(run: RunConfig, info: DataInfo, pretrained: bool = True) -> nn.Module:
+    """The model sized by the data; `pretrained=False` skips loading pretrained weights (a
+    checkpoint brings them all). LoRA adapters wrap it here, so every command builds the same."""
     model = MODELS.build(run.model.name, run.model.args, input_shape=tuple(info.input_shape),
-                         num_outputs=info.num_outputs)
+                         num_outputs=info.num_outputs, pretrained=pretrained)
     apply_init(model, run.model.init)
+    if run.finetune.lora.r:
+        from ftool.finetune import apply_lora
+
+        model = apply_lora(model, run.finetune.lora)
     return model
 
 

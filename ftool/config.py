@@ -123,6 +123,8 @@ class DataConfig:
     persistent_workers: bool = False
     val_fraction: float = 0.1  # held out of the training set for validation
     test_fraction: float = 0.2  # held out of all data, only for datasets without a test split
+    test_size: Optional[int] = None  # hold out exactly this many samples instead of test_fraction
+    group_by_length: bool = False  # text: batches of similar lengths (less padding)
     split_seed: int = 0
     normalize: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -139,6 +141,8 @@ class DataConfig:
                self.val_fraction)
         _check(e, 0.0 < self.test_fraction < 1.0, "data.test_fraction", "must be in (0, 1)",
                self.test_fraction)
+        _check(e, self.test_size is None or self.test_size >= 1, "data.test_size", "must be >= 1",
+               self.test_size)
         return e + self.augment.problems()
 
 
@@ -185,18 +189,37 @@ class SchedulerConfig:
 
 
 @dataclass
+class LoraConfig:
+    """`finetune.lora.*`: low-rank adapters (peft) instead of training the pretrained weights."""
+
+    r: int = 0  # > 0: LoRA with this rank; the pretrained weights stay frozen
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: Optional[list] = None  # module names; null: peft's default for the architecture
+
+
+@dataclass
 class FinetuneConfig:
-    """`finetune.*`: start from a pretrained ftool run (`finetune.from` in the YAML)."""
+    """`finetune.*`: start from pretrained weights: an ftool run (`finetune.from` in the YAML) or the
+    model's own (`model.weights`, a Hugging Face model)."""
 
     source: Optional[str] = None  # a run dir or checkpoint; layers whose shapes differ (the head) start fresh
-    freeze: Any = "none"  # none | backbone (all but the output layer) | [module name prefixes]
+    freeze: Any = "none"  # none | backbone (the pretrained layers) | [module name prefixes]
+    unfreeze_at_epoch: int = 0  # > 0: train the frozen layers too from this epoch on
     backbone_lr_mult: float = 1.0  # LR of the pretrained layers relative to optimizer.lr
+    layer_lr_decay: float = 1.0  # < 1: transformer layer i of N gets decay^(N + 1 - i) of the LR (embeddings: i = 0)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def problems(self) -> list[str]:
         e: list[str] = []
         _check(e, self.freeze in ("none", "backbone") or isinstance(self.freeze, list), "finetune.freeze",
                "must be none, backbone or a list of module name prefixes", self.freeze)
+        _check(e, self.unfreeze_at_epoch >= 0, "finetune.unfreeze_at_epoch", "must be >= 0", self.unfreeze_at_epoch)
         _check(e, self.backbone_lr_mult > 0, "finetune.backbone_lr_mult", "must be > 0", self.backbone_lr_mult)
+        _check(e, 0 < self.layer_lr_decay <= 1, "finetune.layer_lr_decay", "must be in (0, 1]", self.layer_lr_decay)
+        _check(e, self.lora.r >= 0, "finetune.lora.r", "must be >= 0", self.lora.r)
+        _check(e, not (self.lora.r and self.freeze != "none"), "finetune.freeze",
+               "must be none with LoRA (finetune.lora.r > 0 already freezes the pretrained weights)", self.freeze)
         return e
 
 

@@ -1,11 +1,14 @@
-"""Fine-tuning from a pretrained ftool run: load the layers that fit, start the rest fresh (a new
-head for new classes), freeze what the config says, give the pretrained layers their own LR."""
+"""Fine-tuning: load the layers of a pretrained ftool run that fit (or use the model's own pretrained
+weights), start the rest fresh (a new head for new classes), freeze what the config says, give the
+pretrained layers their own LR (and transformer layers a decaying one), or train LoRA adapters."""
 
 from __future__ import annotations
 
+import re
+
 from torch import nn
 
-from ftool.config import FinetuneConfig
+from ftool.config import FinetuneConfig, LoraConfig
 from ftool.engine import checkpoint
 from ftool.engine.progress import console
 from ftool.errors import FtoolError
@@ -33,13 +36,69 @@ def output_layer(model: nn.Module) -> str:
     return names[-1]
 
 
-def freeze(model: nn.Module, cfg: FinetuneConfig) -> list[str]:
-    """Stop gradients for the layers `finetune.freeze` names; returns the frozen parameter names."""
+def pretrained_parameters(model: nn.Module, cfg: FinetuneConfig) -> set[str]:
+    """The parameters that start pretrained: loaded from `finetune.from`, or marked by the model's
+    builder (torchvision weights, a Hugging Face model); empty for a model trained from scratch."""
+    if cfg.source:
+        return load_pretrained(model, cfg.source)
+    return set(getattr(model, "pretrained_parameters", ()))
+
+
+def lr_multipliers(model: nn.Module, pretrained: set[str], cfg: FinetuneConfig) -> dict[str, float]:
+    """Each parameter's LR relative to optimizer.lr: backbone_lr_mult for the pretrained ones, times
+    layer_lr_decay^(N + 1 - depth) where depth is the transformer layer's index + 1 (0 for the
+    embeddings, N + 1 for what follows the last layer, such as the head)."""
+    names = [n for n, _ in model.named_parameters()]
+    mult = {n: cfg.backbone_lr_mult if n in pretrained else 1.0 for n in names}
+    if cfg.layer_lr_decay != 1.0:
+        layer = {n: int(m.group(1)) for n in names if (m := re.search(r"\.(?:layer|layers|h|blocks)\.(\d+)\.", n))}
+        if not layer:
+            raise FtoolError("finetune.layer_lr_decay: this model has no numbered layers (encoder.layer.N) to decay over")
+        top = max(layer.values()) + 2  # the depth above the last layer
+        for n in names:
+            depth = layer[n] + 1 if n in layer else (0 if "embed" in n else top)
+            mult[n] *= cfg.layer_lr_decay ** (top - depth)
+    return mult
+
+
+def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
+    """Wrap a text model's transformer in peft LoRA adapters: only they and the head train."""
+    from ftool.models.hf import HFClassifier
+
+    if not isinstance(model, HFClassifier):
+        raise FtoolError("finetune.lora: LoRA adapters are for transformers (model=hf_classifier)")
+    try:
+        from peft import LoraConfig as PeftLoraConfig
+        from peft import TaskType, get_peft_model
+    except ImportError:
+        raise FtoolError("finetune.lora: LoRA needs peft: pip install 'ftool[text]'") from None
+    try:
+        # With pooling=mean the head sits outside the transformer (and trains as it is).
+        task = TaskType.SEQ_CLS if model.head is None else TaskType.FEATURE_EXTRACTION
+        model.hf = get_peft_model(model.hf, PeftLoraConfig(
+            task_type=task, r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+            target_modules=list(cfg.target_modules) if cfg.target_modules else None))
+    except ValueError as e:
+        raise FtoolError(f"finetune.lora: {str(e).splitlines()[0]}") from None
+    model.pretrained_parameters = set()  # peft froze them; backbone LR and freezing have nothing to act on
+    return model
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """The plain transformer with the adapters added into its weights (for export)."""
+    if hasattr(model, "hf") and hasattr(model.hf, "merge_and_unload"):
+        model.hf = model.hf.merge_and_unload()
+    return model
+
+
+def freeze(model: nn.Module, cfg: FinetuneConfig, pretrained: set[str]) -> list[str]:
+    """Stop gradients for the layers `finetune.freeze` names; returns the frozen parameter names.
+    `backbone` is the pretrained layers, or, when none are known, all but the output layer."""
     if cfg.freeze == "none":
         return []
     if cfg.freeze == "backbone":
         head = output_layer(model) + "."
-        frozen = [n for n, _ in model.named_parameters() if not n.startswith(head)]
+        frozen = [n for n, _ in model.named_parameters() if (n in pretrained if pretrained else not n.startswith(head))]
     else:
         prefixes = [str(p) for p in cfg.freeze]
         frozen = [n for n, _ in model.named_parameters() if any(n == p or n.startswith(p + ".") for p in prefixes)]
@@ -50,3 +109,9 @@ def freeze(model: nn.Module, cfg: FinetuneConfig) -> list[str]:
     for name in frozen:
         params[name].requires_grad_(False)
     return frozen
+
+
+def unfreeze(model: nn.Module, names: list[str]) -> None:
+    params = dict(model.named_parameters())
+    for name in names:
+        params[name].requires_grad_(True)

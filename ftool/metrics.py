@@ -7,6 +7,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics import classification as C
 from torchmetrics import regression as R
+from torchmetrics.wrappers import LambdaInputTransformer
 
 from ftool.config import TrainerConfig
 from ftool.data import DataInfo
@@ -14,13 +15,24 @@ from ftool.data import DataInfo
 LOWER_IS_BETTER = ("loss", "mse", "mae")
 
 
+def _positive_class(metric):
+    """A binary metric fed the logits of two classes: it sees the predicted class (1 = positive)."""
+    return LambdaInputTransformer(metric, transform_pred=lambda logits: logits.argmax(-1))
+
+
 def build_metrics(info: DataInfo) -> MetricCollection:
-    """accuracy, macro precision/recall/F1 (+ top-5 over more than 5 classes); MSE, MAE, R2."""
+    """accuracy and precision/recall/F1 (of the positive class, index 1, for two classes; else
+    macro), top-5 accuracy over more than 5 classes; MSE, MAE, R2."""
     if info.task == "regression":
         metrics = {"mse": R.MeanSquaredError(), "mae": R.MeanAbsoluteError(),
                    "r2": R.R2Score(multioutput="uniform_average")}
         return MetricCollection(metrics, compute_groups=False)
     n = info.num_outputs
+    if n == 2:
+        return MetricCollection({"accuracy": C.MulticlassAccuracy(2, average="micro"),
+                                 "precision": _positive_class(C.BinaryPrecision()),
+                                 "recall": _positive_class(C.BinaryRecall()),
+                                 "f1": _positive_class(C.BinaryF1Score())}, compute_groups=False)
     metrics = {
         "accuracy": C.MulticlassAccuracy(n, average="micro"),
         "precision": C.MulticlassPrecision(n, average="macro"),

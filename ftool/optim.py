@@ -30,11 +30,12 @@ def adamw(params, lr, weight_decay, betas: list = (0.9, 0.999), eps: float = 1e-
 
 def decay_groups(model: nn.Module, weight_decay: float, lr: float, lr_mult: dict[str, float] | None = None) -> list[dict]:
     """Parameter groups: weights (matrices, conv kernels) decay, biases and norm layers don't; and
-    parameters named in `lr_mult` (fine-tuning's pretrained layers) get that multiple of the LR."""
+    parameters named in `lr_mult` (fine-tuning's pretrained layers) get that multiple of the LR.
+    Frozen parameters are included: they have no gradient, so optimizers skip them until
+    finetune.unfreeze_at_epoch lets them train."""
     groups: dict[tuple[bool, float], list] = {}
     for name, p in model.named_parameters():
-        if p.requires_grad:
-            groups.setdefault((p.ndim >= 2, (lr_mult or {}).get(name, 1.0)), []).append(p)
+        groups.setdefault((p.ndim >= 2, (lr_mult or {}).get(name, 1.0)), []).append(p)
     keys = sorted(groups, key=lambda k: (not k[0], -k[1])) or [(True, 1.0)]
     return [{"params": groups.get(k, []), "weight_decay": weight_decay if k[0] else 0.0, "lr": lr * k[1]}
             for k in keys]
@@ -59,6 +60,11 @@ def constant(total_steps, steps_per_epoch):
 @SCHEDULERS.register("cosine")
 def cosine(total_steps, steps_per_epoch, min_lr_ratio: float = 0.0):
     return lambda step: min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
+
+
+@SCHEDULERS.register("linear")
+def linear_decay(total_steps, steps_per_epoch):
+    return lambda step: max(0.0, 1.0 - step / total_steps)
 
 
 @SCHEDULERS.register("step")

@@ -85,6 +85,14 @@ class Registry:
                 errors.append(f"{self.config_key}.{key}: {problem}")
         return errors
 
+    def build_args(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """The builder's keyword arguments: its defaults, updated by the config's `args`."""
+        params = inspect.signature(self.get(name)).parameters.values()
+        return {p.name: p.default for p in params if p.default is not p.empty} | args
+
+    def accepts(self, name: str, arg: str) -> bool:
+        return arg in inspect.signature(self.get(name)).parameters
+
     def build(self, name: str, args: dict[str, Any], **provided: Any) -> Any:
         builder = self.get(name)
         accepted = inspect.signature(builder).parameters
@@ -118,8 +126,8 @@ def _origin(builder: Callable[..., Any]) -> str:
         return getattr(builder, "__module__", "?")
 
 
-MODELS = Registry("model", "model", provided=("input_shape", "num_outputs"))
-DATASETS = Registry("dataset", "data", provided=())
+MODELS = Registry("model", "model", provided=("input_shape", "num_outputs", "pretrained"))
+DATASETS = Registry("dataset", "data", provided=("tokenizer",))
 OPTIMIZERS = Registry("optimizer", "optimizer", provided=("params", "lr", "weight_decay"))
 SCHEDULERS = Registry("scheduler", "scheduler", provided=("optimizer", "total_steps", "steps_per_epoch"))
 LOGGERS = Registry("logger", "logger", provided=("run_dir",))

@@ -144,14 +144,15 @@ warming) step is not timed.
 """
 
 
-def write_markdown(path: Path, command: str, rows: list[list[str]]) -> None:
-    """Replace this script's section of BENCHMARKS.md (other scripts keep theirs)."""
-    begin, end = "<!-- scripts/bench.py: begin -->", "<!-- scripts/bench.py: end -->"
-    table = ["| measurement | ftool / variant | baseline | ratio | how |", "|---|---|---|---|---|"]
+def write_markdown(path: Path, script: str, title: str, command: str, rows: list[list[str]], notes: str,
+                   header: tuple[str, ...] = ("measurement", "ftool / variant", "baseline", "ratio", "how")) -> None:
+    """Replace `script`'s section of BENCHMARKS.md (other scripts keep theirs)."""
+    begin, end = f"<!-- {script}: begin -->", f"<!-- {script}: end -->"
+    table = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
     table += [f"| {' | '.join(r)} |" for r in rows]
-    block = "\n".join([begin, "## Training speed (`scripts/bench.py`)", "",
+    block = "\n".join([begin, f"## {title} (`{script}`)", "",
                        f"- command: `{command}`", f"- machine: {machine()}",
-                       f"- date: {dt.date.today().isoformat()}", "", *table, "", NOTES, end])
+                       f"- date: {dt.date.today().isoformat()}", "", *table, "", notes, end])
     text = path.read_text() if path.exists() else "# Benchmarks\n\nFigures from the scripts in `scripts/`.\n"
     if begin in text:
         text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
@@ -183,7 +184,8 @@ def main() -> None:
             rows += speedups(section, max(1, a.repeats // 2), bf16_ok)
     if "startup" in sections:
         rows += startup(a.repeats)
-    write_markdown(a.output, "python scripts/bench.py " + " ".join(sys.argv[1:]), rows)
+    write_markdown(a.output, "scripts/bench.py", "Training speed", "python scripts/bench.py " + " ".join(sys.argv[1:]),
+                   rows, NOTES)
     print(f"wrote {a.output}")
 
 

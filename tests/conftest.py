@@ -42,3 +42,40 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+# A vocabulary for the tiny BERT: sentiment words, fillers, and letters for anything else.
+POSITIVE = "great good gorgeous witty fun brilliant moving superb".split()
+NEGATIVE = "bad awful boring dull clichés tedious weak messy".split()
+FILLER = "the a movie film plot is was and very from start to finish , .".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A randomly initialized 2-layer BERT (hidden size 32) and its WordPiece tokenizer, saved in
+    Hugging Face format: what `model.name_or_path` points at in tests (no download)."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER,
+             *"abcdefghijklmnopqrstuvwxyz!'"]
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
+    config = BertConfig(vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def sentiment_sentences(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(positive, negative) sentences that the words decide: learnable by a tiny model in seconds."""
+    import random
+
+    rng = random.Random(seed)
+
+    def sentence(words):
+        picked = [rng.choice(FILLER) for _ in range(rng.randint(2, 8))] + rng.sample(words, 2)
+        rng.shuffle(picked)
+        return " ".join(picked)
+
+    return [sentence(POSITIVE) for _ in range(n)], [sentence(NEGATIVE) for _ in range(n)]

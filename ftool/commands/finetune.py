@@ -1,6 +1,7 @@
-"""`ftool finetune finetune.from=<run dir|checkpoint> [overrides]`: train, starting from a
-pretrained ftool run: the layers that fit are loaded, a head of another size starts fresh,
-`finetune.freeze` and `finetune.backbone_lr_mult` apply. The run dir is a train run's."""
+"""`ftool finetune [finetune.from=<run dir|checkpoint>] [overrides]`: train, starting from pretrained
+weights: an ftool run's (the layers that fit are loaded, a head of another size starts fresh) or
+the model's own (model=hf_classifier, model.weights=...). `finetune.freeze`, `unfreeze_at_epoch`,
+`backbone_lr_mult`, `layer_lr_decay` and `lora` apply. The run dir is a train run's."""
 
 from __future__ import annotations
 
@@ -9,10 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ftool.commands import train
-from ftool.errors import FtoolError
 
 
 def run(cfg: DictConfig, run_dir: Path) -> float | None:
-    if not (cfg.get("finetune") or {}).get("from"):
-        raise FtoolError("finetune needs finetune.from=<run dir or checkpoint> (a pretrained ftool run)")
     return train.run(cfg, run_dir, command="finetune")

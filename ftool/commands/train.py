@@ -54,11 +54,20 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
         raise FtoolError(f"trainer.monitor: '{monitor}' is never logged; choose one of {', '.join(logged)}")
 
     model = components.build_model(rc, info)
-    lr_mult = None
-    if rc.finetune.source:  # (a resumed fine-tune repeats this; its own checkpoint then replaces the weights)
-        pretrained = finetune.load_pretrained(model, rc.finetune.source)
-        lr_mult = {name: rc.finetune.backbone_lr_mult for name in pretrained}
-        summary.update(finetune={"from": rc.finetune.source, "frozen": finetune.freeze(model, rc.finetune)})
+    # (a resumed fine-tune repeats this; its own checkpoint then replaces the weights)
+    pretrained = finetune.pretrained_parameters(model, rc.finetune)
+    if summary.data["command"] == "finetune" and not pretrained and not rc.finetune.lora.r:
+        raise FtoolError(f"finetune: {rc.model.name} starts from nothing pretrained; give finetune.from=<run dir or "
+                         f"checkpoint>, or a model with pretrained weights (model=hf_classifier, model.weights=...)")
+    frozen = finetune.freeze(model, rc.finetune, pretrained)
+    if frozen and rc.finetune.unfreeze_at_epoch and acc.world_size > 1:
+        raise FtoolError("finetune.unfreeze_at_epoch: not with several processes (DDP/FSDP fix the trained "
+                         "parameters when they wrap the model); freeze for the whole run or train in one process")
+    if pretrained or rc.finetune.lora.r:
+        summary.update(finetune={"from": rc.finetune.source or rc.model.name, "pretrained_parameters": len(pretrained),
+                                 "frozen": frozen, "lora_r": rc.finetune.lora.r,
+                                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
+    lr_mult = finetune.lr_multipliers(model, pretrained, rc.finetune)
     if resume:
         checkpoint.load_into(model, resume[0])
     model, step_model = acc.prepare(model)
@@ -74,14 +83,16 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
     loss_fn = build_loss(rc.trainer, info)
     n_params = components.count_parameters(model)
     summary.update(data={"task": info.task, "input_shape": list(info.input_shape), "num_outputs": info.num_outputs,
-                         "class_names": info.class_names, "train_size": len(loaders.train.dataset) * acc.world_size},
+                         "class_names": info.class_names, "text": info.text, "mean": info.mean, "std": info.std,
+                         "train_size": len(loaders.train.dataset) * acc.world_size},
                    parameters=n_params)
 
     if resume and acc.is_main:
         _drop_records_after(run.metrics, resume[1]["step"])
     logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main)
     trainer = Trainer(rc.trainer, acc, model, step_model, loss_fn, optimizer, scheduler, info, run, logger,
-                      monitor, l1=rc.optimizer.l1, stop=stop, ema=ema)
+                      monitor, l1=rc.optimizer.l1, stop=stop, ema=ema,
+                      unfreeze=(rc.finetune.unfreeze_at_epoch, frozen) if rc.finetune.unfreeze_at_epoch else None)
     at = None
     if resume:
         at = trainer.restore(resume[1])

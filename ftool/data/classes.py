@@ -29,6 +29,8 @@ class ClassSubset(Dataset):
 def _labels(ds: Dataset) -> list[int]:
     if isinstance(ds, TensorDataset):  # in-memory data: no need to load every sample
         return ds.tensors[1].tolist()
+    if hasattr(ds, "labels"):  # tokenized texts
+        return ds.labels.tolist()
     return [int(ds[i][1]) for i in range(len(ds))]
 
 
@@ -52,4 +54,4 @@ def select_classes(splits: Splits, classes: list) -> Splits:
     subset = lambda ds: None if ds is None else ClassSubset(ds, mapping)  # noqa: E731
     return Splits(subset(splits.train), dataclasses.replace(info, num_outputs=len(picked),
                                                              class_names=[names[i] for i in picked]),
-                  test=subset(splits.test), val=subset(splits.val))
+                  test=subset(splits.test), val=subset(splits.val), collate=splits.collate)

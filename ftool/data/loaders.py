@@ -37,20 +37,38 @@ class EpochSampler(Sampler[int]):
 
     The order depends on nothing but (seed, epoch), so a resumed run continues exactly where the
     checkpoint was taken, mid-epoch included, without replaying the batches before it.
+
+    With `lengths` (data.group_by_length), each run of 50 global batches of the permutation is
+    sorted by length, so a batch holds texts of about one length and pads little, and the
+    batches are then shuffled.
     """
 
-    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1):
+    GROUP = 50  # batches per length-sorted run: big enough to group lengths, small enough to stay random
+
+    def __init__(self, size: int, seed: int, rank: int = 0, world_size: int = 1,
+                 lengths: Optional[list[int]] = None, batch_size: int = 1):
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
         self.per_rank = math.ceil(size / world_size)
+        self.lengths, self.batch_size = lengths, batch_size  # batch_size: the global batch
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def __iter__(self):
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.size, generator=g)
         order = torch.cat([order, order[: self.per_rank * self.world_size - self.size]])  # pad to share evenly
+        if self.lengths is not None:
+            order = self._grouped_by_length(order, g)
         return iter(order[self.rank::self.world_size][self.start:].tolist())
+
+    def _grouped_by_length(self, order: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        lengths = torch.tensor(self.lengths)[order]
+        run = self.GROUP * self.batch_size
+        parts = [order[i:i + run][torch.argsort(lengths[i:i + run], stable=True)] for i in range(0, len(order), run)]
+        batches = list(torch.cat(parts).split(self.batch_size))
+        return torch.cat([batches[i] for i in torch.randperm(len(batches), generator=g).tolist()])
 
     def __len__(self) -> int:
         return self.per_rank - self.start
@@ -64,11 +82,14 @@ class Loaders:
     info: DataInfo
 
 
-def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optional[list[int]] = None):
-    """Shuffle `of` (default range(n)) and cut off `fraction` of it: (kept, held_out)."""
+def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optional[list[int]] = None,
+                  count: Optional[int] = None):
+    """Shuffle `of` (default range(n)) and cut off `count` samples, or `fraction` of them: (kept, held_out)."""
     pool = list(range(n)) if of is None else of
     order = [pool[i] for i in torch.randperm(len(pool), generator=generator).tolist()]
-    held = max(1, round(len(order) * fraction))
+    held = count if count is not None else max(1, round(len(order) * fraction))
+    if held >= len(order):
+        raise FtoolError(f"data.test_size: {held} would hold out all {len(order)} samples")
     return order[held:], order[:held]
 
 
@@ -82,7 +103,7 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
     train_idx: Optional[list[int]] = None
     test_base, test_idx = splits.test, None
     if test_base is None:  # the data has no test split: hold one out of everything
-        train_idx, test_idx = split_indices(len(splits.train), cfg.test_fraction, g)
+        train_idx, test_idx = split_indices(len(splits.train), cfg.test_fraction, g, count=cfg.test_size)
         test_base = splits.train
     val_base, val_idx = splits.val, None
     if val_base is None and cfg.val_fraction > 0:
@@ -90,11 +111,14 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
         val_base = splits.train
 
     info = splits.info
-    stored = splits.train[0][0].dtype  # uint8 images are scaled to [0, 1]; float data as it is
-    train_tf, eval_tf = (make_transform(cfg, info, train, stored) for train in (True, False))
+    train_tf = eval_tf = None
+    if not info.text:
+        stored = splits.train[0][0].dtype  # uint8 images are scaled to [0, 1]; float data as it is
+        train_tf, eval_tf = (make_transform(cfg, info, train, stored) for train in (True, False))
     eval_bs = cfg.eval_batch_size or cfg.batch_size
     workers = {"num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory,
-               "persistent_workers": cfg.persistent_workers and cfg.num_workers > 0}
+               "persistent_workers": cfg.persistent_workers and cfg.num_workers > 0,
+               "collate_fn": splits.collate}
 
     def eval_loader(base, idx):
         if world_size > 1:
@@ -102,10 +126,16 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
         return DataLoader(SplitView(base, idx, eval_tf), batch_size=eval_bs, shuffle=False, **workers)
 
     train_view = SplitView(splits.train, train_idx, train_tf)
+    lengths = None
+    if cfg.group_by_length:
+        if not hasattr(splits.train, "lengths"):
+            raise FtoolError(f"data.group_by_length: {cfg.name} has no sample lengths to group by (text data has)")
+        every = splits.train.lengths()
+        lengths = [every[i] for i in train_idx] if train_idx is not None else every
     # The loader's own generator seeds its workers; it keeps iterator creation from drawing on
     # the global RNG, which a resumed run restores exactly.
     train = DataLoader(train_view, batch_size=cfg.batch_size // world_size,
-                       sampler=EpochSampler(len(train_view), seed, rank, world_size),
+                       sampler=EpochSampler(len(train_view), seed, rank, world_size, lengths, cfg.batch_size),
                        generator=torch.Generator().manual_seed(seed), **workers)
     val = eval_loader(val_base, val_idx) if val_base is not None else None
     return Loaders(train=train, val=val, test=eval_loader(test_base, test_idx), info=info)

@@ -129,9 +129,16 @@ class Accelerator:
             optimizer.load_state_dict(state)
 
     def to_device(self, batch):
+        """(inputs, targets) on the device; inputs are a tensor or, for text, a dict of tensors."""
         non_blocking = self.device.type == "cuda"
-        moved = [t.to(self.device, non_blocking=non_blocking) for t in batch]
-        if self.channels_last and moved[0].ndim == 4:
+
+        def move(t):
+            if isinstance(t, dict):
+                return {k: v.to(self.device, non_blocking=non_blocking) for k, v in t.items()}
+            return t.to(self.device, non_blocking=non_blocking)
+
+        moved = [move(t) for t in batch]
+        if self.channels_last and isinstance(moved[0], torch.Tensor) and moved[0].ndim == 4:
             moved[0] = moved[0].contiguous(memory_format=torch.channels_last)
         return moved
 

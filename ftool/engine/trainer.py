@@ -98,7 +98,7 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Acce
     meter = EpochMeter(info, acc.device)
     # Every FSDP forward gathers parameters: a process with fewer batches joins the others' last ones.
     extra = acc.max(len(loader)) - len(loader) if acc.sharded else 0
-    x = torch.zeros(1, *info.input_shape, device=acc.device)
+    x = torch.zeros(1, *info.input_shape, device=acc.device, dtype=torch.long if info.text else torch.float)
     for batch in loader:
         x, y = acc.to_device(batch)
         with acc.autocast():
@@ -154,6 +154,7 @@ class Trainer:
     stop: StopFlag = field(default_factory=StopFlag)
     ema: AveragedModel | None = None
     scaler: torch.amp.GradScaler | None = None
+    unfreeze: tuple[int, list[str]] | None = None  # (epoch, frozen parameter names): train them from then on
 
     def __post_init__(self):
         self.scaler = self.scaler or self.acc.grad_scaler()
@@ -180,6 +181,12 @@ class Trainer:
                 loss_sum = torch.tensor(at.loss_sum if first else 0.0, device=acc.device)
                 seen = at.seen if first else 0
                 train_loader.sampler.set_epoch(epoch, first * train_loader.batch_size)
+                if self.unfreeze and epoch >= self.unfreeze[0]:
+                    from ftool.finetune import unfreeze
+
+                    unfreeze(self.model, self.unfreeze[1])
+                    console.print(f"finetune: epoch {epoch}: {len(self.unfreeze[1])} frozen parameters now train")
+                    self.unfreeze = None
                 self.step_model.train()
                 progress.start_epoch(epoch, min(batches, first + (total_steps - at.step) * accum), first)
                 epoch_samples, step_samples, group_loss_bad = 0, 0, False

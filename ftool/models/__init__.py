@@ -1,12 +1,15 @@
 """Model families; importing this package registers them all in `ftool.registry.MODELS`.
 
 Every builder takes `input_shape` (C, H, W or features) and `num_outputs` (classes or regression
-targets) from the data, so no config ever hand-computes a flatten size.
+targets) from the data, so no config ever hand-computes a flatten size. A builder that loads
+pretrained weights takes `pretrained` (False when a checkpoint will bring every weight: eval,
+predict, export) and sets `model.pretrained_parameters`, the names of the parameters it loaded:
+`finetune.freeze=backbone` and `finetune.backbone_lr_mult` act on those.
 """
 
 from torch import nn
 
-from ftool.models import cnn, linear, mlp, torchvision_models  # noqa: F401  (registration)
+from ftool.models import cnn, hf, linear, mlp, torchvision_models  # noqa: F401  (registration)
 
 
 def apply_init(model: nn.Module, scheme: str) -> None:

@@ -1,0 +1,149 @@
+"""`ftool export ckpt=<run> format=safetensors|torchscript|onnx [out=<path>]`: the run's model for
+use outside ftool. Every export is loaded back and compared with the checkpoint's model on an
+example batch; the largest difference is printed, and an export that disagrees is an error.
+
+    safetensors  weights with their metadata (classes, input shape, model); for Hugging Face
+                 models with their own head (pooling=cls), a save_pretrained folder with the
+                 tokenizer instead (LoRA merged), which transformers loads as it is
+    torchscript  a traced module: images (N, C, H, W) -> logits; text (input_ids, attention_mask) -> logits
+    onnx         the same signature as torchscript, batch size (and text length) dynamic
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from ftool.engine import checkpoint
+from ftool.engine.progress import console
+from ftool.errors import FtoolError
+from ftool.finetune import merge_lora
+from ftool.inference import Trained, load_trained
+
+FORMATS = {"safetensors": "model.safetensors", "torchscript": "model.pt", "onnx": "model.onnx"}
+TOLERANCE = 1e-4  # float32 outputs of a re-ordered graph differ by rounding only
+
+
+class TextLogits(nn.Module):
+    """A text model with positional tensor inputs, as traced and ONNX graphs take them."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model({"input_ids": input_ids, "attention_mask": attention_mask})
+
+
+def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dict:
+    if format not in FORMATS:
+        raise FtoolError(f"format: must be one of {', '.join(FORMATS)}, got {format!r}")
+    trained = load_trained(cfg, ckpt)
+    merge_lora(trained.model)
+    hf_folder = format == "safetensors" and trained.info.text and trained.model.head is None
+    target = Path(out).expanduser() if out else trained.run.path / "export" / ("hf" if hf_folder else FORMATS[format])
+    module, example = _traceable(trained)
+    with torch.no_grad():
+        expected = module(*example)
+    exported = {"safetensors": _hf_folder if hf_folder else _safetensors, "torchscript": _torchscript,
+                "onnx": _onnx}[format](trained, module, example, target)
+    difference = float((exported - expected).abs().max())
+    if not difference <= TOLERANCE:
+        raise FtoolError(f"export: {target} gives outputs up to {difference:.3g} away from the checkpoint's "
+                         f"(tolerance {TOLERANCE}); do not use it")
+    console.print(f"exported {trained.weights} -> {target} ({format}); checked on an example batch: "
+                  f"max |difference| {difference:.2g}", soft_wrap=True)
+    return {"path": str(target), "max_abs_difference": difference}
+
+
+def _traceable(trained: Trained) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    """(a module taking positional tensors, an example batch for it): two samples, and for text
+    one of them padded, so the export is checked on the attention mask too."""
+    g = torch.Generator().manual_seed(0)
+    if trained.info.text:
+        vocab = trained.model.hf.config.vocab_size
+        length = min(16, trained.info.input_shape[0])
+        ids = torch.randint(5, vocab, (2, length), generator=g)
+        mask = torch.ones_like(ids)
+        mask[1, length // 2:] = 0
+        return TextLogits(trained.model).eval(), (ids, mask)
+    return trained.model, (torch.randn(2, *trained.info.input_shape, generator=g),)
+
+
+def _metadata(trained: Trained) -> dict[str, str]:
+    info = trained.info
+    return {"model": trained.rc.model.name, "task": info.task, "input_shape": json.dumps(list(info.input_shape)),
+            "class_names": json.dumps(info.class_names), "mean": json.dumps(info.mean), "std": json.dumps(info.std)}
+
+
+def _safetensors(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+    checkpoint.save_weights(target, trained.model, **_metadata(trained))
+    fresh = _rebuilt(trained)
+    checkpoint.load_into(fresh, target)
+    with torch.no_grad():
+        return fresh(*example)
+
+
+def _rebuilt(trained: Trained) -> nn.Module:
+    from ftool import components
+
+    return components.build_model(trained.rc, trained.info, pretrained=False).eval()
+
+
+def _hf_folder(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+    from transformers import AutoModelForSequenceClassification
+
+    hf = trained.model.hf
+    names = trained.info.class_names
+    hf.config.id2label = dict(enumerate(names))
+    hf.config.label2id = {n: i for i, n in enumerate(names)}
+    hf.save_pretrained(target)
+    trained.tokenizer().save_pretrained(target)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(target).eval()
+    with torch.no_grad():
+        return reloaded(input_ids=example[0], attention_mask=example[1]).logits
+
+
+def _torchscript(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+    import io
+    import warnings
+
+    from ftool.engine.atomic import atomic_write
+
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about Python control flow in the model
+        traced = torch.jit.trace(module, example, check_trace=False)
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer)
+    atomic_write(target, buffer.getvalue())
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, not gone; users still ask for it
+        return torch.jit.load(str(target))(*example)
+
+
+def _onnx(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise FtoolError("format=onnx: needs onnx, onnxscript and onnxruntime: pip install 'ftool[export]'") from None
+    names = ["input_ids", "attention_mask"] if trained.info.text else ["input"]
+    dims = {0: "batch", 1: "length"} if trained.info.text else {0: "batch"}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on how it lowered ops
+            torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["logits"],
+                              dynamic_axes={n: dims for n in names}, dynamo=False)
+    except Exception as e:  # the exporter's errors have many types
+        raise FtoolError(f"format=onnx: the model did not export ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    tmp.replace(target)
+    session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {n: t.numpy() for n, t in zip(names, example)})
+    return torch.from_numpy(outputs[0])

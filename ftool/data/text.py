@@ -1,0 +1,241 @@
+"""Text classification data: sentences in files (`text_files`), a CSV/JSONL table (`text_csv`), or
+a Hugging Face hub dataset (`imdb`, `sst2`, `rotten_tomatoes`), tokenized with the model's tokenizer.
+
+Texts are tokenized once and cached (safetensors, keyed by the texts, the tokenizer and max_length),
+so a second run skips it. Batches are padded to their own longest sentence (dynamic padding): a
+sample is (token ids, label) and `pad_batch` turns a list of them into ({input_ids, attention_mask},
+labels), the dict the text models take.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ftool.data import DataInfo, Splits
+from ftool.errors import FtoolError
+from ftool.registry import DATASETS
+
+
+class TokenizedTexts(Dataset):
+    """Token id sequences (one tensor each) and their labels."""
+
+    def __init__(self, ids: list[torch.Tensor], labels: torch.Tensor):
+        self.ids, self.labels = ids, labels
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return self.ids[i], self.labels[i]
+
+    def lengths(self) -> list[int]:
+        return [len(t) for t in self.ids]
+
+
+class PadBatch:
+    """collate_fn: pad a batch's token ids to its longest sequence, with an attention mask."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, samples):
+        ids = [s[0] for s in samples]
+        longest = max(len(t) for t in ids)
+        input_ids = torch.full((len(ids), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), longest), dtype=torch.long)
+        for row, t in enumerate(ids):
+            input_ids[row, :len(t)] = t
+            mask[row, :len(t)] = 1
+        labels = torch.stack([torch.as_tensor(s[1]) for s in samples])
+        return {"input_ids": input_ids, "attention_mask": mask}, labels
+
+
+def cache_dir() -> Path:
+    """Where tokenized data is kept: $FTOOL_CACHE_DIR, else ~/.cache/ftool (XDG_CACHE_HOME honoured)."""
+    if os.environ.get("FTOOL_CACHE_DIR"):
+        return Path(os.environ["FTOOL_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "ftool"
+
+
+def _tokenizer_identity(tokenizer) -> str:
+    """What decides the token ids: the whole fast tokenizer (vocab, normalizer, ...) when it can
+    be serialized, else its class and vocabulary. Its truncation and padding settings are left
+    out: they are the last call's (max_length is part of the cache key on its own)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        return json.dumps(state, sort_keys=True)
+    return f"{type(tokenizer).__name__}:{json.dumps(tokenizer.get_vocab(), sort_keys=True)}"
+
+
+def encode(texts: list[str], tokenizer, max_length: int) -> list[torch.Tensor]:
+    """Token ids of each text, special tokens included, cut to max_length."""
+    return [torch.tensor(e, dtype=torch.long) for e in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+
+
+def tokenize(texts: list[str], tokenizer, max_length: int) -> list[torch.Tensor]:
+    """`encode`, cached on disk."""
+    from safetensors.torch import load_file
+    from safetensors.torch import save as safetensors_bytes
+
+    from ftool.engine.atomic import atomic_write
+
+    key = hashlib.sha256()
+    key.update(f"{max_length}\0{_tokenizer_identity(tokenizer)}\0".encode())
+    for t in texts:
+        key.update(t.encode() + b"\0")
+    path = cache_dir() / "tokens" / f"{key.hexdigest()[:32]}.safetensors"
+    if path.is_file():
+        stored = load_file(path)
+        return list(torch.split(stored["ids"].long(), stored["lengths"].tolist()))
+    ids = encode(texts, tokenizer, max_length)
+    lengths = torch.tensor([len(t) for t in ids], dtype=torch.long)
+    flat = torch.cat(ids).int() if ids else torch.zeros(0, dtype=torch.int32)
+    atomic_write(path, safetensors_bytes({"ids": flat, "lengths": lengths}))
+    return ids
+
+
+def text_splits(splits: dict[str, tuple[list[str], list[int]]], class_names: list[str], tokenizer,
+                max_length: int) -> Splits:
+    """Splits of TokenizedTexts from {"train"|"val"|"test": (texts, labels)}."""
+    if tokenizer is None:
+        raise FtoolError("data: text data is tokenized with the model's tokenizer; use a text model "
+                         "(model=hf_classifier)")
+    if max_length < 2:
+        raise FtoolError(f"data.max_length: must be >= 2, got {max_length}")
+    made = {name: TokenizedTexts(tokenize(texts, tokenizer, max_length), torch.tensor(labels, dtype=torch.long))
+            for name, (texts, labels) in splits.items()}
+    info = DataInfo("classification", (max_length,), len(class_names), class_names, text=True)
+    return Splits(train=made["train"], info=info, test=made.get("test"), val=made.get("val"),
+                  collate=PadBatch(tokenizer.pad_token_id or 0))
+
+
+def _labels_to_indices(labels: list, where: str) -> tuple[list[int], list[str]]:
+    """Labels as given (class names or integers) -> (indices, class names in index order)."""
+    if all(isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit()) for v in labels):
+        values = sorted({int(v) for v in labels})
+        if values and (values[0] < 0):
+            raise FtoolError(f"data: {where} has negative labels ({values[0]}); give class names or labels 0..k-1")
+        names = [str(i) for i in range(values[-1] + 1)] if values else []
+        return [int(v) for v in labels], names
+    names = sorted({str(v) for v in labels})
+    return [names.index(str(v)) for v in labels], names
+
+
+@DATASETS.register("text_files")
+def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") -> Splits:
+    """One file per class, one text per line: root/rt-polarity.pos, root/rt-polarity.neg. The class
+    name is the file's suffix (`pos`), or its stem for .txt files (`pos.txt` -> `pos`)."""
+    base = Path(root).expanduser().resolve()
+    if not base.is_dir():
+        raise FtoolError(f"data.root: {base} is not a folder; expected one text file per class in it")
+    files = sorted(p for p in base.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    if len(files) < 2:
+        raise FtoolError(f"data.root: {base} has {len(files)} file(s) matching {pattern!r}; text_files needs one "
+                         f"file per class (at least 2), one text per line")
+    names = [p.stem if p.suffix in ("", ".txt") else p.suffix[1:] for p in files]
+    if len(set(names)) != len(names):
+        raise FtoolError(f"data.root: two files give the same class name: {', '.join(p.name for p in files)}")
+    order = sorted(range(len(files)), key=lambda i: names[i])
+    texts, labels = [], []
+    for label, i in enumerate(order):
+        try:
+            lines = files[i].read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise FtoolError(f"data.root: {files[i]} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        kept = [ln.strip() for ln in lines if ln.strip()]
+        texts += kept
+        labels += [label] * len(kept)
+    return text_splits({"train": (texts, labels)}, [names[i] for i in order], tokenizer, max_length)
+
+
+def _read_table(path: Path, text_column: str, label_column: str) -> tuple[list[str], list]:
+    if not path.is_file():
+        raise FtoolError(f"data: {path} does not exist")
+    if path.suffix in (".jsonl", ".json"):
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise FtoolError(f"data: {path}:{n} is not a JSON object ({e.msg})") from None
+    else:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+    for n, row in enumerate(rows, 1):
+        missing = [c for c in (text_column, label_column) if c not in row]
+        if missing:
+            raise FtoolError(f"data: {path} row {n} has no column {missing[0]!r}; its columns: {', '.join(row)}")
+    return [str(r[text_column]) for r in rows], [r[label_column] for r in rows]
+
+
+@DATASETS.register("text_csv")
+def text_csv(path: str, tokenizer, text_column: str = "text", label_column: str = "label",
+             test_path: str | None = None, val_path: str | None = None, max_length: int = 128) -> Splits:
+    """A table of texts and labels: CSV, TSV or JSON lines; labels are class names or 0..k-1.
+    Without test_path (val_path) a test (validation) split is held out of `path`."""
+    tables = {"train": path, "test": test_path, "val": val_path}
+    read = {split: _read_table(Path(p).expanduser().resolve(), text_column, label_column)
+            for split, p in tables.items() if p}
+    all_labels = [v for _, labels in read.values() for v in labels]
+    indices, names = _labels_to_indices(all_labels, path)
+    splits, at = {}, 0
+    for split, (texts, labels) in read.items():
+        splits[split] = (texts, indices[at:at + len(labels)])
+        at += len(labels)
+    return text_splits(splits, names, tokenizer, max_length)
+
+
+# Hugging Face hub datasets: (hub id, the split used as test, text column).
+_HUB = {"imdb": ("stanfordnlp/imdb", "test", "text"),
+        "sst2": ("stanfordnlp/sst2", "validation", "sentence"),  # its test split has no labels
+        "rotten_tomatoes": ("cornell-movie-review-data/rotten_tomatoes", "test", "text")}
+
+
+def _hub_dataset(name: str, tokenizer, max_length: int, cache: str | None) -> Splits:
+    hub_id, test_split, column = _HUB[name]
+    try:
+        import datasets
+    except ImportError:
+        raise FtoolError(f"data={name} loads through Hugging Face datasets: pip install 'ftool[text]'") from None
+    datasets.disable_progress_bars()
+    try:
+        loaded = datasets.load_dataset(hub_id, cache_dir=cache)
+    except Exception as e:  # offline, unknown id, damaged cache: many exception types
+        raise FtoolError(f"data={name}: cannot load {hub_id} from the Hugging Face hub or its cache "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); on a machine "
+                         f"without internet, copy the dataset into the cache (HF_HOME) or use data=text_csv") from None
+    names = list(loaded["train"].features["label"].names)
+    splits = {"train": (loaded["train"][column], loaded["train"]["label"]),
+              "test": (loaded[test_split][column], loaded[test_split]["label"])}
+    if test_split != "validation" and "validation" in loaded:
+        splits["val"] = (loaded["validation"][column], loaded["validation"]["label"])
+    return text_splits(splits, names, tokenizer, max_length)
+
+
+@DATASETS.register("imdb")
+def imdb(tokenizer, max_length: int = 128, cache_dir: str | None = None) -> Splits:
+    """50,000 movie reviews (25,000 train, 25,000 test), positive or negative."""
+    return _hub_dataset("imdb", tokenizer, max_length, cache_dir)
+
+
+@DATASETS.register("sst2")
+def sst2(tokenizer, max_length: int = 128, cache_dir: str | None = None) -> Splits:
+    """Stanford Sentiment Treebank, binary; its validation split is the test split."""
+    return _hub_dataset("sst2", tokenizer, max_length, cache_dir)
+
+
+@DATASETS.register("rotten_tomatoes")
+def rotten_tomatoes(tokenizer, max_length: int = 128, cache_dir: str | None = None) -> Splits:
+    """The MR sentences (as in rt-polarity) with the hub's train/validation/test split."""
+    return _hub_dataset("rotten_tomatoes", tokenizer, max_length, cache_dir)

@@ -1,0 +1,87 @@
+"""A trained run, ready to use on new inputs (`predict`, `export`): its model rebuilt from the run's
+config and loaded from a checkpoint, and its data's description (classes, input shape,
+normalization) from summary.json, so no dataset is needed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ftool import components
+from ftool.config import RunConfig, validate
+from ftool.data import DataInfo
+from ftool.engine import checkpoint
+from ftool.errors import FtoolError
+from ftool.rundir import RunDir, locate_checkpoint, read_summary
+
+
+@dataclass
+class Trained:
+    run: RunDir
+    weights: Path  # the checkpoint file loaded
+    rc: RunConfig
+    info: DataInfo
+    model: nn.Module  # on the CPU, in eval mode
+
+    def tokenizer(self):
+        return components.build_tokenizer(self.rc)
+
+
+def data_info(run: RunDir) -> DataInfo:
+    data = (read_summary(run) or {}).get("data")
+    if not data or "text" not in data:
+        raise FtoolError(f"ckpt: {run.summary} does not describe the run's data (a run from an older ftool, or "
+                         f"one that failed before training); train it again with this version")
+    return DataInfo(data["task"], tuple(data["input_shape"]), data["num_outputs"], data["class_names"],
+                    tuple(data["mean"]) if data["mean"] else None, tuple(data["std"]) if data["std"] else None,
+                    text=data["text"])
+
+
+def load_trained(cfg, ckpt: str) -> Trained:
+    run, weights = locate_checkpoint(ckpt)
+    rc = validate(cfg)
+    info = data_info(run)
+    model = components.build_model(rc, info, pretrained=False)  # the checkpoint brings every weight
+    checkpoint.load_into(model, weights)
+    return Trained(run, weights, rc, info, model.eval())
+
+
+def read_image(path: Path, info: DataInfo) -> torch.Tensor:
+    """An image file as the model's input (C, H, W) uint8: converted to its channels, resized."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms import v2
+
+    channels, height, width = info.input_shape
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB")
+            tensor = v2.PILToTensor()(image)
+    except (UnidentifiedImageError, OSError) as e:
+        raise FtoolError(f"input: {path} is not an image ({e})") from None
+    return v2.Resize([height, width], antialias=True)(tensor)
+
+
+def image_files(value: str) -> list[Path]:
+    """An image file, or the images of a folder (sorted)."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    path = Path(value).expanduser()
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
+        if not found:
+            raise FtoolError(f"input: {path} has no image files ({', '.join(IMG_EXTENSIONS)})")
+        return found
+    if not path.is_file():
+        raise FtoolError(f"input: {value!r} is not an image file or folder; this run's model takes images")
+    return [path]
+
+
+def text_inputs(value: str) -> list[str]:
+    """A text file (one text per line) when `value` names one, else `value` itself."""
+    path = Path(value).expanduser()
+    if len(value) < 4096 and path.is_file():
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [value]

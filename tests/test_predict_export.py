@@ -1,0 +1,99 @@
+"""`ftool predict` and `ftool export` on image models, unfreezing during fine-tuning, and
+torchvision's pretrained weights when they cannot be downloaded."""
+
+import json
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from tests.conftest import assert_one_line_error, ftool, read_json
+from tests.dataset_files import write_image_folder
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    """simplecnn trained to tell bright 'cat' images from dark 'dog' ones."""
+    root = tmp_path_factory.mktemp("images")
+    write_image_folder(root / "data", per_class=30)
+    run = root / "run"
+    result = ftool("train", "data=imagefolder", f"data.root={root / 'data'}", "data.num_workers=0", "model.padding=2",
+                   "trainer.epochs=5", "trainer.progress=false", f"hydra.run.dir={run}", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def _image(path, value):
+    Image.fromarray(np.full((20, 16, 3), value, dtype=np.uint8)).save(path)  # another size: predict resizes
+
+
+def test_predict_labels_image_files_and_folders(image_run, tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    _image(folder / "a_bright.png", 210)
+    _image(folder / "b_dark.png", 35)
+    result = ftool("predict", f"ckpt={image_run}", f"input={folder}", f"input={folder / 'b_dark.png'}", "output=json",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    assert [p["label"] for p in predictions] == ["cat", "dog", "dog"]
+    assert predictions[0]["input"].endswith("a_bright.png") and set(predictions[0]["probabilities"]) == {"cat", "dog"}
+    assert_one_line_error(ftool("predict", f"ckpt={image_run}", "input=nothing-here.png", cwd=tmp_path),
+                          "input: 'nothing-here.png' is not an image file or folder")
+    assert_one_line_error(ftool("predict", f"ckpt={image_run}", cwd=tmp_path), "predict needs input=...")
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
+def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path, fmt):
+    from ftool.models.cnn import SimpleCNN
+
+    out = tmp_path / f"model.{fmt}"
+    result = ftool("export", f"ckpt={image_run}", f"format={fmt}", f"out={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    x = torch.randn(3, 3, 12, 10)
+    reference = SimpleCNN((3, 12, 10), 2, padding=2).eval()
+    reference.load_state_dict(load_file(image_run / "checkpoints" / "best.safetensors"))
+    with torch.no_grad():
+        expected = reference(x)
+        if fmt == "safetensors":
+            exported = SimpleCNN((3, 12, 10), 2, padding=2).eval()
+            exported.load_state_dict(load_file(out))
+            got = exported(x)
+        elif fmt == "torchscript":
+            got = torch.jit.load(str(out))(x)
+        else:
+            got = torch.from_numpy(onnxruntime.InferenceSession(str(out)).run(None, {"input": x.numpy()})[0])
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_export_errors_are_one_line(image_run, tmp_path):
+    assert_one_line_error(ftool("export", f"ckpt={image_run}", "format=pickle", cwd=tmp_path),
+                          "format: must be one of safetensors, torchscript, onnx")
+
+
+def test_unfreeze_at_epoch_trains_the_backbone_from_then_on(tmp_path):
+    pre, tuned = tmp_path / "pre", tmp_path / "tuned"
+    assert ftool("train", "trainer.epochs=1", "trainer.progress=false", f"hydra.run.dir={pre}", cwd=tmp_path).returncode == 0
+    result = ftool("finetune", f"finetune.from={pre}", "finetune.freeze=backbone", "finetune.unfreeze_at_epoch=2",
+                   "trainer.epochs=2", "trainer.save_every_n_epochs=1", "trainer.progress=false",
+                   f"hydra.run.dir={tuned}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "epoch 2: 4 frozen parameters now train" in result.stdout
+    start = load_file(pre / "checkpoints" / "best.safetensors")
+    one, two = (load_file(tuned / "checkpoints" / f"epoch-{e}.safetensors") for e in (1, 2))
+    assert torch.equal(one["features.0.weight"], start["features.0.weight"])  # frozen in epoch 1
+    assert not torch.equal(two["features.0.weight"], one["features.0.weight"])  # trained in epoch 2
+    assert not torch.equal(one["head.4.weight"], start["head.4.weight"])
+
+
+def test_torchvision_weights_offline_name_the_file_to_provide(tmp_path):
+    env = {"TORCH_HOME": str(tmp_path / "torch")}
+    message = assert_one_line_error(
+        ftool("train", "model=resnet18", "model.weights=IMAGENET1K_V1", "data=synthetic", "data.shape=[3,32,32]",
+              cwd=tmp_path, env=env), "model.weights: cannot get resnet18 IMAGENET1K_V1")
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
+    assert_one_line_error(ftool("train", "model=resnet18", "model.weights=IMAGENET9", "data=synthetic", cwd=tmp_path,
+                                env=env), "model.weights: resnet18 has no weights 'IMAGENET9'; options: IMAGENET1K_V1")

@@ -1,0 +1,222 @@
+"""Text classification with a Hugging Face model: data, tokenization, fine-tuning, predict, export.
+The model is a tiny random BERT saved to a temp dir (tests/conftest.py): nothing is downloaded."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ftool.data.loaders import EpochSampler
+from ftool.data.text import PadBatch, text_csv, text_files, tokenize
+from ftool.errors import FtoolError
+from ftool.models.hf import load_tokenizer
+from tests.conftest import assert_one_line_error, ftool, read_json, read_jsonl, sentiment_sentences
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+@pytest.fixture
+def texts(tmp_path):
+    """rt-polarity's layout: one file per class, one sentence per line."""
+    pos, neg = sentiment_sentences(150)
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "reviews.pos").write_text("\n".join(pos) + "\n")
+    (folder / "reviews.neg").write_text("\n".join(neg) + "\n\n")  # blank lines are skipped
+    return folder
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FTOOL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _env(cache_dir):
+    return {**OFFLINE, "FTOOL_CACHE_DIR": str(cache_dir)}
+
+
+def test_text_files_class_names_come_from_the_file_suffixes(texts, tiny_bert, cache):
+    splits = text_files(str(texts), load_tokenizer(str(tiny_bert)), max_length=8)
+    assert splits.info.class_names == ["neg", "pos"] and splits.info.text
+    assert len(splits.train) == 300 and splits.train.labels.tolist() == [0] * 150 + [1] * 150
+    assert max(splits.train.lengths()) == 8  # cut to max_length, [CLS] and [SEP] included
+    ids, label = splits.train[0]
+    assert ids[0].item() == 2 and ids[-1].item() == 3 and label == 0  # [CLS] ... [SEP]
+
+
+def test_tokenized_texts_are_cached_and_reused(tiny_bert, cache):
+    tokenizer = load_tokenizer(str(tiny_bert))
+    first = tokenize(["a great film", "boring"], tokenizer, 16)
+    assert len(list((cache / "tokens").glob("*.safetensors"))) == 1
+
+    class Refuses:  # a cache hit must not tokenize again
+        backend_tokenizer = tokenizer.backend_tokenizer
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("tokenized again")
+
+    again = tokenize(["a great film", "boring"], Refuses(), 16)
+    assert [t.tolist() for t in again] == [t.tolist() for t in first]
+    tokenize(["a great film", "boring"], tokenizer, 8)  # another max_length: another entry
+    assert len(list((cache / "tokens").glob("*.safetensors"))) == 2
+
+
+def test_batches_are_padded_to_their_longest_text():
+    inputs, labels = PadBatch(pad_id=0)([(torch.tensor([2, 7, 3]), 1), (torch.tensor([2, 3]), 0)])
+    assert inputs["input_ids"].tolist() == [[2, 7, 3], [2, 3, 0]]
+    assert inputs["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert labels.tolist() == [1, 0]
+
+
+def test_length_grouping_keeps_every_sample_and_batches_similar_lengths():
+    lengths = [(i * 37) % 100 + 1 for i in range(1000)]
+    plain, grouped = EpochSampler(1000, seed=0), EpochSampler(1000, seed=0, lengths=lengths, batch_size=10)
+    order = list(grouped)
+    assert sorted(order) == list(range(1000)) and order == list(grouped)  # a permutation, reproducible
+
+    def padding(indices):
+        batches = [indices[i:i + 10] for i in range(0, 1000, 10)]
+        return sum(max(lengths[j] for j in b) * 10 - sum(lengths[j] for j in b) for b in batches)
+
+    assert padding(order) < padding(list(plain)) / 5
+
+
+def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
+    table = tmp_path / "reviews.csv"
+    table.write_text('review,sentiment\n"great, fun film",positive\nboring plot,negative\nwitty,positive\n')
+    lines = tmp_path / "test.jsonl"
+    lines.write_text('{"review": "awful", "sentiment": "negative"}\n')
+    splits = text_csv(str(table), load_tokenizer(str(tiny_bert)), text_column="review",
+                      label_column="sentiment", test_path=str(lines))
+    assert splits.info.class_names == ["negative", "positive"]
+    assert splits.train.labels.tolist() == [1, 0, 1] and splits.test.labels.tolist() == [0]
+    with pytest.raises(FtoolError, match="no column 'text'; its columns: review, sentiment"):
+        text_csv(str(table), load_tokenizer(str(tiny_bert)))
+
+
+def test_binary_metrics_are_those_of_the_positive_class():
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    from ftool.data import DataInfo
+    from ftool.metrics import EpochMeter
+
+    targets = torch.tensor([1, 1, 1, 0, 0, 0, 1, 0])
+    predicted = torch.tensor([1, 0, 1, 1, 0, 0, 1, 1])
+    logits = torch.nn.functional.one_hot(predicted, 2).float()
+    meter = EpochMeter(DataInfo("classification", (8,), 2, ["neg", "pos"], text=True), torch.device("cpu"))
+    meter.update(torch.tensor(0.5), logits, targets)
+    got = meter.compute("test")
+    assert got["test/precision"] == pytest.approx(precision_score(targets, predicted))  # 3/5, not the macro 0.6
+    assert got["test/recall"] == pytest.approx(recall_score(targets, predicted))
+    assert got["test/f1"] == pytest.approx(f1_score(targets, predicted))
+    assert got["test/accuracy"] == pytest.approx(5 / 8)
+
+
+def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_bert, cache):
+    run = tmp_path / "run"
+    result = ftool("finetune", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=text_files",
+                   f"data.root={texts}", "data.max_length=16", "data.group_by_length=true", "data.batch_size=16",
+                   "optimizer.lr=0.003", "trainer.epochs=4", "trainer.progress=false", f"hydra.run.dir={run}",
+                   cwd=tmp_path, env=_env(cache))
+    assert result.returncode == 0, result.stderr
+    summary = read_json(run / "summary.json")
+    assert summary["data"]["class_names"] == ["neg", "pos"] and summary["finetune"]["from"] == "hf_classifier"
+    assert summary["metrics"]["test/accuracy"] >= 0.9
+    assert {"test/precision", "test/recall", "test/f1"} <= set(summary["metrics"])
+    lrs = [r["lr"] for r in read_jsonl(run / "metrics.jsonl") if "lr" in r]
+    assert max(lrs) <= 0.003 and lrs[-1] < lrs[len(lrs) // 2] < max(lrs)  # warmup, then linear decay
+
+    result = ftool("predict", f"ckpt={run}", "input=a gorgeous witty film", "input=the plot is dull clichés",
+                   "output=json", cwd=tmp_path, env=_env(cache))
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    assert [p["label"] for p in predictions] == ["pos", "neg"]
+    assert predictions[0]["input"] == "a gorgeous witty film"
+    assert sum(predictions[0]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    file = tmp_path / "new.txt"
+    file.write_text("superb and moving\n\nawful , tedious movie\n")
+    table = ftool("predict", f"ckpt={run}", f"input={file}", cwd=tmp_path, env=_env(cache))
+    assert table.returncode == 0 and "superb and moving" in table.stdout and "p(pos)" in table.stdout
+
+    result = ftool("eval", f"ckpt={run}", cwd=tmp_path, env=_env(cache))
+    assert result.returncode == 0, result.stderr
+    assert read_json(run / "eval.json")["metrics"]["test/accuracy"] == summary["metrics"]["test/accuracy"]
+
+    for fmt in ("safetensors", "torchscript", "onnx"):
+        result = ftool("export", f"ckpt={run}", f"format={fmt}", cwd=tmp_path, env=_env(cache))
+        assert result.returncode == 0, result.stderr
+        assert "max |difference|" in result.stdout
+    _check_exports_match(run, predictions)
+
+
+def _check_exports_match(run, predictions):
+    """Each exported model, loaded without ftool, gives the probabilities `predict` gave."""
+    import onnxruntime
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = run / "export" / "hf"
+    hf = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    assert hf.config.id2label == {0: "neg", 1: "pos"}
+    batch = AutoTokenizer.from_pretrained(folder)([p["input"] for p in predictions], padding=True, return_tensors="pt")
+    expected = torch.tensor([[p["probabilities"]["neg"], p["probabilities"]["pos"]] for p in predictions])
+    with torch.no_grad():
+        assert torch.allclose(hf(**batch).logits.softmax(-1), expected, atol=1e-5)
+        traced = torch.jit.load(str(run / "export" / "model.pt"))
+        assert torch.allclose(traced(batch["input_ids"], batch["attention_mask"]).softmax(-1), expected, atol=1e-5)
+    session = onnxruntime.InferenceSession(str(run / "export" / "model.onnx"))
+    logits = session.run(None, {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()})[0]
+    assert torch.allclose(torch.from_numpy(logits).softmax(-1), expected, atol=1e-5)
+
+
+def test_lora_trains_adapters_only_and_exports_merged(tmp_path, texts, tiny_bert, cache):
+    run = tmp_path / "lora"
+    result = ftool("finetune", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=text_files",
+                   f"data.root={texts}", "data.max_length=16", "finetune.lora.r=4", "optimizer.lr=0.01",
+                   "trainer.epochs=3", "trainer.progress=false", f"hydra.run.dir={run}", cwd=tmp_path, env=_env(cache))
+    assert result.returncode == 0, result.stderr
+    summary = read_json(run / "summary.json")
+    assert summary["finetune"]["lora_r"] == 4
+    assert summary["finetune"]["trainable_parameters"] < summary["parameters"] / 5
+    base = load_file(tiny_bert / "model.safetensors")
+    tuned = load_file(run / "checkpoints" / "best.safetensors")
+    query = "bert.encoder.layer.0.attention.self.query"
+    assert torch.equal(tuned[f"hf.base_model.model.{query}.base_layer.weight"], base[f"{query}.weight"])  # frozen
+    assert tuned[f"hf.base_model.model.{query}.lora_B.default.weight"].abs().sum() > 0  # trained (starts at 0)
+    result = ftool("export", f"ckpt={run}", cwd=tmp_path, env=_env(cache))
+    assert result.returncode == 0, result.stderr
+    assert not any("lora" in f.name for f in (run / "export" / "hf").iterdir())  # merged: plain transformer
+    assert_one_line_error(ftool("finetune", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=text_files",
+                                f"data.root={texts}", "finetune.lora.r=4", "finetune.freeze=backbone", cwd=tmp_path,
+                                env=_env(cache)), "finetune.freeze: must be none with LoRA")
+
+
+def test_layer_lr_decay_lowers_the_lr_layer_by_layer(tiny_bert):
+    from ftool.config import FinetuneConfig
+    from ftool.finetune import lr_multipliers
+    from ftool.models.hf import hf_classifier
+
+    model = hf_classifier(2, name_or_path=str(tiny_bert))
+    assert "hf.classifier.weight" not in model.pretrained_parameters
+    assert "hf.bert.encoder.layer.1.output.dense.weight" in model.pretrained_parameters
+    mult = lr_multipliers(model, model.pretrained_parameters, FinetuneConfig(layer_lr_decay=0.5, backbone_lr_mult=0.8))
+    assert mult["hf.classifier.weight"] == 1.0  # fresh head: no backbone multiplier, top depth
+    assert mult["hf.bert.pooler.dense.weight"] == pytest.approx(0.8)
+    assert mult["hf.bert.encoder.layer.1.attention.self.query.weight"] == pytest.approx(0.8 * 0.5)
+    assert mult["hf.bert.encoder.layer.0.attention.self.query.weight"] == pytest.approx(0.8 * 0.25)
+    assert mult["hf.bert.embeddings.word_embeddings.weight"] == pytest.approx(0.8 * 0.125)
+
+
+def test_offline_hub_data_and_models_fail_with_one_line(tmp_path, texts, tiny_bert, cache):
+    env = {**_env(cache), "HF_HOME": str(tmp_path / "hf")}
+    assert_one_line_error(ftool("train", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=imdb",
+                                cwd=tmp_path, env=env), "data=imdb: cannot load stanfordnlp/imdb")
+    assert_one_line_error(ftool("train", "model=hf_classifier", "model.name_or_path=no-such-org/no-such-model",
+                                "data=text_files", f"data.root={texts}", cwd=tmp_path, env=env),
+                          "model.name_or_path: cannot load", "no-such-org/no-such-model")
+    assert_one_line_error(ftool("train", "model=hf_classifier", "model.name_or_path=pkg://no_such_package/model",
+                                "data=text_files", f"data.root={texts}", cwd=tmp_path, env=env),
+                          "package 'no_such_package' is not installed")
+    assert_one_line_error(ftool("train", "data=text_files", f"data.root={texts}", cwd=tmp_path, env=env),
+                          "use a text model (model=hf_classifier)")
