@@ -122,7 +122,7 @@ def test_max_steps_wins_over_epochs(workdir):
 
 
 @pytest.mark.parametrize("args,fragments", [
-    (["model=simplecn"], ["model=simplecn: no such model", "convnet, linear", "Did you mean 'simplecnn'?"]),
+    (["model=simplecn"], ["model=simplecn: no such model", "convnet, hf_classifier, linear", "Did you mean 'simplecnn'?"]),
     (["optimizer.lr=abc"], ["optimizer.lr:", "'abc'"]),
     (["optimizer.lr=-1"], ["optimizer.lr: must be > 0, got -1.0"]),
     (["trainer.epochs=-1"], ["trainer.epochs: must be >= 0, got -1"]),

@@ -30,7 +30,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     loader = loaders.test if split == "test" else loaders.val
     if loader is None:
         raise FtoolError("split: this run has no validation split (data.val_fraction=0)")
-    model = components.build_model(rc, loaders.info)
+    model = components.build_model(rc, loaders.info, pretrained=False)  # the checkpoint brings every weight
     meta = checkpoint.load_into(model, weights)
     model, step_model = acc.prepare(model)
     metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info), acc, loaders.info, split)
