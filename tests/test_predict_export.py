@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from ftool.errors import FtoolError
+from ftool.models.torchvision_models import pretrained_state
 from tests.conftest import assert_one_line_error, ftool, read_json
 from tests.dataset_files import write_image_folder
 
@@ -95,5 +97,5 @@ def test_torchvision_weights_offline_name_the_file_to_provide(tmp_path):
         ftool("train", "model=resnet18", "model.weights=IMAGENET1K_V1", "data=synthetic", "data.shape=[3,32,32]",
               cwd=tmp_path, env=env), "model.weights: cannot get resnet18 IMAGENET1K_V1")
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
-    assert_one_line_error(ftool("train", "model=resnet18", "model.weights=IMAGENET9", "data=synthetic", cwd=tmp_path,
-                                env=env), "model.weights: resnet18 has no weights 'IMAGENET9'; options: IMAGENET1K_V1")
+    with pytest.raises(FtoolError, match="model.weights: resnet18 has no weights 'IMAGENET9'; options: IMAGENET1K_V1"):
+        pretrained_state("resnet18", "IMAGENET9")

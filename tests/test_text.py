@@ -215,8 +215,12 @@ def test_offline_hub_data_and_models_fail_with_one_line(tmp_path, texts, tiny_be
     assert_one_line_error(ftool("train", "model=hf_classifier", "model.name_or_path=no-such-org/no-such-model",
                                 "data=text_files", f"data.root={texts}", cwd=tmp_path, env=env),
                           "model.name_or_path: cannot load", "no-such-org/no-such-model")
-    assert_one_line_error(ftool("train", "model=hf_classifier", "model.name_or_path=pkg://no_such_package/model",
-                                "data=text_files", f"data.root={texts}", cwd=tmp_path, env=env),
-                          "package 'no_such_package' is not installed")
-    assert_one_line_error(ftool("train", "data=text_files", f"data.root={texts}", cwd=tmp_path, env=env),
-                          "use a text model (model=hf_classifier)")
+
+
+def test_a_missing_weights_package_and_a_text_set_without_tokenizer_are_explained(texts):
+    from ftool.models.hf import resolve
+
+    with pytest.raises(FtoolError, match="package 'no_such_package' is not installed"):
+        resolve("pkg://no_such_package/model")
+    with pytest.raises(FtoolError, match="use a text model \\(model=hf_classifier\\)"):
+        text_files(str(texts), tokenizer=None)
