@@ -89,7 +89,8 @@ def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optio
     order = [pool[i] for i in torch.randperm(len(pool), generator=generator).tolist()]
     held = count if count is not None else max(1, round(len(order) * fraction))
     if held >= len(order):
-        raise FtoolError(f"data.test_size: {held} would hold out all {len(order)} samples")
+        raise FtoolError(f"data: holding out {held} of {len(order)} samples leaves none to train on "
+                         f"(data.test_size, data.test_fraction, data.val_fraction)")
     return order[held:], order[:held]
 
 
