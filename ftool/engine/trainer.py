@@ -24,6 +24,7 @@ from ftool.engine import checkpoint
 from ftool.engine.accelerator import Accelerator
 from ftool.engine.progress import TrainProgress, console
 from ftool.errors import FtoolError, RunInterrupted
+from ftool.finetune import unfreeze
 from ftool.metrics import EpochMeter, monitor_mode
 from ftool.optim import l1_penalty
 from ftool.rundir import RunDir
@@ -182,8 +183,6 @@ class Trainer:
                 seen = at.seen if first else 0
                 train_loader.sampler.set_epoch(epoch, first * train_loader.batch_size)
                 if self.unfreeze and epoch >= self.unfreeze[0]:
-                    from ftool.finetune import unfreeze
-
                     unfreeze(self.model, self.unfreeze[1])
                     console.print(f"finetune: epoch {epoch}: {len(self.unfreeze[1])} frozen parameters now train")
                     self.unfreeze = None
