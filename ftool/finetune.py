@@ -105,13 +105,12 @@ def freeze(model: nn.Module, cfg: FinetuneConfig, pretrained: set[str]) -> list[
         if not frozen:
             tops = sorted({n.split(".")[0] for n, _ in model.named_parameters()})
             raise FtoolError(f"finetune.freeze: {prefixes} match no parameter; the model's blocks are {', '.join(tops)}")
-    params = dict(model.named_parameters())
-    for name in frozen:
-        params[name].requires_grad_(False)
+    set_trainable(model, frozen, False)
     return frozen
 
 
-def unfreeze(model: nn.Module, names: list[str]) -> None:
+def set_trainable(model: nn.Module, names: list[str], trainable: bool) -> None:
+    """Let the named parameters train (or stop them): freezing, and finetune.unfreeze_at_epoch."""
     params = dict(model.named_parameters())
     for name in names:
-        params[name].requires_grad_(True)
+        params[name].requires_grad_(trainable)

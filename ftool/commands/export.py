@@ -11,14 +11,18 @@ example batch; the largest difference is printed, and an export that disagrees i
 
 from __future__ import annotations
 
+import io
 import json
+import warnings
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from ftool import components
 from ftool.engine import checkpoint
+from ftool.engine.atomic import atomic_write
 from ftool.engine.progress import console
 from ftool.errors import FtoolError
 from ftool.finetune import merge_lora
@@ -89,8 +93,6 @@ def _safetensors(trained: Trained, module: nn.Module, example, target: Path) -> 
 
 
 def _rebuilt(trained: Trained) -> nn.Module:
-    from ftool import components
-
     return components.build_model(trained.rc, trained.info, pretrained=False).eval()
 
 
@@ -109,11 +111,6 @@ def _hf_folder(trained: Trained, module: nn.Module, example, target: Path) -> to
 
 
 def _torchscript(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
-    import io
-    import warnings
-
-    from ftool.engine.atomic import atomic_write
-
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow in the model
         traced = torch.jit.trace(module, example, check_trace=False)
@@ -134,8 +131,6 @@ def _onnx(trained: Trained, module: nn.Module, example, target: Path) -> torch.T
     dims = {0: "batch", 1: "length"} if trained.info.text else {0: "batch"}
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the exporter's notes on how it lowered ops

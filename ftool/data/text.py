@@ -3,7 +3,7 @@ a Hugging Face hub dataset (`imdb`, `sst2`, `rotten_tomatoes`), tokenized with t
 
 Texts are tokenized once and cached (safetensors, keyed by the texts, the tokenizer and max_length),
 so a second run skips it. Batches are padded to their own longest sentence (dynamic padding): a
-sample is (token ids, label) and `pad_batch` turns a list of them into ({input_ids, attention_mask},
+sample is (token ids, label) and `PadBatch` turns a list of them into ({input_ids, attention_mask},
 labels), the dict the text models take.
 """
 

@@ -24,7 +24,7 @@ from ftool.engine import checkpoint
 from ftool.engine.accelerator import Accelerator
 from ftool.engine.progress import TrainProgress, console
 from ftool.errors import FtoolError, RunInterrupted
-from ftool.finetune import unfreeze
+from ftool.finetune import set_trainable
 from ftool.metrics import EpochMeter, monitor_mode
 from ftool.optim import l1_penalty
 from ftool.rundir import RunDir
@@ -183,7 +183,7 @@ class Trainer:
                 seen = at.seen if first else 0
                 train_loader.sampler.set_epoch(epoch, first * train_loader.batch_size)
                 if self.unfreeze and epoch >= self.unfreeze[0]:
-                    unfreeze(self.model, self.unfreeze[1])
+                    set_trainable(self.model, self.unfreeze[1], True)
                     console.print(f"finetune: epoch {epoch}: {len(self.unfreeze[1])} frozen parameters now train")
                     self.unfreeze = None
                 self.step_model.train()
