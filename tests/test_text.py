@@ -2,6 +2,9 @@
 The model is a tiny random BERT saved to a temp dir (tests/conftest.py): nothing is downloaded."""
 
 import json
+import shutil
+import socket
+import threading
 
 import pytest
 import torch
@@ -208,13 +211,55 @@ def test_layer_lr_decay_lowers_the_lr_layer_by_layer(tiny_bert):
     assert mult["hf.bert.embeddings.word_embeddings.weight"] == pytest.approx(0.8 * 0.125)
 
 
-def test_offline_hub_data_and_models_fail_with_one_line(tmp_path, texts, tiny_bert, cache):
-    env = {**_env(cache), "HF_HOME": str(tmp_path / "hf")}
-    assert_one_line_error(ftool("train", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=imdb",
-                                cwd=tmp_path, env=env), "data=imdb: cannot load stanfordnlp/imdb")
-    assert_one_line_error(ftool("train", "model=hf_classifier", "model.name_or_path=no-such-org/no-such-model",
-                                "data=text_files", f"data.root={texts}", cwd=tmp_path, env=env),
-                          "model.name_or_path: cannot load", "no-such-org/no-such-model")
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def hub_out_of_reach(tmp_path, cache):
+    """A machine without internet, as users have it: HF_HUB_OFFLINE unset, the hub refuses connections."""
+    return {"FTOOL_CACHE_DIR": str(cache), "HF_HOME": str(tmp_path / "hf"),
+            "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
+
+
+def test_a_hub_out_of_reach_gives_one_line_at_once_not_retries(tmp_path, texts, tiny_bert, hub_out_of_reach):
+    # huggingface_hub alone retries each missing file for ~25 s, logging every try
+    data = ftool("train", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=imdb",
+                 cwd=tmp_path, env=hub_out_of_reach)
+    assert_one_line_error(data, "data=imdb: cannot load stanfordnlp/imdb",
+                          "not in the cache and the hub is out of reach")
+    model = ftool("train", "model=hf_classifier", "model.name_or_path=no-such-org/no-such-model",
+                  "data=text_files", f"data.root={texts}", cwd=tmp_path, env=hub_out_of_reach)
+    assert_one_line_error(model, "model.name_or_path: cannot load", "no-such-org/no-such-model")
+    for result in (data, model):
+        assert "Retrying" not in result.stdout + result.stderr
+
+
+def test_a_hub_model_in_the_cache_trains_with_the_hub_out_of_reach(tmp_path, texts, tiny_bert, hub_out_of_reach):
+    snapshot = tmp_path / "hf" / "hub" / "models--ftool-test--tiny-bert" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_bert, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    result = ftool("train", "model=hf_classifier", "model.name_or_path=ftool-test/tiny-bert", "data=text_files",
+                   f"data.root={texts}", "trainer.epochs=1", "hydra.run.dir=run", cwd=tmp_path, env=hub_out_of_reach)
+    assert result.returncode == 0, result.stderr
+    assert read_json(tmp_path / "run" / "summary.json")["status"] == "completed"
+
+
+def test_the_hub_counts_as_reachable_when_it_answers_at_all(tmp_path):
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    from ftool.hub import _reachable
+
+    server = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)  # answers HEAD / with a listing
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert _reachable(f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+    assert not _reachable(f"http://127.0.0.1:{_closed_port()}")
 
 
 def test_a_missing_weights_package_and_a_text_set_without_tokenizer_are_explained(texts):

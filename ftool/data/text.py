@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ftool import hub
 from ftool.data import DataInfo, Splits
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
@@ -209,12 +210,15 @@ def _hub_dataset(name: str, tokenizer, max_length: int, cache: str | None) -> Sp
     except ImportError:
         raise FtoolError(f"data={name} loads through Hugging Face datasets: pip install 'ftool[text]'") from None
     datasets.disable_progress_bars()
+    offline = hub.offline()
     try:
         loaded = datasets.load_dataset(hub_id, cache_dir=cache)
     except Exception as e:  # offline, unknown id, damaged cache: many exception types
-        raise FtoolError(f"data={name}: cannot load {hub_id} from the Hugging Face hub or its cache "
-                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); on a machine "
-                         f"without internet, copy the dataset into the cache (HF_HOME) or use data=text_csv") from None
+        reason = ("it is not in the cache and the hub is out of reach" if offline
+                  else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        raise FtoolError(f"data={name}: cannot load {hub_id} from the Hugging Face hub or its cache ({reason}); "
+                         f"on a machine without internet, copy the dataset into the cache (HF_HOME) or use "
+                         f"data=text_csv") from None
     names = list(loaded["train"].features["label"].names)
     splits = {"train": (loaded["train"][column], loaded["train"]["label"]),
               "test": (loaded[test_split][column], loaded[test_split]["label"])}

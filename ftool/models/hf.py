@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ftool import hub
 from ftool.errors import FtoolError
 from ftool.registry import MODELS
 
@@ -29,7 +30,10 @@ def resolve(name_or_path: str) -> str:
     """A hub id or folder as given; pkg://<module>/<folder> -> that folder of the installed package."""
     if not name_or_path.startswith(_PACKAGE_PREFIX):
         expanded = os.path.expanduser(name_or_path)
-        return expanded if os.path.isdir(expanded) else name_or_path
+        if os.path.isdir(expanded):
+            return expanded
+        hub.offline()  # a hub id: an offline machine uses the cache at once
+        return name_or_path
     module, _, folder = name_or_path[len(_PACKAGE_PREFIX):].partition("/")
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
