@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from ftool.errors import FtoolError
 from ftool.models.torchvision_models import pretrained_state
+from ftool.registry import MODELS
 from tests.conftest import assert_one_line_error, ftool, read_json
 from tests.dataset_files import write_image_folder
 
@@ -99,3 +100,5 @@ def test_torchvision_weights_offline_name_the_file_to_provide(tmp_path):
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
     with pytest.raises(FtoolError, match="model.weights: resnet18 has no weights 'IMAGENET9'; options: IMAGENET1K_V1"):
         pretrained_state("resnet18", "IMAGENET9")
+    with pytest.raises(FtoolError, match="resnet18's pretrained weights take 3-channel images; this data has 1"):
+        MODELS.build("resnet18", {"weights": "IMAGENET1K_V1"}, input_shape=(1, 8, 8), num_outputs=10)

@@ -34,7 +34,7 @@ def _resnet(arch: str):
         channels = image_channels(input_shape, arch)
         if weights is not None and channels != 3:
             raise FtoolError(f"model.weights: {arch}'s pretrained weights take 3-channel images; this data has "
-                             f"{channels} (data.grayscale=false)")
+                             f"{channels} (data=imagefolder reads colour with data.grayscale=false)")
         model = tvm.get_model(arch, weights=None, num_classes=num_outputs)
         if channels != 3:
             model.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
