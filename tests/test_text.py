@@ -219,9 +219,9 @@ def _closed_port() -> int:
 
 @pytest.fixture
 def hub_out_of_reach(tmp_path, cache):
-    """A machine without internet, as users have it: HF_HUB_OFFLINE unset, the hub refuses connections."""
-    return {"FTOOL_CACHE_DIR": str(cache), "HF_HOME": str(tmp_path / "hf"),
-            "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
+    """A machine without internet, as users have it: offline mode not set, the hub refuses connections."""
+    return {"FTOOL_CACHE_DIR": str(cache), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0",
+            "HF_DATASETS_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
 
 
 def test_a_hub_out_of_reach_gives_one_line_at_once_not_retries(tmp_path, texts, tiny_bert, hub_out_of_reach):
@@ -248,10 +248,12 @@ def test_a_hub_model_in_the_cache_trains_with_the_hub_out_of_reach(tmp_path, tex
     assert read_json(tmp_path / "run" / "summary.json")["status"] == "completed"
 
 
-def test_the_hub_counts_as_reachable_when_it_answers_at_all(tmp_path):
+def test_the_hub_counts_as_reachable_when_it_answers_at_all(tmp_path, monkeypatch):
     from http.server import HTTPServer, SimpleHTTPRequestHandler
 
     from ftool.hub import _reachable
+
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)  # its client refuses requests in offline mode
 
     server = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)  # answers HEAD / with a listing
     threading.Thread(target=server.serve_forever, daemon=True).start()
