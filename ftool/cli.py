@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ftool import __version__
 from ftool.commands import COMMANDS, Command
-from ftool.errors import FtoolError, RunInterrupted
+from ftool.errors import FtoolError, RunInterrupted, one_line
 
 # Hydra's own flags, and those of them that take a value.
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
@@ -106,7 +106,7 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
-        raise FtoolError(f"bad override: {_first_line(e)}") from None
+        raise FtoolError(f"bad override: {_one_line(e)}") from None
     for o in parsed:
         group = o.key_or_group
         if group not in groups or o.is_delete():
@@ -166,7 +166,7 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
             # Compose with only the choices (groups, search path) to list the keys that exist.
             choices = [o for o in overrides if "." not in o.split("=")[0] or o.startswith("hydra.")]
             raise FtoolError(_unknown_key(unknown.group(1), composed(choices))) from None
-        raise FtoolError(_first_line(e, e.__cause__)) from None
+        raise FtoolError(_one_line(e, e.__cause__)) from None
     rc = validate(cfg)
     return None if multirun else rc
 
@@ -243,9 +243,7 @@ def _unknown_key(key: str, cfg) -> str:
             f"{close_matches_hint(leaf, keys)}")
 
 
-def _first_line(*errors) -> str:
-    from ftool.config import one_line
-
+def _one_line(*errors) -> str:
     return "; ".join(one_line(e) for e in errors if e is not None)
 
 

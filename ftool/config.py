@@ -17,7 +17,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed", "auto")
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
@@ -251,7 +251,7 @@ def import_user_modules(modules: list[str]) -> None:
         try:
             importlib.import_module(module)
         except ImportError as e:
-            raise FtoolError(f"imports: cannot import '{module}': {e}") from None
+            raise FtoolError(f"imports: cannot import '{module}': {one_line(e)}") from None
 
 
 _COMPONENTS = {
@@ -330,10 +330,3 @@ def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
     errors.extend(problems)
     return None if problems else obj
 
-
-def one_line(e: BaseException) -> str:
-    """An exception's message without OmegaConf's full_key/object_type detail lines (or Hydra's
-    config search path)."""
-    lines = [ln.strip() for ln in str(e).split("Config search path:")[0].splitlines() if ln.strip()]
-    keep = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
-    return "; ".join(keep) or type(e).__name__

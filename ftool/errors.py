@@ -11,3 +11,16 @@ class RunInterrupted(Exception):
     """Ctrl-C or SIGTERM stopped a run after it saved a checkpoint; the CLI exits 130."""
 
     exit_code = 130
+
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """Another library's exception quoted in one line (an FtoolError's lines print as one
+    `ftool: error:` each): its message's lines joined, without OmegaConf's full_key/object_type
+    detail lines or Hydra's config search path, cut at `limit` characters; its type if it says nothing."""
+    lines = [ln.strip() for ln in str(e).split("Config search path:")[0].splitlines() if ln.strip()]
+    kept = [ln for ln in lines if not ln.startswith(("full_key:", "object_type=", "reference_type="))]
+    text = kept[0] if kept else type(e).__name__
+    for ln in kept[1:]:
+        text += (" " if text.endswith(":") else "; ") + ln  # "Tried:" runs on into what it lists
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."

@@ -11,7 +11,7 @@ from torch import nn
 from ftool.config import FinetuneConfig, LoraConfig
 from ftool.engine import checkpoint
 from ftool.engine.progress import console
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 from ftool.rundir import locate_checkpoint
 
 
@@ -79,7 +79,7 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
             task_type=task, r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
             target_modules=list(cfg.target_modules) if cfg.target_modules else None))
     except ValueError as e:
-        raise FtoolError(f"finetune.lora: {str(e).splitlines()[0]}") from None
+        raise FtoolError(f"finetune.lora: {one_line(e)}") from None
     model.pretrained_parameters = set()  # peft froze them; backbone LR and freezing have nothing to act on
     return model
 

@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from ftool.errors import FtoolError, RunInterrupted
+from ftool.errors import FtoolError, RunInterrupted, one_line
 
 
 class RunDir:
@@ -115,7 +115,7 @@ class Summary:
             self._end("interrupted")
             raise
         except BaseException as e:
-            self._end("failed", error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+            self._end("failed", error=one_line(e))
             raise
         self._end("completed")
 

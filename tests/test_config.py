@@ -2,7 +2,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from ftool.config import RunConfig, validate
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 
 
 def base(**changes) -> dict:
@@ -69,3 +69,12 @@ def test_imports_register_user_components(tmp_path, monkeypatch):
     assert validate(OmegaConf.create(cfg)).model.args == {"scale": 2.0}
     with pytest.raises(FtoolError, match="imports: cannot import 'no_such_module_x'"):
         validate(OmegaConf.create(base(imports=["no_such_module_x"])))
+
+
+def test_quoted_exceptions_become_one_short_line():
+    assert one_line(RuntimeError("Error downloading x:\n  Tried a, got: refused\n\nTried b")) == \
+        "Error downloading x: Tried a, got: refused; Tried b"
+    assert one_line(ValueError("bad value\n    full_key: trainer.epochs\n    object_type=dict")) == "bad value"
+    assert one_line(KeyboardInterrupt()) == "KeyboardInterrupt"
+    long = one_line(RuntimeError("x" * 1000))
+    assert len(long) == 300 and long.endswith("...")

@@ -74,6 +74,23 @@ def test_missing_dataset_names_the_files_and_how_to_get_them(tmp_path):
     assert "data.download=true" in message and "\n" not in message
 
 
+def test_a_failed_download_is_one_line_quoting_every_mirror_tried(tmp_path, monkeypatch):
+    import socket
+
+    import torchvision.datasets as tvd
+
+    with socket.socket() as s:  # a port nothing listens on: the download is refused at once
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    mirrors = [f"http://127.0.0.1:{closed}/a/", f"http://127.0.0.1:{closed}/b/"]
+    monkeypatch.setattr(tvd.MNIST, "mirrors", mirrors)
+    with pytest.raises(FtoolError) as info:
+        loaders("mnist", root=str(tmp_path), download=True)
+    message = str(info.value)
+    assert message.startswith("data: downloading MNIST into") and "copy the files there by hand" in message
+    assert "\n" not in message and all(m in message for m in mirrors)  # torchvision's lines, joined
+
+
 def test_imagefolder_with_split_fraction(tmp_path):
     write_image_folder(tmp_path / "pets", per_class=10)
     data = loaders("imagefolder", root=str(tmp_path / "pets"), val_fraction=0.25, test_fraction=0.2)

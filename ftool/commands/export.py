@@ -24,7 +24,7 @@ from ftool import components
 from ftool.engine import checkpoint
 from ftool.engine.atomic import atomic_write
 from ftool.engine.progress import console
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 from ftool.finetune import merge_lora
 from ftool.inference import Trained, load_trained
 
@@ -137,7 +137,7 @@ def _onnx(trained: Trained, module: nn.Module, example, target: Path) -> torch.T
             torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["logits"],
                               dynamic_axes={n: dims for n in names}, dynamo=False)
     except Exception as e:  # the exporter's errors have many types
-        raise FtoolError(f"format=onnx: the model did not export ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        raise FtoolError(f"format=onnx: the model did not export ({type(e).__name__}: {one_line(e)})") from None
     tmp.replace(target)
     session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     outputs = session.run(None, {n: t.numpy() for n, t in zip(names, example)})

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from ftool import hub
 from ftool.data import DataInfo, Splits
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
 
 
@@ -215,7 +215,7 @@ def _hub_dataset(name: str, tokenizer, max_length: int, cache: str | None) -> Sp
         loaded = datasets.load_dataset(hub_id, cache_dir=cache)
     except Exception as e:  # offline, unknown id, damaged cache: many exception types
         reason = ("it is not in the cache and the hub is out of reach" if offline
-                  else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                  else f"{type(e).__name__}: {one_line(e)}")
         raise FtoolError(f"data={name}: cannot load {hub_id} from the Hugging Face hub or its cache ({reason}); "
                          f"on a machine without internet, copy the dataset into the cache (HF_HOME) or use "
                          f"data=text_csv") from None

@@ -18,7 +18,7 @@ from torchvision import datasets as tvd
 from torchvision.datasets.utils import download_and_extract_archive
 
 from ftool.data import DataInfo, Splits
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
 
 # Per-channel statistics of the training sets, as published with each dataset's reference code.
@@ -36,7 +36,7 @@ def _require_files(name: str, root: Path, files: list[str], download: bool, fetc
         try:
             fetch()
         except Exception as e:  # network errors come in many types (URLError, OSError, ...)
-            raise FtoolError(f"data: downloading {name} into {root} failed ({type(e).__name__}: {e}); "
+            raise FtoolError(f"data: downloading {name} into {root} failed ({type(e).__name__}: {one_line(e)}); "
                              f"copy the files there by hand instead") from None
         missing = [f for f in files if not (root / f).is_file()]
     if missing:
@@ -61,7 +61,7 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]
         try:
             entry = _NumpyOnlyUnpickler(f, encoding="latin1").load()
         except (pickle.UnpicklingError, EOFError, ValueError) as e:
-            raise FtoolError(f"data: {path} is not a CIFAR batch file ({e})") from None
+            raise FtoolError(f"data: {path} is not a CIFAR batch file ({one_line(e)})") from None
     return np.asarray(entry["data"], dtype=np.uint8), list(entry[label_key])
 
 
@@ -154,7 +154,7 @@ def imagefolder(root: str, image_size: list | None = None, grayscale: bool = Fal
         try:
             return tvd.ImageFolder(str(folder))
         except (FileNotFoundError, OSError) as e:
-            raise FtoolError(f"data.root: {e}") from None
+            raise FtoolError(f"data.root: {one_line(e)}") from None
 
     train = scan(train_dir)
     channels = 1 if grayscale else 3

