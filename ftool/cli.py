@@ -168,7 +168,20 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
             raise FtoolError(_unknown_key(unknown.group(1), composed(choices))) from None
         raise FtoolError(_one_line(e, e.__cause__)) from None
     rc = validate(cfg)
-    return None if multirun else rc
+    if multirun:
+        check_launcher(overrides)
+        return None
+    return rc
+
+
+def check_launcher(overrides: list[str]) -> None:
+    """Off a SLURM cluster, Hydra's SLURM launcher (submitit) fails with a traceback: say it in one line."""
+    import shutil
+
+    launcher = _override_value(overrides, "hydra/launcher")
+    if launcher in ("slurm", "submitit_slurm") and shutil.which("srun") is None:
+        raise FtoolError(f"hydra/launcher={launcher}: this machine has no SLURM (srun not found); start the sweep "
+                         f"on the cluster's login node, or use hydra/launcher=local_parallel here")
 
 
 def run_to_reuse(command: Command, options: dict, overrides: list[str]) -> str | None:
@@ -341,6 +354,10 @@ def main(argv: list[str] | None = None) -> None:
         if command.name == "train" and "WORLD_SIZE" not in os.environ:
             devices = requested_devices(rc, overrides)
             if devices > 1:
+                if rc is not None:  # a sweep's jobs check their own settings
+                    from ftool.engine.accelerator import check
+
+                    check(rc.trainer, devices)
                 sys.exit(launch_processes(devices, args))
         rank_extra, tmp = secondary_rank_dirs()
         try:

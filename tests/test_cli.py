@@ -132,6 +132,8 @@ def test_max_steps_wins_over_epochs(workdir):
     (["-m", "model=simplecnn,convnt"], ["model=convnt: no such model", "Did you mean 'convnet'?"]),
     (["data=cifar10", "data.root=missing_dir"], ["CIFAR10 not found", "data_batch_1", "data.download=true"]),
     (["nonsense"], ["bad override"]),
+    # checked before torchrun starts the processes, so it is said once, not by every rank
+    (["trainer.devices=2", "trainer.accelerator=mps"], ["trainer.accelerator: mps is not available"]),
 ])
 def test_bad_input_is_one_line_and_a_nonzero_exit(workdir, args, fragments):
     assert_one_line_error(ftool("train", *args, cwd=workdir), *fragments)

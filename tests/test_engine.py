@@ -123,6 +123,14 @@ def test_compile_and_auto_precision_run_through_the_cli(workdir):
     assert read_json(run / "summary.json")["metrics"]["test/loss"] < 10
 
 
+def test_channels_last_trains_a_conv_net_like_the_default_layout(workdir):
+    conv = ("model=simplecnn", "data.shape=[3,16,16]", "trainer.epochs=1")
+    train(workdir, workdir / "plain", *conv)
+    train(workdir, workdir / "cl", *conv, "trainer.channels_last=true")
+    plain, cl = (read_json(workdir / name / "summary.json")["metrics"]["test/loss"] for name in ("plain", "cl"))
+    assert cl == pytest.approx(plain, rel=1e-3)  # the same arithmetic, in another memory order
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "fp16-mixed"])
 def test_mixed_precision_with_grad_clipping_and_ema_completes(workdir, precision):
     if precision == "bf16-mixed" and not cpu_has_bf16():

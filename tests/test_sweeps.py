@@ -3,13 +3,15 @@ and a re-run sweep that skips finished jobs and resumes the others."""
 
 import csv
 import json
+import shutil
 
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.utils import get_class
 
 from ftool.cli import config_root
-from tests.conftest import ftool, read_json
+from tests.conftest import assert_one_line_error, ftool, read_json
 
 FAST = ("trainer.epochs=2", "trainer.progress=false")
 
@@ -53,6 +55,12 @@ def test_the_slurm_launcher_config_composes_and_its_plugin_loads():
     assert launcher.partition == "gpu" and launcher.tasks_per_node == 1 and launcher.timeout_min == 240
     cls = get_class(launcher._target_)
     assert cls.__name__ == "SlurmLauncher"
+
+
+@pytest.mark.skipif(shutil.which("srun") is not None, reason="this machine has SLURM")
+def test_the_slurm_launcher_off_a_cluster_is_one_line_not_a_traceback(workdir):
+    assert_one_line_error(ftool("train", "-m", "hydra/launcher=slurm", "optimizer.lr=0.01,0.001", *FAST, cwd=workdir),
+                          "hydra/launcher=slurm: this machine has no SLURM (srun not found)")
 
 
 def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_others(workdir):

@@ -70,10 +70,10 @@ class Accelerator:
             ids = [self.device.index] if self.device.type == "cuda" else None
             step_model = self._distributed = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if self.compile:
-            import torch._dynamo.config
+            import torch._dynamo.config as dynamo_config  # binds only dynamo_config: `torch` stays the module's
 
             # Not strict: a graph that cannot compile runs eagerly, with one warning from dynamo.
-            torch._dynamo.config.suppress_errors = self.compile != "strict"
+            dynamo_config.suppress_errors = self.compile != "strict"
             step_model = torch.compile(step_model, mode=None if self.compile_mode == "default" else self.compile_mode)
         return model, step_model
 
@@ -178,8 +178,10 @@ class Accelerator:
                 "torch": torch.__version__, "malloc": tune_malloc()}
 
 
-def select(cfg: TrainerConfig) -> Accelerator:
-    tune_malloc()  # before the data and the model allocate
+def check(cfg: TrainerConfig, processes: int) -> tuple[str, str]:
+    """(device kind, precision) for `cfg` on this machine with `processes` processes; a setting the
+    machine cannot give is a one-line error. Needs no process group: `trainer.devices=N` checks it
+    before it starts the processes, so the mistake is not reported N times."""
     cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
     kind = cfg.accelerator
     if kind == "auto":
@@ -187,28 +189,38 @@ def select(cfg: TrainerConfig) -> Accelerator:
     elif (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
         raise FtoolError(f"trainer.accelerator: {kind} is not available on this machine; use auto or cpu")
     precision = _precision(cfg.precision, kind)
+    if kind == "cuda" and processes > torch.cuda.device_count():
+        raise FtoolError(f"trainer.devices: {processes} processes but only {torch.cuda.device_count()} CUDA devices")
+    if cfg.compile == "strict" and kind == "cpu" and not _c_compiler():
+        raise FtoolError("trainer.compile=strict: torch.compile on CPU needs a C compiler (cc), none found")
+    if cfg.strategy == "fsdp" and cfg.ema_decay:
+        raise FtoolError("trainer.ema_decay: EMA is not supported with trainer.strategy=fsdp; use ddp or ema_decay=0")
+    if cfg.channels_last and kind == "mps":
+        raise FtoolError("trainer.channels_last: not supported on mps")
+    return kind, precision
+
+
+def select(cfg: TrainerConfig) -> Accelerator:
+    tune_malloc()  # before the data and the model allocate
     launched = int(os.environ.get("WORLD_SIZE", 1))
     if cfg.devices > 1 and launched != cfg.devices:
         raise FtoolError(f"trainer.devices={cfg.devices} but torchrun started {launched} processes; "
                          f"give one or the other")
-    if kind == "cuda" and launched > torch.cuda.device_count():
-        raise FtoolError(f"trainer.devices: {launched} processes but only {torch.cuda.device_count()} CUDA devices")
+    kind, precision = check(cfg, launched)
     rank, world_size = _init_processes(kind)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if kind == "cuda" else kind)
     if kind == "cuda":
         torch.cuda.set_device(device)
     compile_ = cfg.compile
-    if compile_ and kind == "cpu" and not (shutil.which("cc") or shutil.which("gcc")):
-        if compile_ == "strict":
-            raise FtoolError("trainer.compile=strict: torch.compile on CPU needs a C compiler (cc), none found")
+    if compile_ and kind == "cpu" and not _c_compiler():
         console.print("[yellow]trainer.compile: no C compiler found (inductor needs one on CPU); running eagerly")
         compile_ = False
-    if cfg.strategy == "fsdp" and cfg.ema_decay:
-        raise FtoolError("trainer.ema_decay: EMA is not supported with trainer.strategy=fsdp; use ddp or ema_decay=0")
-    if cfg.channels_last and kind == "mps":
-        raise FtoolError("trainer.channels_last: not supported on mps")
     return Accelerator(device, precision, compile_, cfg.compile_mode, cfg.channels_last, cfg.strategy,
                        rank, world_size)
+
+
+def _c_compiler() -> bool:
+    return bool(shutil.which("cc") or shutil.which("gcc"))
 
 
 def _precision(asked: str, kind: str) -> str:
