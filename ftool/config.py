@@ -329,4 +329,3 @@ def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
     problems = obj.problems()
     errors.extend(problems)
     return None if problems else obj
-

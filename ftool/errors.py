@@ -13,7 +13,6 @@ class RunInterrupted(Exception):
     exit_code = 130
 
 
-
 def one_line(e: BaseException, limit: int = 300) -> str:
     """Another library's exception quoted in one line (an FtoolError's lines print as one
     `ftool: error:` each): its message's lines joined, without OmegaConf's full_key/object_type
