@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,13 @@ def ftool(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) 
     environ.update(env or {})
     return subprocess.run([sys.executable, "-m", "ftool", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=environ)
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: a connection to it is refused at once (a server out of reach)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def read_json(path: Path) -> dict:

@@ -8,6 +8,7 @@ from ftool.config import AugmentConfig, DataConfig
 from ftool.data.loaders import build_loaders
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
+from tests.conftest import closed_port
 from tests.dataset_files import write_cifar10, write_cifar100, write_image_folder, write_mnist
 
 
@@ -75,14 +76,10 @@ def test_missing_dataset_names_the_files_and_how_to_get_them(tmp_path):
 
 
 def test_a_failed_download_is_one_line_quoting_every_mirror_tried(tmp_path, monkeypatch):
-    import socket
-
     import torchvision.datasets as tvd
 
-    with socket.socket() as s:  # a port nothing listens on: the download is refused at once
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
-    mirrors = [f"http://127.0.0.1:{closed}/a/", f"http://127.0.0.1:{closed}/b/"]
+    port = closed_port()  # the download is refused at once
+    mirrors = [f"http://127.0.0.1:{port}/a/", f"http://127.0.0.1:{port}/b/"]
     monkeypatch.setattr(tvd.MNIST, "mirrors", mirrors)
     with pytest.raises(FtoolError) as info:
         loaders("mnist", root=str(tmp_path), download=True)

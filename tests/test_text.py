@@ -3,7 +3,6 @@ The model is a tiny random BERT saved to a temp dir (tests/conftest.py): nothing
 
 import json
 import shutil
-import socket
 import threading
 
 import pytest
@@ -14,7 +13,7 @@ from ftool.data.loaders import EpochSampler
 from ftool.data.text import PadBatch, text_csv, text_files, tokenize
 from ftool.errors import FtoolError
 from ftool.models.hf import load_tokenizer
-from tests.conftest import assert_one_line_error, ftool, read_json, read_jsonl, sentiment_sentences
+from tests.conftest import assert_one_line_error, closed_port, ftool, read_json, read_jsonl, sentiment_sentences
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -211,17 +210,11 @@ def test_layer_lr_decay_lowers_the_lr_layer_by_layer(tiny_bert):
     assert mult["hf.bert.embeddings.word_embeddings.weight"] == pytest.approx(0.8 * 0.125)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def hub_out_of_reach(tmp_path, cache):
     """A machine without internet, as users have it: offline mode not set, the hub refuses connections."""
     return {"FTOOL_CACHE_DIR": str(cache), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0",
-            "HF_DATASETS_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"}
+            "HF_DATASETS_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
 
 
 def test_a_hub_out_of_reach_gives_one_line_at_once_not_retries(tmp_path, texts, tiny_bert, hub_out_of_reach):
@@ -261,7 +254,7 @@ def test_the_hub_counts_as_reachable_when_it_answers_at_all(tmp_path, monkeypatc
         assert _reachable(f"http://127.0.0.1:{server.server_port}")
     finally:
         server.shutdown()
-    assert not _reachable(f"http://127.0.0.1:{_closed_port()}")
+    assert not _reachable(f"http://127.0.0.1:{closed_port()}")
 
 
 def test_a_missing_weights_package_and_a_text_set_without_tokenizer_are_explained(texts):
