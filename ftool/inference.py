@@ -79,9 +79,16 @@ def image_files(value: str) -> list[Path]:
     return [path]
 
 
+# Suffixes of the text files predict reads: a missing one is a mistyped path, not a text to label.
+_TEXT_FILE_SUFFIXES = (".txt", ".text", ".csv", ".tsv", ".jsonl")
+
+
 def text_inputs(value: str) -> list[str]:
     """A text file (one text per line) when `value` names one, else `value` itself."""
     path = Path(value).expanduser()
     if len(value) < 4096 and path.is_file():
         return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not any(c.isspace() for c in value) and path.suffix.lower() in _TEXT_FILE_SUFFIXES:
+        raise FtoolError(f"input: {value} does not exist; give an existing file of texts, one per line, "
+                         f"or the text itself")
     return [value]

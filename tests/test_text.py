@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from ftool.data.loaders import EpochSampler
 from ftool.data.text import PadBatch, text_csv, text_files, tokenize
 from ftool.errors import FtoolError
+from ftool.inference import text_inputs
 from ftool.models.hf import load_tokenizer
 from tests.conftest import assert_one_line_error, closed_port, ftool, read_json, read_jsonl, sentiment_sentences
 
@@ -151,6 +152,15 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
         assert result.returncode == 0, result.stderr
         assert "max |difference|" in result.stdout
     _check_exports_match(run, predictions)
+
+
+def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(tmp_path):
+    (tmp_path / "reviews.txt").write_text("superb and moving\n\nflat and dull\n")
+    assert text_inputs(str(tmp_path / "reviews.txt")) == ["superb and moving", "flat and dull"]
+    assert text_inputs("great!") == ["great!"]
+    assert text_inputs("a film to watch, not a .txt") == ["a film to watch, not a .txt"]
+    with pytest.raises(FtoolError, match="input: revews.txt does not exist"):  # not labelled as a text
+        text_inputs("revews.txt")
 
 
 def _check_exports_match(run, predictions):
