@@ -223,8 +223,8 @@ def test_layer_lr_decay_lowers_the_lr_layer_by_layer(tiny_bert):
 @pytest.fixture
 def hub_out_of_reach(tmp_path, cache):
     """A machine without internet, as users have it: offline mode not set, the hub refuses connections."""
-    return {"FTOOL_CACHE_DIR": str(cache), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0",
-            "HF_DATASETS_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
+    return {**_env(cache), "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
+            "HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"}
 
 
 def test_a_hub_out_of_reach_gives_one_line_at_once_not_retries(tmp_path, texts, tiny_bert, hub_out_of_reach):
@@ -251,13 +251,13 @@ def test_a_hub_model_in_the_cache_trains_with_the_hub_out_of_reach(tmp_path, tex
     assert read_json(tmp_path / "run" / "summary.json")["status"] == "completed"
 
 
-def test_the_hub_counts_as_reachable_when_it_answers_at_all(tmp_path, monkeypatch):
+def test_the_hub_counts_as_reachable_when_it_answers_at_all(monkeypatch):
     from http.server import HTTPServer, SimpleHTTPRequestHandler
 
     from ftool.hub import _reachable
 
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)  # its client refuses requests in offline mode
-
+    # huggingface_hub's client refuses every request in offline mode, whatever the shell set
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     server = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)  # answers HEAD / with a listing
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -25,8 +25,8 @@ def pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
     try:
         return torch.hub.load_state_dict_from_url(chosen.url, progress=True, check_hash=True, weights_only=True)
     except Exception as e:  # offline: URLError, OSError, ...; a damaged file: RuntimeError
-        raise FtoolError(f"model.weights: cannot get {arch} {weights} ({type(e).__name__}: {one_line(e)}); put the file "
-                         f"{chosen.url} at {cached} (TORCH_HOME sets the folder)") from None
+        raise FtoolError(f"model.weights: cannot get {arch} {weights} ({type(e).__name__}: {one_line(e)}); "
+                         f"put the file {chosen.url} at {cached} (TORCH_HOME sets the folder)") from None
 
 
 def _resnet(arch: str):
