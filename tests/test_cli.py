@@ -162,6 +162,25 @@ def test_a_failure_during_the_run_is_recorded_in_summary(workdir):
     assert summary["status"] == "failed" and summary["error"].startswith("data.root:")
 
 
+def test_a_reader_that_goes_away_neither_fails_a_run_nor_prints_a_traceback(workdir):
+    from PIL import Image
+
+    def closed_at_once(*args):  # `ftool ... | head -0`: the reader is gone before the first line
+        proc = subprocess.Popen([sys.executable, "-m", "ftool", *args], cwd=workdir, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+        return proc
+
+    run = workdir / "run"
+    closed_at_once("train", "trainer.epochs=3", f"hydra.run.dir={run}")
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "completed" and summary["timing"]["epochs"] == 3
+    Image.new("L", (8, 8), 255).save(workdir / "digit.png")
+    closed_at_once("predict", f"ckpt={run}", "input=digit.png", "output=json")
+
+
 def test_debug_flag_shows_the_traceback(workdir):
     result = ftool("train", "optimizer.lr=-1", "--debug", cwd=workdir)
     assert result.returncode != 0 and "Traceback" in result.stderr

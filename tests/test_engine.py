@@ -57,6 +57,20 @@ def test_two_epochs_resumed_to_four_equal_four_epochs_bit_for_bit(workdir):
     assert not list(workdir.glob("outputs"))  # the resumed run reused its run dir
 
 
+def test_resume_auto_skips_a_completed_run_unless_it_asks_for_more_epochs(workdir):
+    full, run = workdir / "full", workdir / "run"
+    train(workdir, full, "trainer.epochs=3")
+    train(workdir, run, "trainer.resume=auto", "trainer.epochs=2")
+    kept = (run / "summary.json").read_bytes()
+    assert "completed before; skipped" in train(workdir, run, "trainer.resume=auto", "trainer.epochs=2").stdout
+    assert (run / "summary.json").read_bytes() == kept
+
+    result = train(workdir, run, "trainer.resume=auto", "trainer.epochs=3")
+    assert "resuming at step 10 (epoch 3)" in result.stdout
+    assert_same_weights(weights(full), weights(run))
+    assert read_json(run / "summary.json")["timing"]["epochs"] == 3
+
+
 def test_resume_from_the_middle_of_an_epoch_is_bit_exact(workdir):
     full, cut = workdir / "full", workdir / "cut"
     common = ("trainer.epochs=3", "trainer.validate=false")

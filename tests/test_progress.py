@@ -1,3 +1,7 @@
+import io
+import os
+import sys
+
 from ftool.engine import progress
 
 
@@ -19,3 +23,61 @@ def test_disabled_progress_prints_nothing(capsys):
     p.advance(3, 0.1, 10.0)
     p.end_epoch({"train/loss": 0.1}, "val/accuracy")
     assert capsys.readouterr().out == ""
+
+
+def test_an_evaluation_without_a_terminal_is_plain_lines_with_an_eta(capsys, monkeypatch):
+    monkeypatch.setattr(progress, "PLAIN_LINE_SECONDS", 0.0)
+    p = progress.EvalProgress(True, "test", total=4)
+    p.advance()
+    p.advance()
+    p.close()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("test 1/4 batches, ETA 0:0") and out[1].startswith("test 2/4 batches, ETA 0:0")
+
+
+def test_on_a_terminal_validation_is_a_row_of_the_training_bar_that_goes_when_done(monkeypatch):
+    monkeypatch.setattr(progress, "console", progress._Console(file=io.StringIO(), force_terminal=True, width=120))
+    train = progress.TrainProgress(True, epochs=1, every=1)
+    train.start_epoch(1, total=5)
+    val = train.evaluation("epoch 1/1 val", total=3)  # rich allows one live display at a time
+    assert val.bar is train.bar
+    assert [t.description for t in train.bar.tasks] == ["epoch 1/1", "epoch 1/1 val"]
+    val.advance()
+    assert train.bar.tasks[1].completed == 1
+    val.close()
+    assert [t.description for t in train.bar.tasks] == ["epoch 1/1"]
+    train.close()
+
+    alone = progress.EvalProgress(True, "test", total=2)  # after training: its own bar
+    assert alone.bar is not None and alone.bar is not train.bar and alone.bar.live.is_started
+    alone.close()
+    assert not alone.bar.live.is_started
+
+
+def test_a_closed_stdout_discards_output_instead_of_exiting(monkeypatch):
+    read, write = os.pipe()
+    os.close(read)  # the reader went away, as `| head` does
+    with os.fdopen(write, "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        term = progress._Console(file=stdout)
+        term.print("a line nobody reads")  # rich's own Console raises SystemExit(1) here
+        assert term.quiet
+
+
+def test_evaluate_reports_each_batch_and_closes_the_progress(capsys, monkeypatch):
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ftool.data import DataInfo
+    from ftool.engine.accelerator import Accelerator
+    from ftool.engine.trainer import evaluate
+
+    monkeypatch.setattr(progress, "PLAIN_LINE_SECONDS", 0.0)
+    data = TensorDataset(torch.randn(10, 4), torch.randint(0, 3, (10,)))
+    info = DataInfo("classification", (4,), 3)
+    metrics = evaluate(torch.nn.Linear(4, 3), DataLoader(data, batch_size=4), torch.nn.CrossEntropyLoss(),
+                       Accelerator(torch.device("cpu"), "32", False), info, "val",
+                       progress.EvalProgress(True, "val", total=3))
+    assert 0.0 <= metrics["val/accuracy"] <= 1.0
+    assert [line.split(",")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "val 1/3 batches", "val 2/3 batches", "val 3/3 batches"]

@@ -12,7 +12,7 @@ from ftool.config import validate
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.atomic import atomic_write_json
-from ftool.engine.progress import print_metrics
+from ftool.engine.progress import EvalProgress, print_metrics
 from ftool.engine.trainer import evaluate, seed_everything
 from ftool.errors import FtoolError
 from ftool.metrics import build_loss
@@ -33,7 +33,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     model = components.build_model(rc, loaders.info, pretrained=False)  # the checkpoint brings every weight
     meta = checkpoint.load_into(model, weights)
     model, step_model = acc.prepare(model)
-    metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info), acc, loaders.info, split)
+    metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info), acc, loaders.info, split,
+                       EvalProgress(rc.trainer.progress, split, len(loader)))
     atomic_write_json(run.path / "eval.json", {
         "command": "eval", "checkpoint": str(weights), "split": split,
         "epoch": int(meta["epoch"]) if "epoch" in meta else None,

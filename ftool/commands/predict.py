@@ -8,6 +8,7 @@ output=json a JSON list: {"input", "label", "probabilities": {class: p}} per inp
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -15,11 +16,13 @@ from omegaconf import DictConfig
 
 from ftool.data.text import PadBatch, encode
 from ftool.data.transforms import make_transform
-from ftool.engine.progress import console
+from ftool.engine.progress import EvalProgress, console
 from ftool.errors import FtoolError
 from ftool.inference import Trained, image_files, load_trained, read_image, text_inputs
 
 BATCH = 64
+TABLE_CLASSES = 5  # more classes than this: the table shows the likeliest few, not a column each
+TABLE_RUNNERS_UP = 2
 
 
 def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str) -> list[dict]:
@@ -31,56 +34,76 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str) ->
         raise FtoolError("predict: labels come from a classification run; this run is a regression")
     if info.text:
         shown = [t for value in input for t in text_inputs(value)]
-        outputs = _predict_texts(trained, shown)
+        batches = _text_batches(trained, shown)
     elif info.is_image:
         files = [f for value in input for f in image_files(value)]
         shown = [str(f) for f in files]
-        outputs = _predict_images(trained, files)
+        batches = _image_batches(trained, files)
     else:
         raise FtoolError(f"predict: takes text or images; this run's model takes tensors of shape {list(info.input_shape)}")
+    # JSON on a pipe gets no progress lines: they would mix with the JSON on stdout.
+    progress = EvalProgress(output == "table" or console.is_terminal, "predict", -(-len(shown) // BATCH))
+    outputs = _logits(trained.model, batches, progress)
     names = info.class_names or [str(i) for i in range(info.num_outputs)]
     results = []
     for text, probs in zip(shown, torch.softmax(outputs.float(), dim=-1).tolist()):
         results.append({"input": text, "label": names[max(range(len(probs)), key=probs.__getitem__)],
                         "probabilities": {name: round(p, 6) for name, p in zip(names, probs)}})
     if output == "json":
-        print(json.dumps(results, ensure_ascii=False, indent=2))
+        console.out(json.dumps(results, ensure_ascii=False, indent=2))  # not wrapped; a closed pipe is handled
     else:
         _print_table(results, names, trained.weights)
     return results
 
 
 @torch.inference_mode()
-def _predict_texts(trained: Trained, texts: list[str]) -> torch.Tensor:
+def _logits(model: torch.nn.Module, batches: Iterator[torch.Tensor], progress: EvalProgress) -> torch.Tensor:
+    logits = []
+    try:
+        for batch in batches:
+            logits.append(model(batch))
+            progress.advance()
+    finally:
+        progress.close()
+    return torch.cat(logits)
+
+
+def _text_batches(trained: Trained, texts: list[str]) -> Iterator[torch.Tensor]:
     tokenizer = trained.tokenizer()
     pad = PadBatch(tokenizer.pad_token_id or 0)
     ids = encode(texts, tokenizer, trained.info.input_shape[0])
-    logits = []
     for start in range(0, len(ids), BATCH):
-        batch, _ = pad([(t, 0) for t in ids[start:start + BATCH]])
-        logits.append(trained.model(batch))
-    return torch.cat(logits)
+        yield pad([(t, 0) for t in ids[start:start + BATCH]])[0]
 
 
-@torch.inference_mode()
-def _predict_images(trained: Trained, files: list[Path]) -> torch.Tensor:
+def _image_batches(trained: Trained, files: list[Path]) -> Iterator[torch.Tensor]:
     transform = make_transform(trained.rc.data, trained.info, train=False, stored_dtype=torch.uint8)
-    logits = []
     for start in range(0, len(files), BATCH):
         images = [read_image(f, trained.info) for f in files[start:start + BATCH]]
-        batch = torch.stack([transform(x) if transform else x.float() for x in images])
-        logits.append(trained.model(batch))
-    return torch.cat(logits)
+        yield torch.stack([transform(x) if transform else x.float() for x in images])
 
 
 def _print_table(results: list[dict], names: list[str], weights: Path) -> None:
+    """A column per class when they fit; with more classes, the label's probability and the
+    next likeliest classes (output=json has every probability)."""
     from rich.table import Table
 
     table = Table(title=f"predictions of {weights}", title_justify="left")
     table.add_column("input", overflow="fold")
     table.add_column("label")
-    for name in names:
-        table.add_column(f"p({name})", justify="right")
+    per_class = len(names) <= TABLE_CLASSES
+    if per_class:
+        for name in names:
+            table.add_column(f"p({name})", justify="right")
+    else:
+        table.add_column("p(label)", justify="right")
+        table.add_column("next likeliest")
     for r in results:
-        table.add_row(r["input"], f"[bold]{r['label']}", *(f"{r['probabilities'][n]:.4f}" for n in names))
+        p = r["probabilities"]
+        if per_class:
+            shown = [f"{p[n]:.4f}" for n in names]
+        else:
+            ranked = sorted(p, key=p.__getitem__, reverse=True)
+            shown = [f"{p[ranked[0]]:.4f}", ", ".join(f"{n} {p[n]:.4f}" for n in ranked[1:TABLE_RUNNERS_UP + 1])]
+        table.add_row(r["input"], f"[bold]{r['label']}", *shown)
     console.print(table)

@@ -15,7 +15,7 @@ from ftool.engine import checkpoint
 from ftool.engine.accelerator import is_main_process, select
 from ftool.engine.atomic import atomic_write
 from ftool.engine.loggers import Loggers
-from ftool.engine.progress import console, print_metrics
+from ftool.engine.progress import EvalProgress, console, print_metrics
 from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
 from ftool.errors import FtoolError
 from ftool.metrics import build_loss, default_monitor, metric_names
@@ -32,12 +32,12 @@ def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
         acc = select(rc.trainer)
         run = RunDir(Path(acc.broadcast(str(run_dir))))  # rank 0's run dir, on every process
         # A re-run sweep with trainer.resume=auto skips the jobs that completed (and resumes the others).
-        if acc.broadcast(rc.trainer.resume == "auto" and previous.get("status") == "completed"
+        if acc.broadcast(rc.trainer.resume == "auto" and _trained_as_asked(previous, rc)
                          if previous else False):
             summary.keep(previous)
             if acc.is_main:
-                console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume=auto)",
-                              soft_wrap=True)
+                console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume=auto; "
+                              "more trainer.epochs would continue it)", soft_wrap=True)
             return (previous.get("best") or {}).get("value")
         return _train(rc, acc, run, summary, stop)
 
@@ -108,7 +108,8 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
         if rc.trainer.validate and rc.trainer.test:
             tested = run.best_weights if run.best_weights.is_file() else run.last_weights
             acc.load_model_state(model, checkpoint.load_weights(tested)[0])
-            test = evaluate(step_model, loaders.test, loss_fn, acc, info, "test")
+            test = evaluate(step_model, loaders.test, loss_fn, acc, info, "test",
+                            EvalProgress(rc.trainer.progress and acc.is_main, "test", len(loaders.test)))
             logger.log({"step": result.steps, "epoch": result.epochs, "split": "test", **test})
             metrics.update(test)
     finally:
@@ -133,6 +134,19 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
     if acc.is_main:
         print_metrics("results", metrics, where=f"run directory: {run.path}")
     return result.best["value"] if result.best else None
+
+
+def _trained_as_asked(previous: dict, rc: RunConfig) -> bool:
+    """Did the run that completed in this dir train as far as this one asks? More epochs or
+    steps than it made resume it instead; a run that stopped early is done."""
+    if previous.get("status") != "completed":
+        return False
+    if previous.get("stopped_early"):
+        return True
+    made = previous.get("timing") or {}
+    if rc.trainer.max_steps > 0:
+        return made.get("steps", 0) >= rc.trainer.max_steps
+    return made.get("epochs", 0) >= rc.trainer.epochs
 
 
 def _resume_point(rc: RunConfig, run: RunDir):

@@ -3,6 +3,8 @@ lines elsewhere (CI logs, files), and a table of results at the end."""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 from rich.console import Console
@@ -10,7 +12,16 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
-console = Console(highlight=False)
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Whoever read stdout went away (`ftool train | head`). The run directory is a run's
+        record, so the work goes on with its output discarded (rich's default exits, failing the run)."""
+        self.quiet = True
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own writes too
+
+
+console = _Console(highlight=False)
 PLAIN_LINE_SECONDS = 10.0  # without a terminal, at most one progress line this often
 
 
@@ -23,7 +34,7 @@ class TrainProgress:
         if enabled and console.is_terminal:
             self.bar = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} samples/s"),
+                TextColumn("{task.fields[stats]}"),  # loss and speed; empty on a validation row
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                 console=console, transient=False,
             )
@@ -37,7 +48,7 @@ class TrainProgress:
         self.epoch, self.total, self.done, self.started = epoch, total, done, time.monotonic()
         if self.bar is not None:
             self.task = self.bar.add_task(f"epoch {epoch}/{self.epochs}", total=total, completed=done,
-                                          loss="-", speed="-")
+                                          stats="loss - - samples/s")
 
     def advance(self, step: int, loss: float | None, samples_per_s: float | None) -> None:
         """`loss` is given every `every` steps (reading it syncs the device), else None."""
@@ -45,15 +56,15 @@ class TrainProgress:
             return
         fields = {}
         if loss is not None:
-            fields = {"loss": f"{loss:.4f}", "speed": f"{samples_per_s:,.0f}" if samples_per_s else "-"}
+            fields["stats"] = f"loss {loss:.4f} {f'{samples_per_s:,.0f}' if samples_per_s else '-'} samples/s"
         if self.bar is not None:
             self.bar.update(self.task, completed=step, **fields)
-        elif loss is not None and time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS:
+        elif fields and time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS:
             self.last_line = time.monotonic()
             per_step = (self.last_line - self.started) / max(step - self.done, 1)
             eta = round(per_step * (self.total - step))
-            console.print(f"epoch {self.epoch}/{self.epochs} step {step}/{self.total} loss {fields['loss']} "
-                          f"{fields['speed']} samples/s, epoch ETA {eta // 60}:{eta % 60:02d}")
+            console.print(f"epoch {self.epoch}/{self.epochs} step {step}/{self.total} {fields['stats']}, "
+                          f"epoch ETA {eta // 60}:{eta % 60:02d}")
 
     def end_epoch(self, metrics: dict[str, float], monitor: str) -> None:
         if self.enabled:
@@ -61,9 +72,46 @@ class TrainProgress:
             console.print(f"epoch {self.epoch}/{self.epochs}  {shown}")
             self.last_line = time.monotonic()
 
+    def evaluation(self, name: str, total: int) -> "EvalProgress":
+        """Progress through a validation pass, as a row of this bar (rich shows one live display)."""
+        return EvalProgress(self.enabled, name, total, bar=self.bar)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+class EvalProgress:
+    """Progress through batches that are not training (validation, test, eval, predict): a bar
+    that disappears when done on a terminal, a plain line at most every PLAIN_LINE_SECONDS
+    elsewhere, so only a long pass shows anything in a log. Call `advance` per batch, then `close`."""
+
+    def __init__(self, enabled: bool, name: str, total: int, bar: Progress | None = None):
+        self.enabled, self.name, self.total, self.done = enabled, name, total, 0
+        self.bar, self.own_bar, self.task = bar, None, None
+        if enabled and console.is_terminal:
+            if self.bar is None:
+                self.bar = self.own_bar = Progress(
+                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
+                self.own_bar.start()
+            self.task = self.bar.add_task(name, total=total, stats="")
+        self.started = self.last_line = time.monotonic()
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.task is not None:
+            self.bar.update(self.task, completed=self.done)
+        elif self.enabled and time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS:
+            self.last_line = time.monotonic()
+            eta = round((self.last_line - self.started) / self.done * (self.total - self.done))
+            console.print(f"{self.name} {self.done}/{self.total} batches, ETA {eta // 60}:{eta % 60:02d}")
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        if self.own_bar is not None:
+            self.own_bar.stop()
 
 
 def print_metrics(title: str, metrics: dict[str, float], where: str = "") -> None:

@@ -22,7 +22,7 @@ from ftool.config import TrainerConfig
 from ftool.data import DataInfo
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import Accelerator
-from ftool.engine.progress import TrainProgress, console
+from ftool.engine.progress import EvalProgress, TrainProgress, console
 from ftool.errors import FtoolError, RunInterrupted
 from ftool.finetune import set_trainable
 from ftool.metrics import EpochMeter, monitor_mode
@@ -92,20 +92,26 @@ class StopFlag:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Accelerator,
-             info: DataInfo, prefix: str) -> dict[str, float]:
+             info: DataInfo, prefix: str, progress: EvalProgress | None = None) -> dict[str, float]:
     """Loss and metrics over `loader`, accumulated batch by batch (no logits are kept) and
-    synced across processes by torchmetrics."""
+    synced across processes by torchmetrics. `progress` is advanced per batch, then closed."""
     model.eval()
     meter = EpochMeter(info, acc.device)
     # Every FSDP forward gathers parameters: a process with fewer batches joins the others' last ones.
     extra = acc.max(len(loader)) - len(loader) if acc.sharded else 0
     x = torch.zeros(1, *info.input_shape, device=acc.device, dtype=torch.long if info.text else torch.float)
-    for batch in loader:
-        x, y = acc.to_device(batch)
-        with acc.autocast():
-            out = model(x)
-            loss = loss_fn(out, y)
-        meter.update(loss, out, y)
+    try:
+        for batch in loader:
+            x, y = acc.to_device(batch)
+            with acc.autocast():
+                out = model(x)
+                loss = loss_fn(out, y)
+            meter.update(loss, out, y)
+            if progress is not None:
+                progress.advance()
+    finally:
+        if progress is not None:
+            progress.close()
     for _ in range(extra):
         with acc.autocast():
             model(x)
@@ -270,7 +276,8 @@ class Trainer:
                 self.logger.log({"step": at.step, "epoch": epoch, "split": "train", **train_metrics})
                 val_metrics = {}
                 if cfg.validate and val_loader is not None and (epoch % cfg.val_every == 0 or epoch == epochs):
-                    val_metrics = evaluate(self.ema or self.step_model, val_loader, self.loss_fn, acc, self.info, "val")
+                    val_metrics = evaluate(self.ema or self.step_model, val_loader, self.loss_fn, acc, self.info, "val",
+                                           progress.evaluation(f"epoch {epoch}/{epochs} val", len(val_loader)))
                     self.logger.log({"step": at.step, "epoch": epoch, "split": "val", **val_metrics})
                     value = val_metrics[self.monitor]
                     best = at.best["value"] if at.best else None
