@@ -13,6 +13,7 @@ from torch import nn
 from ftool import components
 from ftool.config import RunConfig, validate
 from ftool.data import DataInfo
+from ftool.data.text import read_text
 from ftool.engine import checkpoint
 from ftool.errors import FtoolError
 from ftool.rundir import RunDir, locate_checkpoint, read_summary
@@ -87,7 +88,7 @@ def text_inputs(value: str) -> list[str]:
     """A text file (one text per line) when `value` names one, else `value` itself."""
     path = Path(value).expanduser()
     if len(value) < 4096 and path.is_file():
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [line.strip() for line in read_text(path, "input").splitlines() if line.strip()]
     if not any(c.isspace() for c in value) and path.suffix.lower() in _TEXT_FILE_SUFFIXES:
         raise FtoolError(f"input: {value} does not exist; give an existing file of texts, one per line, "
                          f"or the text itself")

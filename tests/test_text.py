@@ -99,6 +99,21 @@ def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
         text_csv(str(table), load_tokenizer(str(tiny_bert)))
 
 
+def test_text_csv_as_spreadsheets_write_it(tmp_path, tiny_bert, cache):
+    tokenizer = load_tokenizer(str(tiny_bert))
+    table = tmp_path / "excel.csv"  # Excel's "CSV UTF-8" starts with a byte-order mark
+    table.write_text("review,sentiment\ngreat fun,positive\n,negative\n  ,negative\ndull,negative\n",
+                     encoding="utf-8-sig")
+    splits = text_csv(str(table), tokenizer, text_column="review", label_column="sentiment", test_path=str(table))
+    assert splits.test.labels.tolist() == [1, 0]  # the rows without a text are left out
+    table.write_text("review,sentiment\ngreat fun,positive\ndull,\n")
+    with pytest.raises(FtoolError, match="excel.csv row 2 has no label \\(its 'sentiment' is empty\\)"):
+        text_csv(str(table), tokenizer, text_column="review", label_column="sentiment")
+    table.write_bytes("review,sentiment\ntrès bien,positive\n".encode("latin-1"))
+    with pytest.raises(FtoolError, match="data: .*excel.csv is not UTF-8 text"):
+        text_csv(str(table), tokenizer, text_column="review", label_column="sentiment")
+
+
 def test_binary_metrics_are_those_of_the_positive_class():
     from sklearn.metrics import f1_score, precision_score, recall_score
 
@@ -161,6 +176,9 @@ def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(t
     assert text_inputs("a film to watch, not a .txt") == ["a film to watch, not a .txt"]
     with pytest.raises(FtoolError, match="input: revews.txt does not exist"):  # not labelled as a text
         text_inputs("revews.txt")
+    (tmp_path / "latin.txt").write_bytes("un film très beau\n".encode("latin-1"))
+    with pytest.raises(FtoolError, match=r"input: .*latin.txt is not UTF-8 text \(invalid continuation byte"):
+        text_inputs(str(tmp_path / "latin.txt"))
 
 
 def _check_exports_match(run, predictions):

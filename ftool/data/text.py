@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -120,6 +121,15 @@ def text_splits(splits: dict[str, tuple[list[str], list[int]]], class_names: lis
                   collate=PadBatch(tokenizer.pad_token_id or 0))
 
 
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file, without the byte-order mark Excel and Notepad put first; another
+    encoding is a one-line error (`what` names the setting that gave the path)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FtoolError(f"{what}: {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+
+
 def _labels_to_indices(labels: list, where: str) -> tuple[list[int], list[str]]:
     """Labels as given (class names or integers) -> (indices, class names in index order)."""
     if all(isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit()) for v in labels):
@@ -149,34 +159,34 @@ def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") 
     order = sorted(range(len(files)), key=lambda i: names[i])
     texts, labels = [], []
     for label, i in enumerate(order):
-        try:
-            lines = files[i].read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as e:
-            raise FtoolError(f"data.root: {files[i]} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-        kept = [ln.strip() for ln in lines if ln.strip()]
+        kept = [ln.strip() for ln in read_text(files[i], "data.root").splitlines() if ln.strip()]
         texts += kept
         labels += [label] * len(kept)
     return text_splits({"train": (texts, labels)}, [names[i] for i in order], tokenizer, max_length)
 
 
 def _read_table(path: Path, text_column: str, label_column: str) -> tuple[list[str], list]:
+    """(texts, labels) of a table's rows; rows with an empty text are skipped, like text_files' blank lines."""
     if not path.is_file():
         raise FtoolError(f"data: {path} does not exist")
+    text = read_text(path, "data")
     if path.suffix in (".jsonl", ".json"):
         rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise FtoolError(f"data: {path}:{n} is not a JSON object ({e.msg})") from None
     else:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ","))
+        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if path.suffix == ".tsv" else ","))
     for n, row in enumerate(rows, 1):
         missing = [c for c in (text_column, label_column) if c not in row]
         if missing:
             raise FtoolError(f"data: {path} row {n} has no column {missing[0]!r}; its columns: {', '.join(row)}")
+        if row[label_column] is None or str(row[label_column]).strip() == "":
+            raise FtoolError(f"data: {path} row {n} has no label (its {label_column!r} is empty)")
+    rows = [r for r in rows if r[text_column] is not None and str(r[text_column]).strip()]
     return [str(r[text_column]) for r in rows], [r[label_column] for r in rows]
 
 
