@@ -123,6 +123,15 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
                                  f"{close_matches_hint(value, groups[group])}")
 
 
+def check_no_group_choices(overrides: list[str], groups: dict, command: str, saved: Path) -> None:
+    """A reused run's saved config has no groups left: there `data=cifar10` would set data to a word."""
+    for o in overrides:
+        key, sep, _ = o.partition("=")
+        if sep and key.lstrip("+") in groups:
+            raise FtoolError(f"{o}: {command} uses the config saved with the run ({saved}), where a group's option "
+                             f"cannot be swapped; set its keys instead ({key.lstrip('+')}.<key>=...)")
+
+
 def user_config_dirs(flags: list[str]) -> list[Path]:
     """The folders given with --config-dir/-cd: the user's own config groups and options."""
     dirs = [Path(flags[i + 1]).expanduser().resolve() for i, f in enumerate(flags[:-1])
@@ -343,6 +352,7 @@ def main(argv: list[str] | None = None) -> None:
 
             run = locate_checkpoint(reused)[0] if command.reuses_run else locate_run(reused, "trainer.resume")
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
+            check_no_group_choices(overrides, config_groups(config_root()), command.name, run.config)
             extra += [f"hydra.run.dir={run.path}", "hydra.output_subdir=null", "hydra/job_logging=none"]
         else:
             groups = config_groups(config_dir)

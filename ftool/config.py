@@ -281,14 +281,18 @@ def validate(cfg: DictConfig) -> RunConfig:
     registries = _registries()
 
     parts: dict[str, Any] = {}
-    trainer = _typed(TrainerConfig, raw.get("trainer") or {}, "trainer", errors)
-    parts["trainer"] = trainer
-    finetune = dict(raw.get("finetune") or {})
-    if "from" in finetune:  # `from` is a Python keyword: the field is `source`
-        finetune["source"] = finetune.pop("from")
-    parts["finetune"] = _typed(FinetuneConfig, finetune, "finetune", errors)
+    trainer = _settings(raw, "trainer", errors)
+    if trainer is not None:
+        parts["trainer"] = _typed(TrainerConfig, trainer, "trainer", errors)
+    finetune = _settings(raw, "finetune", errors)
+    if finetune is not None:
+        if "from" in finetune:  # `from` is a Python keyword: the field is `source`
+            finetune["source"] = finetune.pop("from")
+        parts["finetune"] = _typed(FinetuneConfig, finetune, "finetune", errors)
     for key, schema in _COMPONENTS.items():
-        node = dict(raw.get(key) or {})
+        node = _settings(raw, key, errors)
+        if node is None:
+            continue
         if "name" not in node:
             errors.append(f"{key}.name: missing; choose a {key} with {key}=<option>")
             continue
@@ -316,6 +320,15 @@ def validate(cfg: DictConfig) -> RunConfig:
     if errors:
         raise FtoolError("\n".join(errors))
     return RunConfig(imports=imports, logger=loggers, **parts)
+
+
+def _settings(raw: dict, key: str, errors: list[str]) -> dict | None:
+    """The settings under a top-level key (none: {}); anything but key: value pairs is an error (None)."""
+    node = raw.get(key)
+    if node is not None and not isinstance(node, dict):
+        errors.append(f"{key}: expected {key} settings (key: value), got {node!r}")
+        return None
+    return dict(node or {})
 
 
 def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:

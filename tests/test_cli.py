@@ -53,6 +53,8 @@ def test_default_train_then_eval_reproduces_the_test_metrics(workdir):
     for name, value in evaluated["metrics"].items():
         assert value == summary["metrics"][name], name  # exactly, not approximately
     assert not (workdir / "outputs").exists()  # eval writes into the run it evaluates
+    assert_one_line_error(ftool("eval", f"ckpt={run}", "data=cifar10", cwd=workdir),  # its saved config has no groups
+                          "data=cifar10: eval uses the config saved with the run", "set its keys instead")
 
     result = ftool("eval", f"ckpt={run / 'checkpoints' / 'best.safetensors'}", "split=val",
                    "data.eval_batch_size=512", cwd=workdir)

@@ -52,6 +52,11 @@ def test_wrong_type_and_unknown_key_in_schemas():
                                         "optimizer, scheduler, trainer"]
 
 
+def test_a_section_that_is_not_settings_is_an_error_not_a_crash():
+    assert errors_of(base(data="cifar10", trainer=[3])) == ["trainer: expected trainer settings (key: value), got [3]",
+                                                          "data: expected data settings (key: value), got 'cifar10'"]
+
+
 def test_unknown_component_and_builder_option():
     assert "Did you mean 'convnet'?" in errors_of(base(model={"name": "convnte"}))[0]
     (error,) = errors_of(base(optimizer__momentum=0.9))  # adam has no momentum
