@@ -106,7 +106,9 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
-        raise FtoolError(f"bad override: {_one_line(e)}") from None
+        hint = ("; a value with non-ASCII letters needs quotes: 'key=\"value\"'"
+                if any(not o.isascii() for o in overrides) else "")
+        raise FtoolError(f"bad override: {_one_line(e)}{hint}") from None
     for o in parsed:
         group = o.key_or_group
         if group not in groups or o.is_delete():
@@ -142,13 +144,23 @@ def user_config_dirs(flags: list[str]) -> list[Path]:
     return dirs
 
 
+def quoted(path) -> str:
+    """A path as a Hydra override's value: quoted, as its grammar reserves , = [ ' and non-ASCII letters."""
+    return "'" + str(path).replace("'", "\\'") + "'"
+
+
+def is_multirun(flags: list[str]) -> bool:
+    return "-m" in flags or "--multirun" in flags
+
+
 def preflight(overrides: list[str], flags: list[str], config_dir: Path):
     """Compose and validate as Hydra will, so bad input fails here in one line. Returns the
-    validated RunConfig (None for sweeps and --cfg/--help). A sweep is checked without its swept
-    values (each job checks its own, and a bad one fails that job only)."""
+    validated RunConfig (None for sweeps and --cfg/--help) and Hydra's own composed settings (None
+    with --cfg/--help). A sweep is checked without its swept values (each job checks its own, and a
+    bad one fails that job only)."""
     if set(flags) & _NO_RUN_FLAGS:
-        return None  # --cfg/--help must answer even for a config that does not validate
-    multirun = "-m" in flags or "--multirun" in flags
+        return None, None  # --cfg/--help must answer even for a config that does not validate
+    multirun = is_multirun(flags)
     if multirun:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -159,13 +171,14 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
         overrides = [*overrides, f"hydra.searchpath=[{','.join(f'file://{d}' for d in user_dirs)}]"]
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
+    from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
     from ftool.config import validate
 
     def composed(chosen: list[str]):
         with initialize_config_dir(str(config_dir), version_base="1.3"):
-            return compose("config", overrides=chosen)
+            return compose("config", overrides=chosen, return_hydra_config=True)
 
     try:
         cfg = composed(overrides)
@@ -176,11 +189,40 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
             choices = [o for o in overrides if "." not in o.split("=")[0] or o.startswith("hydra.")]
             raise FtoolError(_unknown_key(unknown.group(1), composed(choices))) from None
         raise FtoolError(_one_line(e, e.__cause__)) from None
+    hydra_cfg = cfg.hydra
+    with open_dict(cfg):
+        del cfg["hydra"]  # (it stays resolvable: output dirs may name config values, runs/${model.name})
     rc = validate(cfg)
     if multirun:
         check_launcher(overrides)
-        return None
-    return rc
+        return None, hydra_cfg
+    return rc, hydra_cfg
+
+
+def output_dir_overrides(hydra_cfg, multirun: bool, resume_auto: bool) -> list[str]:
+    """A new run (or sweep) gets a directory of its own, made here before Hydra writes to it. The
+    timestamped default is taken with mkdir, which is atomic: a run started in the same second as
+    another gets `<time>-2`. A directory named by the user may not hold another run's checkpoints
+    (Hydra would overwrite its saved config, and ftool its results) unless trainer.resume=auto."""
+    from omegaconf import OmegaConf
+
+    from ftool.rundir import claim_new_dir, holds_checkpoints
+
+    key = "sweep" if multirun else "run"
+    pattern = OmegaConf.to_container(hydra_cfg[key], resolve=False)["dir"]
+    try:
+        path = Path(OmegaConf.select(hydra_cfg, f"{key}.dir")).expanduser()
+    except Exception:  # noqa: BLE001 - a pattern only Hydra's job can resolve (${hydra:job.name}): leave it to Hydra
+        return []
+    if "${now:" in pattern:
+        return [f"hydra.{key}.dir={quoted(claim_new_dir(path))}"]
+    runs = ([p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []) if multirun else [path]
+    held = [p for p in runs if holds_checkpoints(p)]
+    if held and not resume_auto:
+        what = f"{len(held)} runs with checkpoints" if multirun else "a run with checkpoints"
+        raise FtoolError(f"hydra.{key}.dir: {path} already holds {what}; trainer.resume=auto continues "
+                         f"{'them' if multirun else 'it'}, or give another hydra.{key}.dir (or remove it to start over)")
+    return []
 
 
 def check_launcher(overrides: list[str]) -> None:
@@ -197,7 +239,7 @@ def run_to_reuse(command: Command, options: dict, overrides: list[str]) -> str |
     """The run dir a command continues: eval's `ckpt`; train's `trainer.resume=<path>`."""
     if command.reuses_run:
         return options.get("ckpt")
-    if command.name == "train":
+    if command.trains:
         resume = _override_value(overrides, "trainer.resume")
         if resume not in (None, "auto", "null"):
             return resume
@@ -246,7 +288,7 @@ def secondary_rank_dirs() -> tuple[list[str], str | None]:
     import tempfile
 
     tmp = tempfile.mkdtemp(prefix=f"ftool-rank{os.environ['RANK']}-")
-    return [f"hydra.run.dir={tmp}", f"hydra.sweep.dir={tmp}", "hydra.output_subdir=null",
+    return [f"hydra.run.dir={quoted(tmp)}", f"hydra.sweep.dir={quoted(tmp)}", "hydra.output_subdir=null",
             "hydra/hydra_logging=none"], tmp
 
 
@@ -353,15 +395,15 @@ def main(argv: list[str] | None = None) -> None:
             run = locate_checkpoint(reused)[0] if command.reuses_run else locate_run(reused, "trainer.resume")
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
             check_no_group_choices(overrides, config_groups(config_root()), command.name, run.config)
-            extra += [f"hydra.run.dir={run.path}", "hydra.output_subdir=null", "hydra/job_logging=none"]
+            extra += [f"hydra.run.dir={quoted(run.path)}", "hydra.output_subdir=null", "hydra/job_logging=none"]
         else:
             groups = config_groups(config_dir)
             for user_dir in user_config_dirs(flags):
                 for group, choices in config_groups(user_dir).items():
                     groups[group] = sorted(set(groups.get(group, [])) | set(choices))
             check_group_choices(overrides, groups)
-        rc = preflight(overrides, flags, config_dir)
-        if command.name == "train" and "WORLD_SIZE" not in os.environ:
+        rc, hydra_cfg = preflight(overrides, flags, config_dir)
+        if command.trains and "WORLD_SIZE" not in os.environ:
             devices = requested_devices(rc, overrides)
             if devices > 1:
                 if rc is not None:  # a sweep's jobs check their own settings
@@ -370,6 +412,9 @@ def main(argv: list[str] | None = None) -> None:
                     check(rc.trainer, devices)
                 sys.exit(launch_processes(devices, args))
         rank_extra, tmp = secondary_rank_dirs()
+        if hydra_cfg is not None and command.trains and not reused and not tmp:  # a new run, on rank 0
+            extra += output_dir_overrides(hydra_cfg, is_multirun(flags),
+                                          _override_value(overrides, "trainer.resume") == "auto")
         try:
             code = run_hydra(command, options, flags, overrides, config_dir, extra + rank_extra)
         finally:

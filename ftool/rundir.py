@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import json
 import time
 from pathlib import Path
@@ -45,6 +46,24 @@ def read_summary(run: RunDir) -> dict | None:
         return json.loads(run.summary.read_text())
     except (OSError, ValueError):
         return None
+
+
+def holds_checkpoints(path: Path) -> bool:
+    """Does `path` hold a run's results (weights in its checkpoints/)?"""
+    return any((Path(path) / "checkpoints").glob("*.safetensors"))
+
+
+def claim_new_dir(path: Path) -> Path:
+    """Make `path` for a new run, or `path-2`, `path-3`, ... where another run has it (runs started
+    in the same second share a timestamp). mkdir is atomic: no two runs ever get the same dir."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        candidate = path if n == 1 else path.with_name(f"{path.name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
 
 
 def read_records(metrics: Path) -> list[dict]:

@@ -154,6 +154,28 @@ def test_eval_and_command_errors(workdir):
     assert_one_line_error(ftool("eval", f"ckpt={workdir / 'empty'}", cwd=workdir), "holds no checkpoint")
 
 
+def test_a_new_run_never_writes_into_another_runs_directory(workdir):
+    run = workdir / "运行 1"  # non-ASCII and a space: quoted for Hydra, and ftool quotes it for eval
+    fast = ("trainer.epochs=1", "trainer.progress=false")
+    assert ftool("train", *fast, f"hydra.run.dir='{run}'", cwd=workdir).returncode == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert_one_line_error(ftool("train", *fast, f"hydra.run.dir='{run}'", cwd=workdir),
+                          f"hydra.run.dir: {run} already holds a run with checkpoints; trainer.resume=auto continues it")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # its config too
+    assert ftool("eval", f"ckpt={run}", cwd=workdir).returncode == 0
+
+    # A timestamped dir that another run took in the same second: this run gets its own.
+    stamped = ("hydra.run.dir=outputs/${now:%Y}", *fast)
+    first, second = ftool("train", *stamped, cwd=workdir), ftool("train", *stamped, cwd=workdir)
+    year = time.strftime("%Y")
+    assert f"run directory: {workdir / 'outputs' / year}\n" in first.stdout
+    assert f"run directory: {workdir / 'outputs' / year}-2\n" in second.stdout
+
+    sweep = ("train", "-m", "optimizer.lr=0.01,0.001", *fast, f"hydra.sweep.dir={workdir / 'sweep'}")
+    assert ftool(*sweep, cwd=workdir).returncode == 0
+    assert_one_line_error(ftool(*sweep, cwd=workdir), "already holds 2 runs with checkpoints")
+
+
 def test_a_failure_during_the_run_is_recorded_in_summary(workdir):
     (workdir / "no_classes").mkdir()
     run = workdir / "run"

@@ -202,6 +202,17 @@ def test_torchrun_launch_and_devices_mismatch(workdir):
     assert read_json(run / "summary.json")["status"] == "failed"
 
 
+def test_finetune_starts_its_processes_as_train_does(workdir):
+    pretrained, tuned = workdir / "pretrained", workdir / "tuned"
+    train(workdir, pretrained, "trainer.epochs=1")
+    result = ftool("finetune", *SMALL, f"finetune.from={pretrained}", "trainer.epochs=1", "trainer.devices=2",
+                   f"hydra.run.dir={tuned}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    summary = read_json(tuned / "summary.json")
+    assert summary["command"] == "finetune" and summary["environment"]["world_size"] == 2
+    assert summary["finetune"]["pretrained_parameters"] > 0
+
+
 def test_early_stopping_stops_after_patience_validations(workdir):
     run = workdir / "run"
     train(workdir, run, "trainer.epochs=10", "trainer.early_stopping_patience=2",
@@ -237,6 +248,43 @@ def test_tensorboard_and_csv_loggers_write_real_files(workdir):
     assert [e.step for e in events.Scalars("val/accuracy")] == [5, 10]
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0] == "step,epoch,split,metric,value" and any(",val,val/accuracy," in r for r in rows)
+
+    # Resumed, each log reads as one run: what came after the checkpoint is not there twice.
+    assert ftool("train", f"trainer.resume={run}", "trainer.epochs=3", cwd=workdir).returncode == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/accuracy")] == [5, 10, 15]
+    rows = [r.split(",") for r in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows if r[3] == "val/accuracy"] == [5, 10, 15]
+    assert [int(r[0]) for r in rows if r[3] == "test/accuracy"] == [15]
+
+
+def test_a_new_run_replaces_the_logs_a_failed_attempt_left_and_a_resumed_one_keeps_its_own(tmp_path):
+    from ftool.engine.loggers import CsvLogger, JsonlLogger, TensorBoardLogger
+    from ftool.rundir import read_records
+
+    def records(*steps_and_splits):
+        return [{"step": step, "epoch": 1, "split": split, f"{split}/loss": 0.5} for step, split in steps_and_splits]
+
+    for resumed_at, kept in ((None, []), (5, records((5, "train"), (5, "val")))):
+        logged = records((5, "train"), (5, "val"), (8, "train"), (8, "test"))
+        jsonl = JsonlLogger(tmp_path / "metrics.jsonl")
+        csv_log = CsvLogger(tmp_path)
+        for r in logged:
+            jsonl.log(r)
+            csv_log.log(r)
+        jsonl.close()
+        csv_log.close()
+        JsonlLogger(tmp_path / "metrics.jsonl", resumed_at).close()
+        CsvLogger(tmp_path, resumed_at=resumed_at).close()
+        assert read_records(tmp_path / "metrics.jsonl") == kept
+        rows = (tmp_path / "metrics.csv").read_text().splitlines()
+        assert rows == ["step,epoch,split,metric,value"] + [f"5,1,{r['split']},{r['split']}/loss,0.5" for r in kept]
+
+    TensorBoardLogger(tmp_path).close()
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    TensorBoardLogger(tmp_path).close()  # a new run: the earlier attempt's events go
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
 def test_a_logger_whose_package_is_missing_says_how_to_get_it(workdir):

@@ -13,14 +13,15 @@ class Command:
     options: dict = field(default_factory=dict)  # option -> default (None: required; (): repeatable, required)
     reuses_run: bool = False  # composes its config from the run that `ckpt` points at
     hydra: bool = True  # False: run(*arguments) on the command line's arguments, no config
+    trains: bool = False  # makes a run dir of its own; trainer.devices, trainer.resume=<path> apply
 
 
 COMMANDS = {c.name: c for c in (
-    Command("train", "ftool.commands.train", "train a model; writes a run directory"),
+    Command("train", "ftool.commands.train", "train a model; writes a run directory", trains=True),
     Command("eval", "ftool.commands.eval", "evaluate a run's checkpoint: ckpt=<run dir|file> [split=test|val]",
             options={"ckpt": None, "split": "test"}, reuses_run=True),
     Command("finetune", "ftool.commands.finetune",
-            "fine-tune a pretrained run on new data or classes: finetune.from=<run dir|file>"),
+            "fine-tune a pretrained run on new data or classes: finetune.from=<run dir|file>", trains=True),
     Command("predict", "ftool.commands.predict",
             "label new inputs: ckpt=<run dir|file> input=<text|text file|image|folder> [input=...] [output=json]",
             options={"ckpt": None, "input": (), "output": "table"}, reuses_run=True),

@@ -3,7 +3,6 @@ summary.json. Several processes (torchrun) share the work; only the main one wri
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -13,14 +12,13 @@ from ftool import components, finetune
 from ftool.config import RunConfig, validate
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import is_main_process, select
-from ftool.engine.atomic import atomic_write
 from ftool.engine.loggers import Loggers
 from ftool.engine.progress import EvalProgress, console, print_metrics
 from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
 from ftool.errors import FtoolError
 from ftool.metrics import build_loss, default_monitor, metric_names
 from ftool.optim import build_optimizer, build_scheduler
-from ftool.rundir import RunDir, Summary, read_records, read_summary
+from ftool.rundir import RunDir, Summary, read_summary
 
 
 def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
@@ -87,9 +85,8 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
                          "train_size": len(loaders.train.dataset) * acc.world_size},
                    parameters=n_params)
 
-    if resume and acc.is_main:
-        _drop_records_after(run.metrics, resume[1]["step"])
-    logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main)
+    logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main,
+                     resumed_at=resume[1]["step"] if resume else None)
     trainer = Trainer(rc.trainer, acc, model, step_model, loss_fn, optimizer, scheduler, info, run, logger,
                       monitor, l1=rc.optimizer.l1, stop=stop, ema=ema,
                       unfreeze=(rc.finetune.unfreeze_at_epoch, frozen) if rc.finetune.unfreeze_at_epoch else None)
@@ -158,11 +155,3 @@ def _resume_point(rc: RunConfig, run: RunDir):
     if found is None and rc.trainer.resume != "auto":
         raise FtoolError(f"trainer.resume: {run.path} has no resumable checkpoint (checkpoints/last.state.pt)")
     return found
-
-
-def _drop_records_after(metrics: Path, step: int) -> None:
-    """A resumed run logs the steps after its checkpoint (and the final test) again: drop the first
-    attempt's records of them."""
-    if metrics.is_file():
-        kept = [r for r in read_records(metrics) if r["step"] <= step and r.get("split") != "test"]
-        atomic_write(metrics, "".join(f"{json.dumps(r)}\n" for r in kept).encode())

@@ -1,20 +1,35 @@
 """Metric logs. `metrics.jsonl` (one JSON object per logged step or epoch) is always written; the
 `logger` config group adds TensorBoard, CSV, MLflow or W&B, several at once
-(`logger=[tensorboard,csv]`). Only the main process logs."""
+(`logger=[tensorboard,csv]`). Only the main process logs.
+
+The file loggers read as one run: a new run replaces what an earlier failed attempt left in its
+dir, and a resumed run (`resumed_at`: the checkpoint's step) drops what the first attempt logged
+after the checkpoint, which it logs again."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 from pathlib import Path
 
+from ftool.engine.atomic import atomic_write
 from ftool.errors import FtoolError
 from ftool.registry import LOGGERS
+from ftool.rundir import read_records
+
+
+def _kept(step: int, split: str, resumed_at: int | None) -> bool:
+    """Does a record of an earlier attempt stay? Only those up to a resumed run's checkpoint (the
+    final test is logged again)."""
+    return resumed_at is not None and step <= resumed_at and split != "test"
 
 
 class JsonlLogger:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, resumed_at: int | None = None):
+        kept = [r for r in read_records(path) if _kept(r["step"], r.get("split"), resumed_at)]
+        atomic_write(path, "".join(f"{json.dumps(r)}\n" for r in kept).encode())
         self.file = open(path, "a", encoding="utf-8")
 
     def log(self, record: dict) -> None:
@@ -33,10 +48,15 @@ def _metrics(record: dict) -> dict[str, float]:
 class TensorBoardLogger:
     """Event files under <run>/<dir>: `tensorboard --logdir outputs` shows every run."""
 
-    def __init__(self, run_dir: Path, dir: str = "tensorboard"):
+    def __init__(self, run_dir: Path, dir: str = "tensorboard", resumed_at: int | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir / dir))
+        if resumed_at is None:  # an earlier attempt's event files would show as part of this run
+            for stale in (run_dir / dir).glob("events.out.tfevents.*"):
+                stale.unlink()
+        # A resumed run's writer hides the first attempt's events after the checkpoint.
+        self.writer = SummaryWriter(log_dir=str(run_dir / dir),
+                                    purge_step=None if resumed_at is None else resumed_at + 1)
 
     def log(self, record: dict) -> None:
         for name, value in _metrics(record).items():
@@ -50,13 +70,19 @@ class TensorBoardLogger:
 class CsvLogger:
     """One row per value: step, epoch, split, metric, value (a shape every tool reads)."""
 
-    def __init__(self, run_dir: Path, file: str = "metrics.csv"):
+    HEADER = ["step", "epoch", "split", "metric", "value"]
+
+    def __init__(self, run_dir: Path, file: str = "metrics.csv", resumed_at: int | None = None):
         path = run_dir / file
-        new = not path.exists()
+        rows = []
+        if path.is_file():
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = [r for r in list(csv.reader(f))[1:] if len(r) == 5 and _kept(int(r[0]), r[2], resumed_at)]
+        text = io.StringIO()
+        csv.writer(text).writerows([self.HEADER, *rows])
+        atomic_write(path, text.getvalue().encode())
         self.file = open(path, "a", newline="", encoding="utf-8")
         self.writer = csv.writer(self.file)
-        if new:
-            self.writer.writerow(["step", "epoch", "split", "metric", "value"])
 
     def log(self, record: dict) -> None:
         for name, value in _metrics(record).items():
@@ -110,11 +136,13 @@ class WandbLogger:
 class Loggers:
     """metrics.jsonl plus the configured loggers; every record goes to all of them."""
 
-    def __init__(self, run_dir: Path, metrics_file: Path, configured: dict[str, dict], enabled: bool = True):
+    def __init__(self, run_dir: Path, metrics_file: Path, configured: dict[str, dict], enabled: bool = True,
+                 resumed_at: int | None = None):
         self.all = []
         if enabled:
-            self.all = [JsonlLogger(metrics_file)]
-            self.all += [LOGGERS.build(name, args or {}, run_dir=run_dir) for name, args in configured.items()]
+            self.all = [JsonlLogger(metrics_file, resumed_at)]
+            self.all += [LOGGERS.build(name, args or {}, run_dir=run_dir, resumed_at=resumed_at)
+                         for name, args in configured.items()]
 
     def log(self, record: dict) -> None:
         for logger in self.all:
