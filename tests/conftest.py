@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 
-def ftool(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m ftool ARGS` in `cwd`, as a user runs it (no debug environment)."""
+def ftool(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None,
+          stdin: str = "") -> subprocess.CompletedProcess:
+    """`python -m ftool ARGS` in `cwd`, as a user runs it (no debug environment), `stdin` piped in."""
     environ = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     environ.update(env or {})
     return subprocess.run([sys.executable, "-m", "ftool", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=environ)
+                          timeout=timeout, env=environ, input=stdin)
 
 
 def closed_port() -> int:

@@ -157,6 +157,11 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
     file.write_text("superb and moving\n\nawful , tedious movie\n")
     table = ftool("predict", f"ckpt={run}", f"input={file}", cwd=tmp_path, env=_env(cache))
     assert table.returncode == 0 and "superb and moving" in table.stdout and "p(pos)" in table.stdout
+    piped = ftool("predict", f"ckpt={run}", "input=-", "output=json", cwd=tmp_path, env=_env(cache),
+                  stdin="a gorgeous witty film\n\nthe plot is dull clichés\n")  # cat texts | ftool predict input=-
+    assert piped.returncode == 0 and json.loads(piped.stdout) == predictions
+    assert_one_line_error(ftool("predict", f"ckpt={run}", "input=-", cwd=tmp_path, env=_env(cache)),
+                          "input: -: no text to label")
 
     result = ftool("eval", f"ckpt={run}", cwd=tmp_path, env=_env(cache))
     assert result.returncode == 0, result.stderr

@@ -34,6 +34,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str) ->
         raise FtoolError("predict: labels come from a classification run; this run is a regression")
     if info.text:
         shown = [t for value in input for t in text_inputs(value)]
+        if not shown:
+            raise FtoolError(f"input: {', '.join(input)}: no text to label (the file or standard input is empty)")
         batches = _text_batches(trained, shown)
     elif info.is_image:
         files = [f for value in input for f in image_files(value)]

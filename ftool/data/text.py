@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -121,13 +122,15 @@ def text_splits(splits: dict[str, tuple[list[str], list[int]]], class_names: lis
                   collate=PadBatch(tokenizer.pad_token_id or 0))
 
 
-def read_text(path: Path, what: str) -> str:
-    """A UTF-8 text file, without the byte-order mark Excel and Notepad put first; another
-    encoding is a one-line error (`what` names the setting that gave the path)."""
+def read_text(path: Path | None, what: str) -> str:
+    """A UTF-8 text file (None: standard input), without the byte-order mark Excel and Notepad put
+    first; another encoding is a one-line error (`what` names the setting that gave the path)."""
+    data = sys.stdin.buffer.read() if path is None else path.read_bytes()
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise FtoolError(f"{what}: {path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
+        raise FtoolError(f"{what}: {path or 'standard input'} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                         f"save it as UTF-8") from None
 
 
 def _labels_to_indices(labels: list, where: str) -> tuple[list[int], list[str]]:
