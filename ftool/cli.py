@@ -205,14 +205,15 @@ def output_dir_overrides(hydra_cfg, multirun: bool, resume_auto: bool) -> list[s
     another gets `<time>-2`. A directory named by the user may not hold another run's checkpoints
     (Hydra would overwrite its saved config, and ftool its results) unless trainer.resume=auto."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from ftool.rundir import claim_new_dir, holds_checkpoints
 
     key = "sweep" if multirun else "run"
     pattern = OmegaConf.to_container(hydra_cfg[key], resolve=False)["dir"]
     try:
-        path = Path(OmegaConf.select(hydra_cfg, f"{key}.dir")).expanduser()
-    except Exception:  # noqa: BLE001 - a pattern only Hydra's job can resolve (${hydra:job.name}): leave it to Hydra
+        path = Path(OmegaConf.select(hydra_cfg, f"{key}.dir"))  # as Hydra takes it (no ~ expansion)
+    except OmegaConfBaseException:  # a pattern only Hydra's job can resolve (${hydra:job.name}): left to Hydra
         return []
     if "${now:" in pattern:
         return [f"hydra.{key}.dir={quoted(claim_new_dir(path))}"]

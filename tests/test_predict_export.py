@@ -49,18 +49,20 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", cwd=tmp_path), "predict needs input=...")
 
 
-def test_with_many_classes_the_table_shows_the_likeliest(tmp_path):
-    run = tmp_path / "digits"  # 10 classes: a column each would not fit
-    result = ftool("train", "trainer.epochs=1", "trainer.progress=false", f"hydra.run.dir={run}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    Image.new("L", (8, 8), 255).save(tmp_path / "digit.png")
-    as_json = json.loads(ftool("predict", f"ckpt={run}", "input=digit.png", "output=json", cwd=tmp_path).stdout)[0]
-    (first, p1), (second, p2), (third, p3) = sorted(as_json["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-    table = ftool("predict", f"ckpt={run}", "input=digit.png", cwd=tmp_path).stdout
+def test_with_many_classes_the_table_shows_the_likeliest(capsys):
+    from ftool.commands.predict import _print_table
+
+    names = [str(d) for d in range(10)]  # a column each would not fit
+    probabilities = dict(zip(names, [0.02, 0.05, 0.6, 0.01, 0.2, 0.03, 0.04, 0.02, 0.02, 0.01]))
+    _print_table([{"input": "digit.png", "label": "2", "probabilities": probabilities}], names, "best.safetensors")
+    table = capsys.readouterr().out
     assert "p(label)" in table and "next likeliest" in table and "p(0)" not in table
     row = next(line for line in table.splitlines() if "digit.png" in line)
-    assert [cell.strip() for cell in row.strip("│ ").split("│")] == [
-        "digit.png", first, f"{p1:.4f}", f"{second} {p2:.4f}, {third} {p3:.4f}"]
+    assert [cell.strip() for cell in row.strip("│ ").split("│")] == ["digit.png", "2", "0.6000", "4 0.2000, 1 0.0500"]
+
+    _print_table([{"input": "a.png", "label": "cat", "probabilities": {"cat": 0.75, "dog": 0.25}}], ["cat", "dog"],
+                 "best.safetensors")
+    assert "│ a.png │ cat   │ 0.7500 │ 0.2500 │" in capsys.readouterr().out  # few classes: one column each
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
