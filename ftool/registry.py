@@ -12,7 +12,7 @@ import difflib
 import inspect
 from typing import Any, Callable
 
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 
 
 def close_matches_hint(word: str, options: list[str]) -> str:
@@ -94,9 +94,15 @@ class Registry:
         return arg in inspect.signature(self.get(name)).parameters
 
     def build(self, name: str, args: dict[str, Any], **provided: Any) -> Any:
+        """The builder's result. A ValueError it raises is the usual answer of torch and other
+        libraries to a value they cannot take (Adam's betas=[0.9, 1.5], dropout 1.5): one line
+        naming the config node (--debug shows where it came from)."""
         builder = self.get(name)
         accepted = inspect.signature(builder).parameters
-        return builder(**{k: v for k, v in provided.items() if k in accepted}, **args)
+        try:
+            return builder(**{k: v for k, v in provided.items() if k in accepted}, **args)
+        except ValueError as e:
+            raise FtoolError(f"{self.config_key}={name}: {one_line(e)}") from e
 
 
 _SIMPLE_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}

@@ -134,6 +134,10 @@ def test_max_steps_wins_over_epochs(workdir):
     (["-m", "model=simplecnn,convnt"], ["model=convnt: no such model", "Did you mean 'convnet'?"]),
     (["data=cifar10", "data.root=missing_dir"], ["CIFAR10 not found", "data_batch_1", "data.download=true"]),
     (["nonsense"], ["bad override"]),
+    (["hydra.run.dir=runs/训练"], ["bad override", "a value with non-ASCII letters needs quotes"]),
+    # values the libraries refuse when the run builds its parts
+    (["optimizer.betas=[0.9,1.5]"], ["optimizer=adam: Invalid beta parameter at index 1: 1.5"]),
+    (["model.dropout=1.5"], ["model=simplecnn: dropout probability has to be between 0 and 1"]),
     # checked before torchrun starts the processes, so it is said once, not by every rank
     (["trainer.devices=2", "trainer.accelerator=mps"], ["trainer.accelerator: mps is not available"]),
 ])
