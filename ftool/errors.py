@@ -6,6 +6,12 @@ class FtoolError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: str):
+        # One raised in a DataLoader worker comes back as FtoolError(<its traceback>): keep its message.
+        if message.startswith("Caught FtoolError in DataLoader worker"):
+            message = message.rstrip().rsplit("FtoolError: ", 1)[-1]
+        super().__init__(message)
+
 
 class RunInterrupted(Exception):
     """Ctrl-C or SIGTERM stopped a run after it saved a checkpoint; the CLI exits 130."""

@@ -51,18 +51,11 @@ def load_trained(cfg, ckpt: str) -> Trained:
 
 
 def read_image(path: Path, info: DataInfo) -> torch.Tensor:
-    """An image file as the model's input (C, H, W) uint8: converted to its channels, resized."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms import v2
+    """An image file as the model's input (C, H, W) uint8, read as in training."""
+    from ftool.data.vision import load_image
 
     channels, height, width = info.input_shape
-    try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            tensor = v2.PILToTensor()(image)
-    except (UnidentifiedImageError, OSError) as e:
-        raise FtoolError(f"input: {path} is not an image ({e})") from None
-    return v2.Resize([height, width], antialias=True)(tensor)
+    return load_image(path, channels, (height, width), "input")
 
 
 def image_files(value: str) -> list[Path]:

@@ -115,6 +115,18 @@ def test_imagefolder_trains_from_png_files(workdir):
     assert summary["data"]["class_names"] == ["cat", "dog"] and summary["data"]["input_shape"] == [3, 12, 10]
 
 
+def test_a_file_in_an_image_folder_that_is_no_image_is_named_in_one_line(workdir):
+    write_image_folder(workdir / "pets", per_class=12)
+    broken = workdir / "pets" / "cat" / "broken.png"
+    broken.write_text("not a png")
+    run = workdir / "run"
+    result = ftool("train", "data=imagefolder", f"data.root={workdir / 'pets'}", "data.num_workers=2",
+                   "trainer.epochs=1", f"hydra.run.dir={run}", cwd=workdir)  # raised in a loader worker
+    message = f"data.root: {broken} is not an image (cannot identify image file"
+    assert_one_line_error(result, message)
+    assert read_json(run / "summary.json")["error"].startswith(message)
+
+
 def test_max_steps_wins_over_epochs(workdir):
     run = workdir / "run"
     result = ftool("train", "trainer.max_steps=7", f"hydra.run.dir={run}", cwd=workdir)

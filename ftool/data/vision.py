@@ -121,22 +121,34 @@ def fashion_mnist(root: str = "data", download: bool = False) -> Splits:
     return _mnist_like(tvd.FashionMNIST, root, download, FASHION_MNIST_STATS)
 
 
+def load_image(path, channels: int, size: tuple[int, int], what: str) -> torch.Tensor:
+    """An image file as uint8 (C, H, W), converted to `channels` and resized to `size`: the same for
+    training and `predict`. A file that is not an image is a one-line error naming it (`what`: the
+    setting that gave it)."""
+    from PIL import UnidentifiedImageError
+    from torchvision.transforms.v2 import functional
+
+    try:
+        with Image.open(path) as image:
+            tensor = functional.pil_to_tensor(image.convert("L" if channels == 1 else "RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise FtoolError(f"{what}: {path} is not an image ({one_line(e)}); replace or remove it") from None
+    return functional.resize(tensor, list(size), antialias=True)
+
+
 class _ImageFiles(Dataset):
-    """torchvision's ImageFolder, decoded to uint8 (C, H, W) tensors of one size."""
+    """torchvision's ImageFolder's files, decoded to uint8 (C, H, W) tensors of one size."""
 
     def __init__(self, folder: tvd.ImageFolder, size: tuple[int, int], channels: int):
-        from torchvision.transforms import v2
-
-        self.folder = folder
-        self.mode = "L" if channels == 1 else "RGB"
-        self.to_tensor = v2.Compose([v2.PILToTensor(), v2.Resize(list(size), antialias=True)])
+        self.samples, self.size, self.channels = folder.samples, size, channels
+        self.labels = torch.tensor([label for _, label in folder.samples])  # data.classes reads no image
 
     def __len__(self):
-        return len(self.folder)
+        return len(self.samples)
 
     def __getitem__(self, i):
-        path, label = self.folder.samples[i]
-        return self.to_tensor(self.folder.loader(path).convert(self.mode)), label
+        path, label = self.samples[i]
+        return load_image(path, self.channels, self.size, "data.root"), label
 
 
 @DATASETS.register("imagefolder")
