@@ -58,6 +58,15 @@ def test_a_cifar_file_that_would_run_code_is_refused(tmp_path):
         loaders("cifar10", root=str(tmp_path))
 
 
+@pytest.mark.parametrize("damaged", ["data_batch_3", "batches.meta"])
+def test_a_damaged_cifar_file_is_named(tmp_path, damaged):
+    write_cifar10(tmp_path)
+    path = tmp_path / "cifar-10-batches-py" / damaged
+    path.write_bytes(path.read_bytes()[:100])  # a copy cut short
+    with pytest.raises(FtoolError, match=f"data: {path} is not a CIFAR file"):
+        loaders("cifar10", root=str(tmp_path))
+
+
 @pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_mnist_formats(tmp_path, name, folder):
     write_mnist(tmp_path, folder=folder)

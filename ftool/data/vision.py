@@ -56,12 +56,17 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
+def _unpickle(path: Path) -> dict:
+    """A CIFAR file (a batch, or the meta file): numpy arrays only; a damaged one is a one-line error."""
     with open(path, "rb") as f:
         try:
-            entry = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+            return _NumpyOnlyUnpickler(f, encoding="latin1").load()
         except (pickle.UnpicklingError, EOFError, ValueError) as e:
-            raise FtoolError(f"data: {path} is not a CIFAR batch file ({one_line(e)})") from None
+            raise FtoolError(f"data: {path} is not a CIFAR file ({one_line(e)})") from None
+
+
+def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
+    entry = _unpickle(path)
     return np.asarray(entry["data"], dtype=np.uint8), list(entry[label_key])
 
 
@@ -81,8 +86,7 @@ def _cifar(cls, root: str, download: bool, stats, label_key: str, names_key: str
         labels = sum((p[1] for p in parts), [])
         return TensorDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.long))
 
-    with open(folder / meta_file, "rb") as f:
-        class_names = list(_NumpyOnlyUnpickler(f, encoding="latin1").load()[names_key])
+    class_names = list(_unpickle(folder / meta_file)[names_key])
     info = DataInfo("classification", (3, 32, 32), len(class_names), class_names, *stats)
     return Splits(train=load(train_files), test=load(test_files), info=info)
 
