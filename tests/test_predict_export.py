@@ -69,9 +69,12 @@ def test_with_many_classes_the_table_shows_the_likeliest(capsys):
 def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path, fmt):
     from ftool.models.cnn import SimpleCNN
 
-    out = tmp_path / f"model.{fmt}"
-    result = ftool("export", f"ckpt={image_run}", f"format={fmt}", f"out={out}", cwd=tmp_path)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    result = ftool("export", f"ckpt={image_run}", f"format={fmt}", f"out={folder}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    out = folder / {"safetensors": "model.safetensors", "torchscript": "model.pt", "onnx": "model.onnx"}[fmt]
+    assert [p.name for p in folder.iterdir()] == [out.name]  # into the folder given; no temporary file left
     x = torch.randn(3, 3, 12, 10)
     reference = SimpleCNN((3, 12, 10), 2, padding=2).eval()
     reference.load_state_dict(load_file(image_run / "checkpoints" / "best.safetensors"))

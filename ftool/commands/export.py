@@ -49,7 +49,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dic
     trained = load_trained(cfg, ckpt)
     merge_lora(trained.model)
     hf_folder = format == "safetensors" and trained.info.text and trained.model.head is None
-    target = Path(out).expanduser() if out else trained.run.path / "export" / ("hf" if hf_folder else FORMATS[format])
+    target = _target(out, trained, hf_folder, format)
     module, example = _traceable(trained)
     with torch.no_grad():
         expected = module(*example)
@@ -62,6 +62,17 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dic
     console.print(f"exported {trained.weights} -> {target} ({format}); checked on an example batch: "
                   f"max |difference| {difference:.2g}", soft_wrap=True)
     return {"path": str(target), "max_abs_difference": difference}
+
+
+def _target(out: str, trained: Trained, hf_folder: bool, format: str) -> Path:
+    """Where the export goes: `out` (an existing folder gets the file inside it), else <run>/export/."""
+    name = "hf" if hf_folder else FORMATS[format]
+    if not out:
+        return trained.run.path / "export" / name
+    target = Path(out).expanduser()
+    if hf_folder and target.is_file():
+        raise FtoolError(f"out: {target} is a file; this export is a folder (Hugging Face's save_pretrained)")
+    return target / name if target.is_dir() and not hf_folder else target
 
 
 def _traceable(trained: Trained) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
@@ -137,6 +148,7 @@ def _onnx(trained: Trained, module: nn.Module, example, target: Path) -> torch.T
             torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["logits"],
                               dynamic_axes={n: dims for n in names}, dynamo=False)
     except Exception as e:  # the exporter's errors have many types
+        tmp.unlink(missing_ok=True)
         raise FtoolError(f"format=onnx: the model did not export ({type(e).__name__}: {one_line(e)})") from None
     tmp.replace(target)
     session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
