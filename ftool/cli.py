@@ -169,6 +169,7 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
     user_dirs = user_config_dirs(flags)
     if user_dirs:
         overrides = [*overrides, f"hydra.searchpath=[{','.join(f'file://{d}' for d in user_dirs)}]"]
+    import yaml
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import open_dict
@@ -182,6 +183,8 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
 
     try:
         cfg = composed(overrides)
+    except yaml.YAMLError as e:  # a config file that is not YAML (the user's own, with --config-dir)
+        raise FtoolError(f"config: {one_line(e)}") from None
     except (HydraException, OmegaConfBaseException) as e:
         unknown = re.match(r"Could not override '([^']+)'", str(e))
         if unknown and "not in struct" in str(e.__cause__):

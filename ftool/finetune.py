@@ -93,12 +93,17 @@ def merge_lora(model: nn.Module) -> nn.Module:
 
 def freeze(model: nn.Module, cfg: FinetuneConfig, pretrained: set[str]) -> list[str]:
     """Stop gradients for the layers `finetune.freeze` names; returns the frozen parameter names.
-    `backbone` is the pretrained layers, or, when none are known, all but the output layer."""
+    `backbone` is the pretrained layers. Freezing a model with nothing pretrained is an error: its
+    frozen layers would keep their random initial weights (`ftool train experiment=digits_transfer`
+    without finetune.from)."""
     if cfg.freeze == "none":
         return []
+    if not pretrained:
+        raise FtoolError("finetune.freeze: nothing in this model is pretrained, so frozen layers would keep their "
+                         "random initial weights; give finetune.from=<run dir> or pretrained weights, "
+                         "or finetune.freeze=none")
     if cfg.freeze == "backbone":
-        head = output_layer(model) + "."
-        frozen = [n for n, _ in model.named_parameters() if (n in pretrained if pretrained else not n.startswith(head))]
+        frozen = [n for n, _ in model.named_parameters() if n in pretrained]
     else:
         prefixes = [str(p) for p in cfg.freeze]
         frozen = [n for n, _ in model.named_parameters() if any(n == p or n.startswith(p + ".") for p in prefixes)]

@@ -249,6 +249,9 @@ def test_user_components_register_from_their_own_module_and_config_dir(workdir):
     assert read_json(run / "summary.json")["parameters"] == 64 * 8 + 8 + 8 * 10 + 10
     assert_one_line_error(ftool("train", "--config-dir", "conf", "model=tiny", "imports=[my_models]",
                                 "model.widht=3", cwd=workdir), "Did you mean 'width'?")
+    (workdir / "conf" / "model" / "tiny.yaml").write_text("name: tiny\nwidth: [8\n")  # not YAML
+    assert_one_line_error(ftool("train", "--config-dir", "conf", "model=tiny", "imports=[my_models]", cwd=workdir),
+                          "config: while parsing a flow sequence", "tiny.yaml")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; a cluster's preemption

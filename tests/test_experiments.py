@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_dir
 
 from ftool.cli import config_groups, config_root
 from ftool.config import validate
-from tests.conftest import ftool, read_json
+from tests.conftest import assert_one_line_error, ftool, read_json
 
 EXPECTED = {  # experiment -> (model, data, optimizer)
     "cifar10_simplecnn": ("simplecnn", "cifar10", "adam"),
@@ -25,6 +25,11 @@ def test_each_experiment_composes_into_a_valid_config(name):
     with initialize_config_dir(str(config_root()), version_base="1.3"):
         rc = validate(compose("config", overrides=[f"experiment={name}", *REQUIRED.get(name, [])]))
     assert (rc.model.name, rc.data.name, rc.optimizer.name) == EXPECTED[name]
+
+
+def test_a_value_the_user_must_give_is_named_when_missing(workdir):  # `???` in the data config
+    assert_one_line_error(ftool("train", "experiment=minilm_mr", cwd=workdir),
+                          "data.root: needs a value; give data.root=... on the command line")
 
 
 def test_minilm_mr_holds_out_the_issues_test_split_and_uses_the_packaged_model():

@@ -1,9 +1,11 @@
 """`ftool finetune` from an ftool run: the seed's pretrained CNN on new classes."""
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from ftool.config import FinetuneConfig
+from ftool.errors import FtoolError
 from ftool.finetune import freeze, output_layer
 from ftool.models.cnn import SimpleCNN
 from tests.conftest import assert_one_line_error, ftool, read_json
@@ -32,10 +34,13 @@ def test_digits_transfer_keeps_the_frozen_convs_and_learns_new_classes(workdir):
     assert read_json(tuned / "eval.json")["metrics"]["test/accuracy"] == summary["metrics"]["test/accuracy"]
 
 
-def test_backbone_freezing_spares_the_output_layer():
+def test_backbone_freezing_freezes_the_pretrained_layers_and_needs_some():
     model = SimpleCNN((1, 8, 8), 3, padding=2)
     assert output_layer(model) == "head.4"
-    frozen = freeze(model, FinetuneConfig(freeze="backbone"), pretrained=set())
+    with pytest.raises(FtoolError, match="nothing in this model is pretrained"):
+        freeze(model, FinetuneConfig(freeze=["features"]), pretrained=set())
+    loaded = {"features.0.weight", "features.0.bias", "head.1.weight", "head.1.bias"}  # all but the output layer
+    frozen = freeze(model, FinetuneConfig(freeze="backbone"), pretrained=loaded)
     assert frozen == ["features.0.weight", "features.0.bias", "head.1.weight", "head.1.bias"]
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["head.4.weight", "head.4.bias"]
 
@@ -46,6 +51,8 @@ def test_finetune_errors_are_one_line(workdir):
     assert_one_line_error(ftool("finetune", f"finetune.from={workdir}/none", cwd=workdir),
                           "finetune.from:", "does not exist")
     assert_one_line_error(ftool("train", "data.classes=[3,42]", cwd=workdir), "data.classes: no class 42")
+    assert_one_line_error(ftool("train", "experiment=digits_transfer", cwd=workdir),  # finetune.from forgotten
+                          "finetune.freeze: nothing in this model is pretrained")
 
 
 def test_pretrained_layers_get_their_own_learning_rate():
