@@ -101,6 +101,9 @@ def locate_checkpoint(ckpt: str, key: str = "ckpt") -> tuple[RunDir, Path]:
             raise FtoolError(f"{key}: {path} holds no checkpoint (expected {run.relative(run.best_weights)} "
                              f"or {run.relative(run.last_weights)}); is it an ftool run directory?")
         path = weights
+    elif path.suffix != ".safetensors" and path.exists():
+        raise FtoolError(f"{key}: {ckpt} is not a weights file; give a run directory or a checkpoints/*.safetensors "
+                         f"file (last.state.pt is the rest of the training state; its weights are last.safetensors)")
     return locate_run(ckpt, key), path
 
 

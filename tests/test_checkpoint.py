@@ -34,6 +34,21 @@ def test_not_a_safetensors_file(tmp_path):
         checkpoint.load_weights(tmp_path / "bad.safetensors")
 
 
+def test_a_checkpoint_argument_that_names_no_weights_file_says_which_to_give(tmp_path):
+    from ftool.rundir import locate_checkpoint
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("{}")
+    (run / "checkpoints").mkdir()
+    checkpoint.save_weights(run / "checkpoints" / "last.safetensors", nn.Linear(3, 2))
+    (run / "checkpoints" / "last.state.pt").write_bytes(b"state")
+    assert locate_checkpoint(str(run))[1] == run / "checkpoints" / "last.safetensors"  # no best yet: the last
+    with pytest.raises(FtoolError, match="finetune.from: .*last.state.pt is not a weights file.*its weights are "
+                                         "last.safetensors"):
+        locate_checkpoint(str(run / "checkpoints" / "last.state.pt"), "finetune.from")
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("touch PWNED",))
