@@ -89,11 +89,27 @@ def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list
             key, _, value = arg.partition("=")
             options[key] = (*options[key], value) if isinstance(command.options[key], tuple) else value
         else:
-            overrides.append(arg)
+            overrides.append(shell_like(arg))
     missing = [k for k, v in options.items() if v is None or v == ()]
     if missing and not set(flags) & {"-h", "--help", "--hydra-help"}:
         raise FtoolError(f"{command.name} needs {', '.join(f'{k}=...' for k in missing)}")
     return options, flags, overrides
+
+
+_GRAMMAR = set(",[]{}()'\"$= \\")  # characters with a meaning in Hydra's override values
+
+
+def shell_like(override: str) -> str:
+    """An override as a shell user means it, in Hydra's grammar, which takes neither ~ nor non-ASCII
+    letters in a plain value: `data.root=~/data` gets the home folder, `hydra.run.dir=runs/训练` quotes."""
+    key, sep, value = override.partition("=")
+    if not sep or key.startswith("~"):  # `~key` deletes a key
+        return override
+    if value == "~" or value.startswith("~/"):
+        return f"{key}={quoted(os.path.expanduser(value))}"
+    if not value.isascii() and not set(value) & _GRAMMAR:
+        return f"{key}={quoted(value)}"
+    return override
 
 
 def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> None:
@@ -106,9 +122,7 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
-        hint = ("; a value with non-ASCII letters needs quotes: 'key=\"value\"'"
-                if any(not o.isascii() for o in overrides) else "")
-        raise FtoolError(f"bad override: {_one_line(e)}{hint}") from None
+        raise FtoolError(f"bad override: {_one_line(e)}") from None
     for o in parsed:
         group = o.key_or_group
         if group not in groups or o.is_delete():

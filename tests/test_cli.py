@@ -146,7 +146,7 @@ def test_max_steps_wins_over_epochs(workdir):
     (["-m", "model=simplecnn,convnt"], ["model=convnt: no such model", "Did you mean 'convnet'?"]),
     (["data=cifar10", "data.root=missing_dir"], ["CIFAR10 not found", "data_batch_1", "data.download=true"]),
     (["nonsense"], ["bad override"]),
-    (["hydra.run.dir=runs/训练"], ["bad override", "a value with non-ASCII letters needs quotes"]),
+    (["data=cifar10", "data.root=~/no-cifar-here"], [f"not found under data.root={Path.home()}/no-cifar-here"]),
     # values the libraries refuse when the run builds its parts
     (["optimizer.betas=[0.9,1.5]"], ["optimizer=adam: Invalid beta parameter at index 1: 1.5"]),
     (["model.dropout=1.5"], ["model=simplecnn: dropout probability has to be between 0 and 1"]),
@@ -160,6 +160,15 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(workdir, args, fragments):
 def test_bad_input_never_creates_a_run_dir_before_failing(workdir):
     ftool("train", "optimizer.lr=-1", cwd=workdir)
     assert not (workdir / "outputs").exists()
+
+
+def test_overrides_are_read_as_a_shell_user_means_them():
+    from ftool.cli import shell_like
+
+    assert shell_like("data.root=~/data") == f"data.root='{Path.home()}/data'"  # Hydra takes no ~ in a value
+    assert shell_like("hydra.run.dir=runs/训练") == "hydra.run.dir='runs/训练'"  # nor non-ASCII letters unquoted
+    for kept in ("~trainer.seed", "optimizer.lr=0.1,0.01", "data.classes=[猫,狗]", "+x='a b'"):
+        assert shell_like(kept) == kept  # Hydra's own syntax stays as it is
 
 
 def test_eval_and_command_errors(workdir):
@@ -187,7 +196,7 @@ def test_a_new_run_never_writes_into_another_runs_directory(workdir):
     assert f"run directory: {workdir / 'outputs' / year}\n" in first.stdout
     assert f"run directory: {workdir / 'outputs' / year}-2\n" in second.stdout
 
-    sweep = ("train", "-m", "optimizer.lr=0.01,0.001", *fast, f"hydra.sweep.dir={workdir / 'sweep'}")
+    sweep = ("train", "-m", "optimizer.lr=0.01,0.001", *fast, f"hydra.sweep.dir={workdir / '扫描'}")  # ftool quotes it
     assert ftool(*sweep, cwd=workdir).returncode == 0
     assert_one_line_error(ftool(*sweep, cwd=workdir), "already holds 2 runs with checkpoints")
 
