@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
                     groups[group] = sorted(set(groups.get(group, [])) | set(choices))
             check_group_choices(overrides, groups)
         rc, hydra_cfg = preflight(overrides, flags, config_dir)
-        if command.trains and "WORLD_SIZE" not in os.environ:
+        if command.trains and "WORLD_SIZE" not in os.environ and not set(flags) & _NO_RUN_FLAGS:
             devices = requested_devices(rc, overrides)
             if devices > 1:
                 if rc is not None:  # a sweep's jobs check their own settings

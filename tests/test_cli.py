@@ -236,9 +236,10 @@ def test_debug_flag_shows_the_traceback(workdir):
 
 
 def test_cfg_job_prints_the_composed_config(workdir):
-    result = ftool("train", "model=convnet", "--cfg", "job", cwd=workdir)
+    result = ftool("train", "model=convnet", "trainer.devices=2", "--cfg", "job", cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert "name: convnet" in result.stdout and "epochs: 20" in result.stdout
+    assert "name: convnet" in result.stdout and "epochs: 20" in result.stdout and "devices: 2" in result.stdout
+    assert "starting 2 processes" not in result.stderr  # printing the config starts no training processes
     assert not (workdir / "outputs").exists()
 
 
