@@ -239,7 +239,8 @@ def output_dir_overrides(hydra_cfg, multirun: bool, resume_auto: bool) -> list[s
     if held and not resume_auto:
         what = f"{len(held)} runs with checkpoints" if multirun else "a run with checkpoints"
         raise FtoolError(f"hydra.{key}.dir: {path} already holds {what}; trainer.resume=auto continues "
-                         f"{'them' if multirun else 'it'}, or give another hydra.{key}.dir (or remove it to start over)")
+                         f"{'them' if multirun else 'it'}, or give another hydra.{key}.dir "
+                         f"(or remove it to start over)")
     return []
 
 

@@ -269,7 +269,8 @@ def validate(cfg: DictConfig) -> RunConfig:
     except OmegaConfBaseException as e:
         raise FtoolError(f"config: {one_line(e)}") from None
     # `???` in a config file: a value only the user can give (a data folder, the run to fine-tune).
-    errors = [f"{key}: needs a value; give {key}=... on the command line" for key in sorted(OmegaConf.missing_keys(cfg))]
+    errors = [f"{key}: needs a value; give {key}=... on the command line"
+              for key in sorted(OmegaConf.missing_keys(cfg))]
     known = set(_COMPONENTS) | {"trainer", "imports", "logger", "finetune"}
     for key in raw:
         if key not in known:

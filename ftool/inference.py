@@ -81,7 +81,8 @@ def text_inputs(value: str) -> list[str]:
     """A text file (one text per line) when `value` names one, standard input for `-`, else `value` itself."""
     path = Path(value).expanduser()
     if value == "-" or (len(value) < 4096 and path.is_file()):
-        return [line.strip() for line in read_text(None if value == "-" else path, "input").splitlines() if line.strip()]
+        text = read_text(None if value == "-" else path, "input")
+        return [line.strip() for line in text.splitlines() if line.strip()]
     if not any(c.isspace() for c in value) and path.suffix.lower() in _TEXT_FILE_SUFFIXES:
         raise FtoolError(f"input: {value} does not exist; give an existing file of texts, one per line, "
                          f"or the text itself")

@@ -185,7 +185,8 @@ def test_a_new_run_never_writes_into_another_runs_directory(workdir):
     assert ftool("train", *fast, f"hydra.run.dir='{run}'", cwd=workdir).returncode == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert_one_line_error(ftool("train", *fast, f"hydra.run.dir='{run}'", cwd=workdir),
-                          f"hydra.run.dir: {run} already holds a run with checkpoints; trainer.resume=auto continues it")
+                          f"hydra.run.dir: {run} already holds a run with checkpoints",
+                          "trainer.resume=auto continues it")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # its config too
     assert ftool("eval", f"ckpt={run}", cwd=workdir).returncode == 0
 
@@ -196,7 +197,8 @@ def test_a_new_run_never_writes_into_another_runs_directory(workdir):
     assert f"run directory: {workdir / 'outputs' / year}\n" in first.stdout
     assert f"run directory: {workdir / 'outputs' / year}-2\n" in second.stdout
 
-    sweep = ("train", "-m", "optimizer.lr=0.01,0.001", *fast, f"hydra.sweep.dir={workdir / '扫描'}")  # ftool quotes it
+    sweep = ("train", "-m", "optimizer.lr=0.01,0.001", *fast,
+             f"hydra.sweep.dir={workdir / '扫描'}")  # non-ASCII: ftool quotes it for Hydra
     assert ftool(*sweep, cwd=workdir).returncode == 0
     assert_one_line_error(ftool(*sweep, cwd=workdir), "already holds 2 runs with checkpoints")
 

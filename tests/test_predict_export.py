@@ -58,7 +58,8 @@ def test_with_many_classes_the_table_shows_the_likeliest(capsys):
     table = capsys.readouterr().out
     assert "p(label)" in table and "next likeliest" in table and "p(0)" not in table
     row = next(line for line in table.splitlines() if "digit.png" in line)
-    assert [cell.strip() for cell in row.strip("│ ").split("│")] == ["digit.png", "2", "0.6000", "4 0.2000, 1 0.0500"]
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells == ["digit.png", "2", "0.6000", "4 0.2000, 1 0.0500"]
 
     _print_table([{"input": "a.png", "label": "cat", "probabilities": {"cat": 0.75, "dog": 0.25}}], ["cat", "dog"],
                  "best.safetensors")

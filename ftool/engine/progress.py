@@ -62,9 +62,8 @@ class TrainProgress:
         elif fields and time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS:
             self.last_line = time.monotonic()
             per_step = (self.last_line - self.started) / max(step - self.done, 1)
-            eta = round(per_step * (self.total - step))
             console.print(f"epoch {self.epoch}/{self.epochs} step {step}/{self.total} {fields['stats']}, "
-                          f"epoch ETA {eta // 60}:{eta % 60:02d}")
+                          f"epoch ETA {_clock(per_step * (self.total - step))}")
 
     def end_epoch(self, metrics: dict[str, float], monitor: str) -> None:
         if self.enabled:
@@ -104,14 +103,21 @@ class EvalProgress:
             self.bar.update(self.task, completed=self.done)
         elif self.enabled and time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS:
             self.last_line = time.monotonic()
-            eta = round((self.last_line - self.started) / self.done * (self.total - self.done))
-            console.print(f"{self.name} {self.done}/{self.total} batches, ETA {eta // 60}:{eta % 60:02d}")
+            per_batch = (self.last_line - self.started) / self.done
+            eta = _clock(per_batch * (self.total - self.done))
+            console.print(f"{self.name} {self.done}/{self.total} batches, ETA {eta}")
 
     def close(self) -> None:
         if self.task is not None:
             self.bar.remove_task(self.task)
         if self.own_bar is not None:
             self.own_bar.stop()
+
+
+def _clock(seconds: float) -> str:
+    """m:ss"""
+    seconds = round(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def print_metrics(title: str, metrics: dict[str, float], where: str = "") -> None:
