@@ -11,6 +11,7 @@ from ftool.config import RunConfig
 from ftool.data import DataInfo
 from ftool.data.classes import select_classes
 from ftool.data.loaders import Loaders, build_loaders
+from ftool.errors import FtoolError
 from ftool.models import apply_init
 from ftool.registry import DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
 
@@ -32,6 +33,10 @@ def build_data(run: RunConfig, rank: int = 0, world_size: int = 1) -> Loaders:
     splits = DATASETS.build(run.data.name, run.data.args, **provided)
     if run.data.classes:
         splits = select_classes(splits, run.data.classes)
+    info = splits.info
+    if info.task == "classification" and info.num_outputs < 2:
+        raise FtoolError(f"data: found {info.num_outputs} class ({', '.join(info.class_names)}); "
+                         f"a classifier needs at least 2")
     return build_loaders(run.data, splits, seed=run.trainer.seed, rank=rank, world_size=world_size)
 
 

@@ -127,6 +127,12 @@ def test_a_file_in_an_image_folder_that_is_no_image_is_named_in_one_line(workdir
     assert read_json(run / "summary.json")["error"].startswith(message)
 
 
+def test_data_with_one_class_is_one_line(workdir):
+    write_image_folder(workdir / "cats", classes=("cat",), per_class=12)
+    assert_one_line_error(ftool("train", "data=imagefolder", f"data.root={workdir / 'cats'}", cwd=workdir),
+                          "data: found 1 class (cat); a classifier needs at least 2")
+
+
 def test_max_steps_wins_over_epochs(workdir):
     run = workdir / "run"
     result = ftool("train", "trainer.max_steps=7", f"hydra.run.dir={run}", cwd=workdir)
