@@ -11,6 +11,7 @@ from torchmetrics.wrappers import LambdaInputTransformer
 
 from ftool.config import TrainerConfig
 from ftool.data import DataInfo
+from ftool.errors import FtoolError
 
 LOWER_IS_BETTER = ("loss", "mse", "mae")
 
@@ -61,8 +62,10 @@ def monitor_mode(monitor: str, mode: str | None) -> str:
 
 
 def build_loss(cfg: TrainerConfig, info: DataInfo) -> nn.Module:
-    kind = cfg.loss if cfg.loss != "auto" else ("mse" if info.task == "regression" else "cross_entropy")
-    if kind == "mse":
+    fits = "mse" if info.task == "regression" else "cross_entropy"
+    if cfg.loss not in ("auto", fits):
+        raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {fits} (or auto)")
+    if fits == "mse":
         return nn.MSELoss()
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 

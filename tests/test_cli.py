@@ -156,6 +156,7 @@ def test_max_steps_wins_over_epochs(workdir):
     # values the libraries refuse when the run builds its parts
     (["optimizer.betas=[0.9,1.5]"], ["optimizer=adam: Invalid beta parameter at index 1: 1.5"]),
     (["model.dropout=1.5"], ["model=simplecnn: dropout probability has to be between 0 and 1"]),
+    (["trainer.loss=mse"], ["trainer.loss: mse does not fit classification data; use cross_entropy (or auto)"]),
     # checked before torchrun starts the processes, so it is said once, not by every rank
     (["trainer.devices=2", "trainer.accelerator=mps"], ["trainer.accelerator: mps is not available"]),
 ])
