@@ -426,9 +426,11 @@ def main(argv: list[str] | None = None) -> None:
             devices = requested_devices(rc, overrides)
             if devices > 1:
                 if rc is not None:  # a sweep's jobs check their own settings
+                    from ftool.data.loaders import check_batch_split
                     from ftool.engine.accelerator import check
 
                     check(rc.trainer, devices)
+                    check_batch_split(rc.data.batch_size, devices)
                 sys.exit(launch_processes(devices, args))
         rank_extra, tmp = secondary_rank_dirs()
         if hydra_cfg is not None and command.trains and not reused and not tmp:  # a new run, on rank 0

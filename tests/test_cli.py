@@ -159,6 +159,7 @@ def test_max_steps_wins_over_epochs(workdir):
     (["trainer.loss=mse"], ["trainer.loss: mse does not fit classification data; use cross_entropy (or auto)"]),
     # checked before torchrun starts the processes, so it is said once, not by every rank
     (["trainer.devices=2", "trainer.accelerator=mps"], ["trainer.accelerator: mps is not available"]),
+    (["trainer.devices=2", "data.batch_size=3"], ["data.batch_size: 3 does not split evenly across 2 processes"]),
 ])
 def test_bad_input_is_one_line_and_a_nonzero_exit(workdir, args, fragments):
     assert_one_line_error(ftool("train", *args, cwd=workdir), *fragments)

@@ -94,12 +94,17 @@ def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optio
     return order[held:], order[:held]
 
 
+def check_batch_split(batch_size: int, world_size: int) -> None:
+    """`data.batch_size` is the global batch; each process takes an equal share of it."""
+    if batch_size % world_size:
+        raise FtoolError(f"data.batch_size: {batch_size} does not split evenly across {world_size} processes")
+
+
 def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, world_size: int = 1) -> Loaders:
     """Loaders for this process. `data.batch_size` is the global batch: with several processes
     each takes its share of every batch, so one step sees the same samples as in one process.
     Validation and test are split across processes without padding (metrics sync exactly)."""
-    if cfg.batch_size % world_size:
-        raise FtoolError(f"data.batch_size: {cfg.batch_size} does not split evenly across {world_size} processes")
+    check_batch_split(cfg.batch_size, world_size)
     g = torch.Generator().manual_seed(cfg.split_seed)
     train_idx: Optional[list[int]] = None
     test_base, test_idx = splits.test, None
