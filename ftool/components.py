@@ -35,7 +35,7 @@ def build_data(run: RunConfig, rank: int = 0, world_size: int = 1) -> Loaders:
         splits = select_classes(splits, run.data.classes)
     info = splits.info
     if info.task == "classification" and info.num_outputs < 2:
-        raise FtoolError(f"data: found {info.num_outputs} class ({', '.join(info.class_names)}); "
+        raise FtoolError(f"data: found {info.num_outputs} class ({', '.join(info.class_names) or 'unnamed'}); "
                          f"a classifier needs at least 2")
     return build_loaders(run.data, splits, seed=run.trainer.seed, rank=rank, world_size=world_size)
 
