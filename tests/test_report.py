@@ -79,3 +79,13 @@ def test_a_line_cut_short_by_a_killed_run_is_left_out(workdir):
     metrics = workdir / "metrics.jsonl"
     metrics.write_text('{"step": 1, "epoch": 1, "split": "val", "val/loss": 0.5}\n{"step": 2, "epo')
     assert read_records(metrics) == [{"step": 1, "epoch": 1, "split": "val", "val/loss": 0.5}]
+
+
+def test_a_one_epoch_curve_gets_whole_epoch_ticks(tmp_path):
+    from ftool.commands.report import _finish, _pyplot
+
+    fig, ax = _pyplot().subplots()
+    ax.plot([1], [0.9], marker="o")
+    _finish(fig, ax, "one epoch", "epoch", tmp_path / "one.png")
+    assert (tmp_path / "one.png").stat().st_size > 0
+    assert [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]] == [0, 1, 2]

@@ -194,6 +194,10 @@ def _finish(fig, ax, title: str, xlabel: str, path: Path, legend: bool = True) -
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     if xlabel in ("epoch", "step"):
+        low, high = ax.get_xlim()
+        if high - low < 2:  # one epoch: widen, or the ticks would be fractions of it
+            middle = round((low + high) / 2)
+            ax.set_xlim(middle - 1, middle + 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
