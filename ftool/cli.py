@@ -12,6 +12,7 @@ import importlib.util
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 from ftool import __version__
@@ -216,11 +217,13 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
     return rc, hydra_cfg
 
 
-def output_dir_overrides(hydra_cfg, multirun: bool, resume_auto: bool) -> list[str]:
+def claim_output_dir(hydra_cfg, multirun: bool, resume_auto: bool) -> tuple[Path | None, list[str]]:
     """A new run (or sweep) gets a directory of its own, made here before Hydra writes to it. The
     timestamped default is taken with mkdir, which is atomic: a run started in the same second as
     another gets `<time>-2`. A directory named by the user may not hold another run's checkpoints
-    (Hydra would overwrite its saved config, and ftool its results) unless trainer.resume=auto."""
+    (Hydra would overwrite its saved config, and ftool its results) unless trainer.resume=auto.
+    Returns the directory (None where only Hydra's job can resolve its name) and the overrides
+    that give it to Hydra."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -231,9 +234,10 @@ def output_dir_overrides(hydra_cfg, multirun: bool, resume_auto: bool) -> list[s
     try:
         path = Path(OmegaConf.select(hydra_cfg, f"{key}.dir"))  # as Hydra takes it (no ~ expansion)
     except OmegaConfBaseException:  # a pattern only Hydra's job can resolve (${hydra:job.name}): left to Hydra
-        return []
+        return None, []
     if "${now:" in pattern:
-        return [f"hydra.{key}.dir={quoted(claim_new_dir(path))}"]
+        path = claim_new_dir(path)
+        return path, [f"hydra.{key}.dir={quoted(path)}"]
     runs = ([p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []) if multirun else [path]
     held = [p for p in runs if holds_checkpoints(p)]
     if held and not resume_auto:
@@ -241,7 +245,7 @@ def output_dir_overrides(hydra_cfg, multirun: bool, resume_auto: bool) -> list[s
         raise FtoolError(f"hydra.{key}.dir: {path} already holds {what}; trainer.resume=auto continues "
                          f"{'them' if multirun else 'it'}, or give another hydra.{key}.dir "
                          f"(or remove it to start over)")
-    return []
+    return path, []
 
 
 def check_launcher(overrides: list[str]) -> None:
@@ -331,7 +335,7 @@ def _one_line(*errors) -> str:
 
 
 def run_hydra(command: Command, options: dict, flags: list[str], overrides: list[str],
-              config_dir: Path, extra: list[str]) -> int:
+              config_dir: Path, extra: list[str], sweep_dir: Path | None = None) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -357,10 +361,15 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
             return None
 
     sys.argv = [f"ftool {command.name}", *flags, *overrides, *extra]
+    started = time.time()
     try:
         task()
     except ValueError as e:  # Hydra's check of its own flags (-m with --cfg, ...), before any job
         raise FtoolError(str(e)) from None
+    if sweep_dir is not None:  # jobs that a launcher ran in other processes (joblib, SLURM) fail unseen by `task`
+        from ftool.rundir import failed_jobs
+
+        failed = [str(job.path.absolute()) for job in failed_jobs(sweep_dir, started)]
     if failed:
         print(f"ftool: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -433,11 +442,14 @@ def main(argv: list[str] | None = None) -> None:
                     check_batch_split(rc.data.batch_size, devices)
                 sys.exit(launch_processes(devices, args))
         rank_extra, tmp = secondary_rank_dirs()
+        output_dir = None
         if hydra_cfg is not None and command.trains and not reused and not tmp:  # a new run, on rank 0
-            extra += output_dir_overrides(hydra_cfg, is_multirun(flags),
-                                          _override_value(overrides, "trainer.resume") == "auto")
+            output_dir, claimed = claim_output_dir(hydra_cfg, is_multirun(flags),
+                                                   _override_value(overrides, "trainer.resume") == "auto")
+            extra += claimed
+        sweep_dir = output_dir if is_multirun(flags) else None
         try:
-            code = run_hydra(command, options, flags, overrides, config_dir, extra + rank_extra)
+            code = run_hydra(command, options, flags, overrides, config_dir, extra + rank_extra, sweep_dir)
         finally:
             if tmp:
                 import shutil

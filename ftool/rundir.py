@@ -66,6 +66,22 @@ def claim_new_dir(path: Path) -> Path:
             continue
 
 
+def sweep_jobs(sweep: Path) -> list[RunDir]:
+    """A sweep's jobs (its subfolders with a summary.json), in job order: 0, 1, 2, ..., 10."""
+    def order(path: Path):
+        return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
+
+    return [RunDir(p) for p in sorted((s.parent for s in Path(sweep).glob("*/summary.json")), key=order)]
+
+
+def failed_jobs(sweep: Path, since: float) -> list[RunDir]:
+    """The sweep's jobs that failed in a sweep started at `since` (time.time()): read from their
+    summary.json, as jobs may run in other processes (joblib) or on other machines (SLURM)."""
+    since -= 2  # some file systems keep modification times to the second or two
+    return [job for job in sweep_jobs(sweep) if job.summary.stat().st_mtime >= since
+            and (read_summary(job) or {}).get("status") == "failed"]
+
+
 def read_records(metrics: Path) -> list[dict]:
     """metrics.jsonl's records; a line cut short by a killed process is left out."""
     if not metrics.is_file():

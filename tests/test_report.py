@@ -89,3 +89,19 @@ def test_a_one_epoch_curve_gets_whole_epoch_ticks(tmp_path):
     _finish(fig, ax, "one epoch", "epoch", tmp_path / "one.png")
     assert (tmp_path / "one.png").stat().st_size > 0
     assert [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]] == [0, 1, 2]
+
+
+def test_a_sweeps_failed_jobs_are_those_that_failed_in_this_sweep(tmp_path):
+    import os
+    import time
+
+    from ftool.rundir import failed_jobs, sweep_jobs
+
+    for job, status in (("10", "failed"), ("2", "failed"), ("1", "completed"), ("0", "failed")):
+        (tmp_path / job).mkdir()
+        (tmp_path / job / "summary.json").write_text(json.dumps({"status": status}))
+    (tmp_path / "report").mkdir()  # not a job: no summary.json
+    old = time.time() - 3600
+    os.utime(tmp_path / "0" / "summary.json", (old, old))  # failed in an earlier sweep, not rerun in this one
+    assert [j.path.name for j in sweep_jobs(tmp_path)] == ["0", "1", "2", "10"]
+    assert [j.path.name for j in failed_jobs(tmp_path, since=time.time() - 60)] == ["2", "10"]

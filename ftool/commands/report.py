@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ftool.errors import FtoolError
-from ftool.rundir import RunDir, read_records, read_summary
+from ftool.rundir import RunDir, read_records, read_summary, sweep_jobs
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
@@ -70,19 +70,15 @@ def run(path: str) -> Path:
         out.mkdir(exist_ok=True)
         _report_run(job, out)
     else:
-        dirs = [p for p in root.iterdir() if (p / "summary.json").is_file()]
+        dirs = [job.path for job in sweep_jobs(root)]
         if not dirs:
             raise FtoolError(f"report: {path} holds no summary.json, neither its own (a run) nor in "
                              f"its subfolders (a sweep's jobs)")
-        jobs = [read_job(p) for p in sorted(dirs, key=_job_order)]
+        jobs = [read_job(p) for p in dirs]
         out.mkdir(exist_ok=True)
         _report_sweep(jobs, out)
     console.print(f"report written to {out}", soft_wrap=True)
     return out
-
-
-def _job_order(path: Path):
-    return (0, int(path.name), "") if path.name.isdigit() else (1, 0, path.name)
 
 
 # -- one run -------------------------------------------------------------------------------------
