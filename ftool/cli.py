@@ -295,10 +295,13 @@ def launch_processes(devices: int, args: list[str]) -> int:
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
            "-m", "ftool", *args]
-    print(f"ftool: starting {devices} processes: torchrun --standalone --nproc_per_node={devices} "
-          f"-m ftool {' '.join(args)}", file=sys.stderr)
+    # torchrun would give each process one CPU thread (and print a banner saying so): share the cores.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    env = {"OMP_NUM_THREADS": str(max(1, cores // devices)), **os.environ}
+    print(f"ftool: starting {devices} processes ({env['OMP_NUM_THREADS']} CPU threads each): torchrun --standalone "
+          f"--nproc_per_node={devices} -m ftool {' '.join(args)}", file=sys.stderr)
     try:
-        return subprocess.run(cmd).returncode
+        return subprocess.run(cmd, env=env).returncode
     except KeyboardInterrupt:  # torchrun forwards the signal and the ranks save a checkpoint
         return 130
 

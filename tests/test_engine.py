@@ -1,6 +1,7 @@
 """The engine through the real CLI: exact resume, kill and resume, gradient accumulation,
 precision and compilation, two-process DDP, early stopping, the NaN guard, loggers."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -165,9 +166,12 @@ def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
     job = ("trainer.epochs=2", "data.batch_size=64", "trainer.accumulate_grad_batches=2")
     train(workdir, one, *job)
     result = train(workdir, two, *job, "trainer.devices=2")
-    assert "starting 2 processes" in result.stderr
+    threads = os.environ.get("OMP_NUM_THREADS") or max(1, len(os.sched_getaffinity(0)) // 2)
+    assert f"starting 2 processes ({threads} CPU threads each)" in result.stderr
+    assert "Setting OMP_NUM_THREADS" not in result.stderr  # torchrun's banner: ftool chose the threads
     a, b = read_json(one / "summary.json"), read_json(two / "summary.json")
     assert b["status"] == "completed" and b["environment"]["world_size"] == 2
+    assert b["environment"]["threads"] == int(threads)
     assert a["timing"]["steps"] == b["timing"]["steps"] == 10  # same global batch, same steps
     for key, value in a["metrics"].items():
         assert b["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key

@@ -175,7 +175,7 @@ class Accelerator:
     def environment(self) -> dict:
         return {"accelerator": self.device.type, "precision": self.precision, "compile": self.compile,
                 "world_size": self.world_size, "strategy": self.strategy if self.world_size > 1 else None,
-                "torch": torch.__version__, "malloc": tune_malloc()}
+                "torch": torch.__version__, "threads": torch.get_num_threads(), "malloc": tune_malloc()}
 
 
 def check(cfg: TrainerConfig, processes: int) -> tuple[str, str]:
