@@ -82,10 +82,14 @@ def onecycle(total_steps, steps_per_epoch, pct_start: float = 0.3, div_factor: f
     return {"pct_start": pct_start, "div_factor": div_factor, "final_div_factor": final_div_factor}
 
 
+def warmup_steps(cfg: SchedulerConfig, steps_per_epoch: int) -> int:
+    return round(cfg.warmup_epochs * steps_per_epoch)
+
+
 def build_scheduler(cfg: SchedulerConfig, optimizer: torch.optim.Optimizer, total_steps: int,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
     """A scheduler stepped once per optimizer step, with `warmup_epochs` of linear warmup."""
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    warmup = warmup_steps(cfg, steps_per_epoch)
     schedule = SCHEDULERS.build(cfg.name, cfg.args, total_steps=max(1, total_steps - warmup),
                                 steps_per_epoch=steps_per_epoch)
     if cfg.name == "onecycle":

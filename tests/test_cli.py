@@ -304,3 +304,14 @@ def test_python_dash_m_and_console_script_agree(workdir):
     script = Path(sys.executable).parent / "ftool"
     if script.exists():  # the console script of the installed package
         assert subprocess.run([str(script), "--version"], capture_output=True, text=True).stdout == result.stdout
+
+
+def test_a_warmup_as_long_as_the_run_is_a_warning(workdir):
+    # Digits: 41 steps per epoch. A 0.1-epoch warmup (4 steps) fits 5 steps; a whole epoch does not.
+    quick = ("trainer.max_steps=5", "trainer.validate=false", "trainer.progress=false")
+    fits = ftool("train", *quick, "scheduler.warmup_epochs=0.1", f"hydra.run.dir={workdir / 'a'}", cwd=workdir)
+    too_long = ftool("train", *quick, "scheduler.warmup_epochs=1", f"hydra.run.dir={workdir / 'b'}", cwd=workdir)
+    assert fits.returncode == too_long.returncode == 0
+    assert "warning" not in fits.stdout
+    assert ("warning: scheduler.warmup_epochs=1.0 is 41 steps, the run 5: the learning rate is still rising"
+            in too_long.stdout)

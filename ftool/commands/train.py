@@ -17,7 +17,7 @@ from ftool.engine.progress import EvalProgress, console, print_metrics
 from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
 from ftool.errors import FtoolError
 from ftool.metrics import build_loss, default_monitor, metric_names
-from ftool.optim import build_optimizer, build_scheduler
+from ftool.optim import build_optimizer, build_scheduler, warmup_steps
 from ftool.rundir import RunDir, Summary, read_summary
 
 
@@ -99,6 +99,11 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
         console.print(f"[bold]ftool {summary.data['command']}[/] {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
                       f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}"
                       f"{', compiled' if acc.compile else ''} -> {run.path}", soft_wrap=True)
+        warmup = warmup_steps(rc.scheduler, steps_per_epoch)
+        if warmup >= total_steps:  # a short trial (trainer.max_steps) of a transformer recipe, say
+            console.print(f"[yellow]warning: scheduler.warmup_epochs={rc.scheduler.warmup_epochs} is {warmup} steps, "
+                          f"the run {total_steps}: the learning rate is still rising to optimizer.lr when the run "
+                          f"ends", soft_wrap=True)
     try:
         result = trainer.fit(loaders.train, loaders.val, at)
         metrics = dict(result.metrics)
