@@ -66,6 +66,20 @@ def test_tokenized_texts_are_cached_and_reused(tiny_bert, cache):
     assert len(list((cache / "tokens").glob("*.safetensors"))) == 2
 
 
+def test_a_damaged_or_unwritable_token_cache_costs_time_not_the_run(tiny_bert, cache, monkeypatch, capsys):
+    tokenizer = load_tokenizer(str(tiny_bert))
+    first = tokenize(["a great film", "boring"], tokenizer, 16)
+    (entry,) = (cache / "tokens").glob("*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:20])  # cut short (a full disk, a copy that stopped)
+    assert [t.tolist() for t in tokenize(["a great film", "boring"], tokenizer, 16)] == [t.tolist() for t in first]
+    assert load_file(entry)["lengths"].tolist() == [len(t) for t in first]  # made again, whole
+
+    monkeypatch.setenv("FTOOL_CACHE_DIR", str(entry))  # a file, not a folder: nothing can be written under it
+    again = tokenize(["a great film", "boring"], tokenizer, 16)
+    assert [t.tolist() for t in again] == [t.tolist() for t in first]
+    assert "warning: tokenized texts not cached" in capsys.readouterr().out
+
+
 def test_batches_are_padded_to_their_longest_text():
     inputs, labels = PadBatch(pad_id=0)([(torch.tensor([2, 7, 3]), 1), (torch.tensor([2, 3]), 0)])
     assert inputs["input_ids"].tolist() == [[2, 7, 3], [2, 3, 0]]

@@ -98,12 +98,21 @@ def tokenize(texts: list[str], tokenizer, max_length: int) -> list[torch.Tensor]
         key.update(t.encode() + b"\0")
     path = cache_dir() / "tokens" / f"{key.hexdigest()[:32]}.safetensors"
     if path.is_file():
-        stored = load_file(path)
-        return list(torch.split(stored["ids"].long(), stored["lengths"].tolist()))
+        try:
+            stored = load_file(path)
+            return list(torch.split(stored["ids"].long(), stored["lengths"].tolist()))
+        except Exception:  # a damaged file (safetensors, torch and the OS raise different errors): made again below
+            pass
     ids = encode(texts, tokenizer, max_length)
     lengths = torch.tensor([len(t) for t in ids], dtype=torch.long)
     flat = torch.cat(ids).int() if ids else torch.zeros(0, dtype=torch.int32)
-    atomic_write(path, safetensors_bytes({"ids": flat, "lengths": lengths}))
+    try:
+        atomic_write(path, safetensors_bytes({"ids": flat, "lengths": lengths}))
+    except OSError as e:  # a read-only or full disk: the cache only saves time, the run goes on
+        from ftool.engine.progress import console
+
+        console.print(f"[yellow]warning: tokenized texts not cached ({one_line(e)}); FTOOL_CACHE_DIR=<folder> "
+                      f"puts the cache elsewhere", soft_wrap=True)
     return ids
 
 
