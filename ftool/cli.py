@@ -235,16 +235,20 @@ def claim_output_dir(hydra_cfg, multirun: bool, resume_auto: bool) -> tuple[Path
         path = Path(OmegaConf.select(hydra_cfg, f"{key}.dir"))  # as Hydra takes it (no ~ expansion)
     except OmegaConfBaseException:  # a pattern only Hydra's job can resolve (${hydra:job.name}): left to Hydra
         return None, []
-    if "${now:" in pattern:
-        path = claim_new_dir(path)
-        return path, [f"hydra.{key}.dir={quoted(path)}"]
-    runs = ([p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []) if multirun else [path]
-    held = [p for p in runs if holds_checkpoints(p)]
-    if held and not resume_auto:
-        what = f"{len(held)} runs with checkpoints" if multirun else "a run with checkpoints"
-        raise FtoolError(f"hydra.{key}.dir: {path} already holds {what}; trainer.resume=auto continues "
-                         f"{'them' if multirun else 'it'}, or give another hydra.{key}.dir "
-                         f"(or remove it to start over)")
+    try:
+        if "${now:" in pattern:
+            path = claim_new_dir(path)
+            return path, [f"hydra.{key}.dir={quoted(path)}"]
+        runs = ([p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []) if multirun else [path]
+        held = [p for p in runs if holds_checkpoints(p)]
+        if held and not resume_auto:
+            what = f"{len(held)} runs with checkpoints" if multirun else "a run with checkpoints"
+            raise FtoolError(f"hydra.{key}.dir: {path} already holds {what}; trainer.resume=auto continues "
+                             f"{'them' if multirun else 'it'}, or give another hydra.{key}.dir "
+                             f"(or remove it to start over)")
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a read-only disk, a path through a file: Hydra's own mkdir would be a traceback
+        raise FtoolError(f"hydra.{key}.dir: cannot make {path} ({e.strerror or e})") from None
     return path, []
 
 

@@ -211,6 +211,16 @@ def test_a_new_run_never_writes_into_another_runs_directory(workdir):
     assert_one_line_error(ftool(*sweep, cwd=workdir), "already holds 2 runs with checkpoints")
 
 
+def test_an_output_directory_that_cannot_be_made_is_one_line(workdir):
+    (workdir / "a_file").write_text("")
+    assert_one_line_error(ftool("train", "hydra.run.dir=a_file/run", cwd=workdir),
+                          "hydra.run.dir: cannot make a_file/run (Not a directory)")
+    assert_one_line_error(ftool("train", "-m", "optimizer.lr=0.1,0.01", "hydra.sweep.dir=a_file/sweep", cwd=workdir),
+                          "hydra.sweep.dir: cannot make a_file/sweep (Not a directory)")
+    assert_one_line_error(ftool("train", "hydra.run.dir=a_file/${now:%Y}", cwd=workdir),  # the timestamped kind
+                          f"hydra.run.dir: cannot make a_file/{time.strftime('%Y')}")
+
+
 def test_a_failure_during_the_run_is_recorded_in_summary(workdir):
     (workdir / "no_classes").mkdir()
     run = workdir / "run"
