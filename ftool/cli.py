@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ftool import __version__
 from ftool.commands import COMMANDS, Command
-from ftool.errors import FtoolError, RunInterrupted, one_line
+from ftool.errors import FtoolError, RunInterrupted, machine_errors, one_line
 
 # Hydra's own flags, and those of them that take a value.
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
@@ -354,7 +354,8 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
     def task(cfg):
         hc = HydraConfig.get()
         try:
-            return module.run(cfg, Path(hc.runtime.output_dir), **options)
+            with machine_errors():
+                return module.run(cfg, Path(hc.runtime.output_dir), **options)
         except RunInterrupted as e:  # Ctrl-C / SIGTERM stops a sweep too
             print(f"ftool: {e}", file=sys.stderr)
             raise SystemExit(e.exit_code) from None
@@ -390,7 +391,8 @@ def run_plain(command: Command, args: list[str]) -> int:
         return 0
     if len(args) != 1:
         raise FtoolError(f"{command.name} takes one run or multirun directory: ftool {command.name} <dir>")
-    importlib.import_module(command.module).run(args[0])
+    with machine_errors():
+        importlib.import_module(command.module).run(args[0])
     return 0
 
 

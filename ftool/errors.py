@@ -1,5 +1,8 @@
 """Errors a user can cause: the CLI prints them as one line and exits non-zero, no traceback."""
 
+import contextlib
+import errno
+
 
 class FtoolError(Exception):
     """A mistake in the user's input (config, option, path); the message says what to do."""
@@ -11,6 +14,25 @@ class FtoolError(Exception):
         if message.startswith("Caught FtoolError in DataLoader worker"):
             message = message.rstrip().rsplit("FtoolError: ", 1)[-1]
         super().__init__(message)
+
+
+class MachineError(FtoolError):
+    """The machine refused, not ftool or its input: a full or read-only disk, a missing permission."""
+
+    exit_code = 1
+    errnos = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+@contextlib.contextmanager
+def machine_errors():
+    """The machine's refusals (OSError with one of MachineError.errnos) as a MachineError: one line,
+    as plain as a user's mistake; any other OSError stays as it is (a bug's traceback)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in MachineError.errnos:
+            raise
+        raise MachineError(f"{e.strerror}: {e.filename}" if e.filename else one_line(e)) from e
 
 
 class RunInterrupted(Exception):

@@ -325,3 +325,19 @@ def test_a_warmup_as_long_as_the_run_is_a_warning(workdir):
     assert "warning" not in fits.stdout
     assert ("warning: scheduler.warmup_epochs=1.0 is 41 steps, the run 5: the learning rate is still rising"
             in too_long.stdout)
+
+
+def test_a_full_disk_is_one_line_and_recorded(workdir):
+    import resource
+
+    def small_files_only():  # as a full disk would: writes past 20 kB fail (Python ignores SIGXFSZ)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    run = workdir / "run"
+    result = subprocess.run([sys.executable, "-m", "ftool", "train", "trainer.progress=false", f"hydra.run.dir={run}"],
+                            cwd=workdir, capture_output=True, text=True, timeout=300, preexec_fn=small_files_only)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"ftool: error: File too large: {run / 'checkpoints' / 'best.safetensors'}"
+    summary = read_json(run / "summary.json")
+    assert summary["status"] == "failed" and "File too large" in summary["error"]
+    assert list((run / "checkpoints").iterdir()) == []  # no half-written weights, no temporary files

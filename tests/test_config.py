@@ -83,3 +83,18 @@ def test_quoted_exceptions_become_one_short_line():
     assert one_line(KeyboardInterrupt()) == "KeyboardInterrupt"
     long = one_line(RuntimeError("x" * 1000))
     assert len(long) == 300 and long.endswith("...")
+
+
+def test_the_machines_refusals_are_one_line_and_other_os_errors_stay_bugs():
+    import errno
+
+    from ftool.errors import MachineError, machine_errors
+
+    with pytest.raises(MachineError) as full:
+        with machine_errors():
+            raise OSError(errno.ENOSPC, "No space left on device", "/runs/a/checkpoints/last.state.pt")
+    assert str(full.value) == "No space left on device: /runs/a/checkpoints/last.state.pt"
+    assert full.value.exit_code == 1
+    with pytest.raises(FileNotFoundError):  # not the machine's doing: a traceback, as for any bug
+        with machine_errors():
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "x")
