@@ -77,13 +77,41 @@ def image_files(value: str) -> list[Path]:
 _TEXT_FILE_SUFFIXES = (".txt", ".text", ".csv", ".tsv", ".jsonl")
 
 
+def _file_lines(value: str) -> list[tuple[str, str]] | None:
+    """(where, line) for each non-blank line of the file `value` names (`-`: standard input); None
+    when it names no file (the value is an input itself)."""
+    path = Path(value).expanduser()
+    if value != "-" and not (len(value) < 4096 and path.is_file()):
+        return None
+    text = read_text(None if value == "-" else path, "input")
+    source = "standard input" if value == "-" else str(path)
+    return [(f"{source} line {n}", line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
 def text_inputs(value: str) -> list[str]:
     """A text file (one text per line) when `value` names one, standard input for `-`, else `value` itself."""
-    path = Path(value).expanduser()
-    if value == "-" or (len(value) < 4096 and path.is_file()):
-        text = read_text(None if value == "-" else path, "input")
-        return [line.strip() for line in text.splitlines() if line.strip()]
-    if not any(c.isspace() for c in value) and path.suffix.lower() in _TEXT_FILE_SUFFIXES:
+    lines = _file_lines(value)
+    if lines is not None:
+        return [line for _, line in lines]
+    if not any(c.isspace() for c in value) and Path(value).suffix.lower() in _TEXT_FILE_SUFFIXES:
         raise FtoolError(f"input: {value} does not exist; give an existing file of texts, one per line, "
                          f"or the text itself")
     return [value]
+
+
+def vector_inputs(value: str, size: int) -> list[tuple[str, list[float]]]:
+    """(as given, numbers) for a model that takes `size` numbers: `value` itself ("0.5,1.2,..."), or
+    a file (`-`: standard input) with one input per line, numbers separated by commas or spaces (a CSV
+    without a header)."""
+    lines = _file_lines(value)
+    rows = []
+    for where, line in lines if lines is not None else [(repr(value), value)]:
+        try:
+            numbers = [float(x) for x in line.replace(",", " ").split()]
+        except ValueError:
+            what = f"{where}: {line!r} is not numbers" if lines is not None else f"{where} is neither a file nor numbers"
+            raise FtoolError(f"input: {what} separated by commas; this run's model takes {size} numbers") from None
+        if len(numbers) != size:
+            raise FtoolError(f"input: {where} has {len(numbers)} numbers; this run's model takes {size}")
+        rows.append((line, numbers))
+    return rows

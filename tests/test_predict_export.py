@@ -50,18 +50,18 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
 
 
 def test_with_many_classes_the_table_shows_the_likeliest(capsys):
-    from ftool.commands.predict import _print_table
+    from ftool.commands.predict import _print_labels
 
     names = [str(d) for d in range(10)]  # a column each would not fit
     probabilities = dict(zip(names, [0.02, 0.05, 0.6, 0.01, 0.2, 0.03, 0.04, 0.02, 0.02, 0.01]))
-    _print_table([{"input": "digit.png", "label": "2", "probabilities": probabilities}], names, "best.safetensors")
+    _print_labels([{"input": "digit.png", "label": "2", "probabilities": probabilities}], names, "best.safetensors")
     table = capsys.readouterr().out
     assert "p(label)" in table and "next likeliest" in table and "p(0)" not in table
     row = next(line for line in table.splitlines() if "digit.png" in line)
     cells = [cell.strip() for cell in row.strip("│ ").split("│")]
     assert cells == ["digit.png", "2", "0.6000", "4 0.2000, 1 0.0500"]
 
-    _print_table([{"input": "a.png", "label": "cat", "probabilities": {"cat": 0.75, "dog": 0.25}}], ["cat", "dog"],
+    _print_labels([{"input": "a.png", "label": "cat", "probabilities": {"cat": 0.75, "dog": 0.25}}], ["cat", "dog"],
                  "best.safetensors")
     assert "│ a.png │ cat   │ 0.7500 │ 0.2500 │" in capsys.readouterr().out  # few classes: one column each
 
@@ -122,3 +122,31 @@ def test_torchvision_weights_offline_name_the_file_to_provide(tmp_path):
         pretrained_state("resnet18", "IMAGENET9")
     with pytest.raises(FtoolError, match="resnet18's pretrained weights take 3-channel images; this data has 1"):
         MODELS.build("resnet18", {"weights": "IMAGENET1K_V1"}, input_shape=(1, 8, 8), num_outputs=10)
+
+
+def test_predict_on_a_regression_run_takes_rows_of_numbers(tmp_path):
+    """The seed's linear regression: predict gives values close to the data's own targets."""
+    from ftool.data.tabular import regression
+
+    run = tmp_path / "run"
+    result = ftool("train", "experiment=regression_linear", "trainer.progress=false", f"hydra.run.dir={run}",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    test = regression().test  # the run's data (same seed): rows it never trained on
+    rows = tmp_path / "rows.csv"
+    rows.write_text("".join(",".join(f"{v:.6f}" for v in x.tolist()) + "\n" for x, _ in test) + "\n")
+    predicted = json.loads(ftool("predict", f"ckpt={run}", f"input={rows}", "output=json", cwd=tmp_path).stdout)
+    targets = [y.item() for _, y in test]
+    assert len(predicted) == len(targets) == 200
+    errors = [abs(p["prediction"] - t) for p, t in zip(predicted, targets)]
+    assert sum(errors) / len(errors) < 0.15  # the data's noise is 0.1: about 0.08 on average
+    assert predicted[0]["input"] == rows.read_text().splitlines()[0]
+
+    spaced = " ".join(f"{v:.6f}" for v in test[0][0].tolist())  # one row given on the command line
+    table = ftool("predict", f"ckpt={run}", f"input={spaced}", cwd=tmp_path)
+    assert table.returncode == 0 and f"{predicted[0]['prediction']:.6g}" in table.stdout
+
+    assert_one_line_error(ftool("predict", f"ckpt={run}", "input=1,2", cwd=tmp_path),
+                          "input: '1,2' has 2 numbers; this run's model takes 10")
+    assert_one_line_error(ftool("predict", f"ckpt={run}", "input=rows.cvs", cwd=tmp_path),
+                          "input: 'rows.cvs' is neither a file nor numbers")

@@ -175,7 +175,7 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
                   stdin="a gorgeous witty film\n\nthe plot is dull clichés\n")  # cat texts | ftool predict input=-
     assert piped.returncode == 0 and json.loads(piped.stdout) == predictions
     assert_one_line_error(ftool("predict", f"ckpt={run}", "input=-", cwd=tmp_path, env=_env(cache)),
-                          "input: -: no text to label")
+                          "input: -: nothing to predict")
 
     result = ftool("eval", f"ckpt={run}", cwd=tmp_path, env=_env(cache))
     assert result.returncode == 0, result.stderr

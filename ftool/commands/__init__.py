@@ -23,7 +23,7 @@ COMMANDS = {c.name: c for c in (
     Command("finetune", "ftool.commands.finetune",
             "fine-tune a pretrained run on new data or classes: finetune.from=<run dir|file>", trains=True),
     Command("predict", "ftool.commands.predict",
-            "label new inputs: ckpt=<run dir|file> input=<text|text file|-|image|folder> [input=...] [output=json]",
+            "label new inputs: ckpt=<run dir|file> input=<text|text file|-|image|folder|numbers> [input=...] [output=json]",
             options={"ckpt": None, "input": (), "output": "table"}, reuses_run=True),
     Command("export", "ftool.commands.export",
             "export a run's model: ckpt=<run dir|file> format=safetensors|torchscript|onnx [out=<path>]",

@@ -1,8 +1,10 @@
 """`ftool predict ckpt=<run> input=<text|file> [input=...] [output=table|json]`: label new inputs.
 
 Text models take sentences, or text files with one sentence per line; image models take image
-files or folders of images. Prints a table of label and class probabilities, or with
-output=json a JSON list: {"input", "label", "probabilities": {class: p}} per input.
+files or folders of images; models of feature vectors take rows of numbers ("0.5,1.2,..."), or
+files of such rows. Prints a table of label and class probabilities (regression: the predicted
+values), or with output=json a JSON list: {"input", "label", "probabilities": {class: p}} per
+input (regression: {"input", "prediction"}).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ftool.data.text import PadBatch, encode
 from ftool.data.transforms import make_transform
 from ftool.engine.progress import EvalProgress, console
 from ftool.errors import FtoolError
-from ftool.inference import Trained, image_files, load_trained, read_image, text_inputs
+from ftool.inference import Trained, image_files, load_trained, read_image, text_inputs, vector_inputs
 
 BATCH = 64
 TABLE_CLASSES = 5  # more classes than this: the table shows the likeliest few, not a column each
@@ -30,44 +32,52 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str) ->
         raise FtoolError(f"output: must be table or json, got {output!r}")
     trained = load_trained(cfg, ckpt)
     info = trained.info
-    if info.task != "classification":
-        raise FtoolError("predict: labels come from a classification run; this run is a regression")
     if info.text:
         shown = [t for value in input for t in text_inputs(value)]
-        if not shown:
-            raise FtoolError(f"input: {', '.join(input)}: no text to label (the file or standard input is empty)")
         batches = _text_batches(trained, shown)
     elif info.is_image:
         files = [f for value in input for f in image_files(value)]
         shown = [str(f) for f in files]
         batches = _image_batches(trained, files)
+    elif len(info.input_shape) == 1:
+        rows = [row for value in input for row in vector_inputs(value, info.input_shape[0])]
+        shown = [given for given, _ in rows]
+        batches = _vector_batches(trained, [numbers for _, numbers in rows])
     else:
-        raise FtoolError(f"predict: takes text or images; this run's model takes tensors of shape {list(info.input_shape)}")
+        raise FtoolError(f"predict: takes texts, images or rows of numbers; this run's model takes tensors of "
+                         f"shape {list(info.input_shape)}")
+    if not shown:
+        raise FtoolError(f"input: {', '.join(input)}: nothing to predict (the file or standard input is empty)")
     # JSON on a pipe gets no progress lines: they would mix with the JSON on stdout.
     progress = EvalProgress(output == "table" or console.is_terminal, "predict", -(-len(shown) // BATCH))
-    outputs = _logits(trained.model, batches, progress)
-    names = info.class_names or [str(i) for i in range(info.num_outputs)]
-    results = []
-    for text, probs in zip(shown, torch.softmax(outputs.float(), dim=-1).tolist()):
-        results.append({"input": text, "label": names[max(range(len(probs)), key=probs.__getitem__)],
-                        "probabilities": {name: round(p, 6) for name, p in zip(names, probs)}})
+    outputs = _outputs(trained.model, batches, progress).float()
+    if info.task == "classification":
+        names = info.class_names or [str(i) for i in range(info.num_outputs)]
+        results = [{"input": given, "label": names[max(range(len(probs)), key=probs.__getitem__)],
+                    "probabilities": {name: round(p, 6) for name, p in zip(names, probs)}}
+                   for given, probs in zip(shown, torch.softmax(outputs, dim=-1).tolist())]
+    else:  # regression: the value, or the list of values for several outputs
+        results = [{"input": given, "prediction": values[0] if len(values) == 1 else values}
+                   for given, values in zip(shown, outputs.tolist())]
     if output == "json":
         console.out(json.dumps(results, ensure_ascii=False, indent=2))  # not wrapped; a closed pipe is handled
+    elif info.task == "classification":
+        _print_labels(results, names, trained.weights)
     else:
-        _print_table(results, names, trained.weights)
+        _print_values(results, info.num_outputs, trained.weights)
     return results
 
 
 @torch.inference_mode()
-def _logits(model: torch.nn.Module, batches: Iterator[torch.Tensor], progress: EvalProgress) -> torch.Tensor:
-    logits = []
+def _outputs(model: torch.nn.Module, batches: Iterator[torch.Tensor], progress: EvalProgress) -> torch.Tensor:
+    outputs = []
     try:
         for batch in batches:
-            logits.append(model(batch))
+            outputs.append(model(batch))
             progress.advance()
     finally:
         progress.close()
-    return torch.cat(logits)
+    return torch.cat(outputs)
 
 
 def _text_batches(trained: Trained, texts: list[str]) -> Iterator[torch.Tensor]:
@@ -85,7 +95,28 @@ def _image_batches(trained: Trained, files: list[Path]) -> Iterator[torch.Tensor
         yield torch.stack([transform(x) if transform else x.float() for x in images])
 
 
-def _print_table(results: list[dict], names: list[str], weights: Path) -> None:
+def _vector_batches(trained: Trained, rows: list[list[float]]) -> Iterator[torch.Tensor]:
+    transform = make_transform(trained.rc.data, trained.info, train=False, stored_dtype=torch.float32)
+    for start in range(0, len(rows), BATCH):
+        batch = torch.tensor(rows[start:start + BATCH], dtype=torch.float32)
+        yield transform(batch) if transform else batch
+
+
+def _print_values(results: list[dict], outputs: int, weights: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"predictions of {weights}", title_justify="left")
+    table.add_column("input", overflow="fold")
+    names = ["prediction"] if outputs == 1 else [f"prediction[{i}]" for i in range(outputs)]
+    for name in names:
+        table.add_column(name, justify="right")
+    for r in results:
+        values = r["prediction"] if outputs > 1 else [r["prediction"]]
+        table.add_row(r["input"], *(f"[bold]{v:.6g}" for v in values))
+    console.print(table)
+
+
+def _print_labels(results: list[dict], names: list[str], weights: Path) -> None:
     """A column per class when they fit; with more classes, the label's probability and the
     next likeliest classes (output=json has every probability)."""
     from rich.table import Table
