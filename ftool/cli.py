@@ -424,6 +424,8 @@ def main(argv: list[str] | None = None) -> None:
         if not command.hydra:
             sys.exit(run_plain(command, rest))
         options, flags, overrides = split_args(rest, command)
+        if set(flags) & {"-h", "--help"}:  # Hydra's help shows the config; first, what the command does
+            print(f"ftool {name}: {command.summary}\n")
         config_dir, extra = config_root(), [f"hydra.job.name={name}"]
         reused = run_to_reuse(command, options, overrides)
         if reused:

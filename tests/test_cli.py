@@ -25,6 +25,15 @@ def test_help_lists_commands_and_config_options_without_importing_torch(workdir)
     assert "onecycle" in out and "adamw" in out
 
 
+def test_a_commands_help_says_what_it_takes_then_shows_the_config(workdir):
+    result = ftool("predict", "--help", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ftool predict: label new inputs: ckpt=<run dir|file> input=")
+    groups = next(line for line in result.stdout.splitlines() if line.startswith("data: "))
+    assert "text_files" in groups and "_loader" not in groups and "data_loader" not in groups  # options only
+    assert "optimizer:\n  name: adam" in result.stdout  # Hydra's composed config follows
+
+
 def test_default_train_then_eval_reproduces_the_test_metrics(workdir):
     run = workdir / "run"
     result = ftool("train", f"hydra.run.dir={run}", cwd=workdir)
