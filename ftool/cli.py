@@ -297,13 +297,14 @@ def launch_processes(devices: int, args: list[str]) -> int:
     (torchrun), which sets RANK/WORLD_SIZE for each; returns its exit code."""
     import subprocess
 
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={devices}",
+    cmd = [sys.executable, "-m", "ftool.engine.launch", "--standalone", f"--nproc_per_node={devices}",
            "-m", "ftool", *args]
     # torchrun would give each process one CPU thread (and print a banner saying so): share the cores.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     env = {"OMP_NUM_THREADS": str(max(1, cores // devices)), **os.environ}
-    print(f"ftool: starting {devices} processes ({env['OMP_NUM_THREADS']} CPU threads each): torchrun --standalone "
-          f"--nproc_per_node={devices} -m ftool {' '.join(args)}", file=sys.stderr)
+    threads = int(env["OMP_NUM_THREADS"])
+    print(f"ftool: starting {devices} processes ({threads} CPU thread{'s' if threads > 1 else ''} each): torchrun "
+          f"--standalone --nproc_per_node={devices} -m ftool {' '.join(args)}", file=sys.stderr)
     try:
         return subprocess.run(cmd, env=env).returncode
     except KeyboardInterrupt:  # torchrun forwards the signal and the ranks save a checkpoint
@@ -313,7 +314,9 @@ def launch_processes(devices: int, args: list[str]) -> int:
 def secondary_rank_dirs() -> tuple[list[str], str | None]:
     """Under torchrun, ranks other than 0 give Hydra a throwaway output dir: rank 0's run dir is the
     run's only one (its path is broadcast), so no duplicate or half-written run dirs appear."""
-    if int(os.environ.get("RANK", "0")) == 0:
+    from ftool.rundir import is_main_process
+
+    if is_main_process():
         return [], None
     import tempfile
 
@@ -347,6 +350,8 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from ftool.rundir import is_main_process
+
     module = importlib.import_module(command.module)
     failed: list[str] = []
 
@@ -362,7 +367,8 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
         except FtoolError as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            report_error(e)
+            if is_main_process():  # every process meets the same mistake: one says it
+                report_error(e)
             if hc.mode != RunMode.MULTIRUN:
                 raise SystemExit(e.exit_code) from None
             failed.append(hc.runtime.output_dir)  # a failed job is marked in its summary.json
@@ -379,7 +385,8 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
 
         failed = [str(job.path.absolute()) for job in failed_jobs(sweep_dir, started)]
     if failed:
-        print(f"ftool: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
+        if is_main_process():  # (the other processes' job dirs are temporary)
+            print(f"ftool: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 

@@ -15,10 +15,17 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import os
 import time
 from pathlib import Path
 
 from ftool.errors import FtoolError, RunInterrupted, one_line
+
+
+def is_main_process() -> bool:
+    """The process that writes the run directory. Known before the process group starts: torchrun
+    sets RANK in every process it launches."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 class RunDir:

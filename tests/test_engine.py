@@ -166,12 +166,12 @@ def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
     job = ("trainer.epochs=2", "data.batch_size=64", "trainer.accumulate_grad_batches=2")
     train(workdir, one, *job)
     result = train(workdir, two, *job, "trainer.devices=2")
-    threads = os.environ.get("OMP_NUM_THREADS") or max(1, len(os.sched_getaffinity(0)) // 2)
-    assert f"starting 2 processes ({threads} CPU threads each)" in result.stderr
+    threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, len(os.sched_getaffinity(0)) // 2))
+    assert f"starting 2 processes ({threads} CPU thread{'s' if threads > 1 else ''} each)" in result.stderr
     assert "Setting OMP_NUM_THREADS" not in result.stderr  # torchrun's banner: ftool chose the threads
     a, b = read_json(one / "summary.json"), read_json(two / "summary.json")
     assert b["status"] == "completed" and b["environment"]["world_size"] == 2
-    assert b["environment"]["threads"] == int(threads)
+    assert b["environment"]["threads"] == threads
     assert a["timing"]["steps"] == b["timing"]["steps"] == 10  # same global batch, same steps
     for key, value in a["metrics"].items():
         assert b["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
@@ -204,6 +204,23 @@ def test_torchrun_launch_and_devices_mismatch(workdir):
     assert result.returncode != 0
     assert "trainer.devices=3 but torchrun started 2 processes" in result.stderr
     assert read_json(run / "summary.json")["status"] == "failed"
+
+
+def test_a_failure_in_several_processes_is_one_line_not_torchruns_report(workdir):
+    (workdir / "no_classes").mkdir()
+    failed = ftool("train", "trainer.progress=false", "data=imagefolder", f"data.root={workdir / 'no_classes'}",
+                   "trainer.devices=2", f"hydra.run.dir={workdir / 'a'}", cwd=workdir)
+    lines = failed.stderr.strip().splitlines()
+    assert failed.returncode == 2 and len(lines) == 2, failed.stderr  # "starting 2 processes", then the error once
+    assert lines[0].startswith("ftool: starting 2 processes") and lines[1].startswith("ftool: error: data.root:")
+
+    # A process that dies without a word (the out-of-memory killer's SIGKILL): the launcher says it.
+    (workdir / "die_on_rank_1.py").write_text(
+        "import os, signal\nif os.environ.get('RANK') == '1':\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    killed = ftool("train", *SMALL, "imports=[die_on_rank_1]", "trainer.devices=2", f"hydra.run.dir={workdir / 'b'}",
+                   cwd=workdir)
+    assert killed.returncode == 1 and "Traceback" not in killed.stderr, killed.stderr
+    assert killed.stderr.strip().endswith("ftool: error: process 1 was killed by SIGKILL (out of memory, most often)")
 
 
 def test_finetune_starts_its_processes_as_train_does(workdir):

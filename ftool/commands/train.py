@@ -11,14 +11,14 @@ import ftool
 from ftool import components, finetune
 from ftool.config import RunConfig, validate
 from ftool.engine import checkpoint
-from ftool.engine.accelerator import is_main_process, select
+from ftool.engine.accelerator import select
 from ftool.engine.loggers import Loggers
 from ftool.engine.progress import EvalProgress, console, print_metrics
 from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
 from ftool.errors import FtoolError
 from ftool.metrics import build_loss, default_monitor, metric_names
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
-from ftool.rundir import RunDir, Summary, read_summary
+from ftool.rundir import RunDir, Summary, is_main_process, read_summary
 
 
 def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:

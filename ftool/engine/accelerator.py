@@ -246,11 +246,6 @@ def _fully_shard(model: nn.Module, device: torch.device, world_size: int) -> Non
     fully_shard(model, mesh=mesh)
 
 
-def is_main_process() -> bool:
-    """Known before the process group starts: torchrun sets RANK in every process it launches."""
-    return int(os.environ.get("RANK", 0)) == 0
-
-
 def _init_processes(kind: str) -> tuple[int, int]:
     """(rank, world size): several processes when started by torchrun (WORLD_SIZE > 1)."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
