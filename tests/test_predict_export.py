@@ -74,6 +74,7 @@ def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path,
     folder.mkdir()
     result = ftool("export", f"ckpt={image_run}", f"format={fmt}", f"out={folder}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # torch.jit's deprecation warnings, say, are no news to act on
     out = folder / {"safetensors": "model.safetensors", "torchscript": "model.pt", "onnx": "model.onnx"}[fmt]
     assert [p.name for p in folder.iterdir()] == [out.name]  # into the folder given; no temporary file left
     x = torch.randn(3, 3, 12, 10)

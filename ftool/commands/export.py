@@ -122,14 +122,13 @@ def _hf_folder(trained: Trained, module: nn.Module, example, target: Path) -> to
 
 
 def _torchscript(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+    # torch.jit is deprecated, not gone, and users still ask for it: its FutureWarnings say nothing they can act on.
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer warnings about Python control flow in the model
+        warnings.simplefilter("ignore")  # (and the tracer's about Python control flow in the model)
         traced = torch.jit.trace(module, example, check_trace=False)
-    buffer = io.BytesIO()
-    torch.jit.save(traced, buffer)
-    atomic_write(target, buffer.getvalue())
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, not gone; users still ask for it
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        atomic_write(target, buffer.getvalue())
         return torch.jit.load(str(target))(*example)
 
 
