@@ -66,7 +66,7 @@ def test_with_many_classes_the_table_shows_the_likeliest(capsys):
     assert "│ a.png │ cat   │ 0.7500 │ 0.2500 │" in capsys.readouterr().out  # few classes: one column each
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
+@pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "pt2", "onnx"])
 def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path, fmt):
     from ftool.models.cnn import SimpleCNN
 
@@ -75,7 +75,8 @@ def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path,
     result = ftool("export", f"ckpt={image_run}", f"format={fmt}", f"out={folder}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # torch.jit's deprecation warnings, say, are no news to act on
-    out = folder / {"safetensors": "model.safetensors", "torchscript": "model.pt", "onnx": "model.onnx"}[fmt]
+    out = folder / {"safetensors": "model.safetensors", "torchscript": "model.pt", "pt2": "model.pt2",
+                    "onnx": "model.onnx"}[fmt]
     assert [p.name for p in folder.iterdir()] == [out.name]  # into the folder given; no temporary file left
     x = torch.randn(3, 3, 12, 10)
     reference = SimpleCNN((3, 12, 10), 2, padding=2).eval()
@@ -88,6 +89,8 @@ def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path,
             got = exported(x)
         elif fmt == "torchscript":
             got = torch.jit.load(str(out))(x)
+        elif fmt == "pt2":
+            got = torch.export.load(str(out)).module()(x)  # batch 3: the example had 2
         else:
             got = torch.from_numpy(onnxruntime.InferenceSession(str(out)).run(None, {"input": x.numpy()})[0])
     assert torch.allclose(got, expected, atol=1e-5)
@@ -95,7 +98,7 @@ def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path,
 
 def test_export_errors_are_one_line(image_run, tmp_path):
     assert_one_line_error(ftool("export", f"ckpt={image_run}", "format=pickle", cwd=tmp_path),
-                          "format: must be one of safetensors, torchscript, onnx")
+                          "format: must be one of safetensors, torchscript, pt2, onnx")
 
 
 def test_unfreeze_at_epoch_trains_the_backbone_from_then_on(tmp_path):

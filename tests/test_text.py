@@ -181,7 +181,7 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
     assert result.returncode == 0, result.stderr
     assert read_json(run / "eval.json")["metrics"]["test/accuracy"] == summary["metrics"]["test/accuracy"]
 
-    for fmt in ("safetensors", "torchscript", "onnx"):
+    for fmt in ("safetensors", "torchscript", "pt2", "onnx"):
         result = ftool("export", f"ckpt={run}", f"format={fmt}", cwd=tmp_path, env=_env(cache))
         assert result.returncode == 0, result.stderr
         assert "max |difference|" in result.stdout
@@ -214,6 +214,8 @@ def _check_exports_match(run, predictions):
         assert torch.allclose(hf(**batch).logits.softmax(-1), expected, atol=1e-5)
         traced = torch.jit.load(str(run / "export" / "model.pt"))
         assert torch.allclose(traced(batch["input_ids"], batch["attention_mask"]).softmax(-1), expected, atol=1e-5)
+        program = torch.export.load(str(run / "export" / "model.pt2")).module()  # another batch size and length
+        assert torch.allclose(program(batch["input_ids"], batch["attention_mask"]).softmax(-1), expected, atol=1e-5)
     session = onnxruntime.InferenceSession(str(run / "export" / "model.onnx"))
     logits = session.run(None, {"input_ids": batch["input_ids"].numpy(), "attention_mask": batch["attention_mask"].numpy()})[0]
     assert torch.allclose(torch.from_numpy(logits).softmax(-1), expected, atol=1e-5)

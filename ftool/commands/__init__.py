@@ -26,7 +26,7 @@ COMMANDS = {c.name: c for c in (
             "label new inputs: ckpt=<run dir|file> input=<text|text file|-|image|folder|numbers> [input=...] [output=json]",
             options={"ckpt": None, "input": (), "output": "table"}, reuses_run=True),
     Command("export", "ftool.commands.export",
-            "export a run's model: ckpt=<run dir|file> format=safetensors|torchscript|onnx [out=<path>]",
+            "export a run's model: ckpt=<run dir|file> format=safetensors|torchscript|pt2|onnx [out=<path>]",
             options={"ckpt": None, "format": "safetensors", "out": ""}, reuses_run=True),
     Command("report", "ftool.commands.report", "curves (PNG) and tables of a run or a sweep: report <dir>",
             hydra=False),

@@ -1,4 +1,4 @@
-"""`ftool export ckpt=<run> format=safetensors|torchscript|onnx [out=<path>]`: the run's model for
+"""`ftool export ckpt=<run> format=safetensors|torchscript|pt2|onnx [out=<path>]`: the run's model for
 use outside ftool. Every export is loaded back and compared with the checkpoint's model on an
 example batch; the largest difference is printed, and an export that disagrees is an error.
 
@@ -6,7 +6,9 @@ example batch; the largest difference is printed, and an export that disagrees i
                  models with their own head (pooling=cls), a save_pretrained folder with the
                  tokenizer instead (LoRA merged), which transformers loads as it is
     torchscript  a traced module: images (N, C, H, W) -> logits; text (input_ids, attention_mask) -> logits
-    onnx         the same signature as torchscript, batch size (and text length) dynamic
+    pt2          torch.export's ExportedProgram (TorchScript's successor): the same signature, batch
+                 size (and text length) dynamic
+    onnx         the same signature, batch size (and text length) dynamic
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ftool.errors import FtoolError, one_line
 from ftool.finetune import merge_lora
 from ftool.inference import Trained, load_trained
 
-FORMATS = {"safetensors": "model.safetensors", "torchscript": "model.pt", "onnx": "model.onnx"}
+FORMATS = {"safetensors": "model.safetensors", "torchscript": "model.pt", "pt2": "model.pt2", "onnx": "model.onnx"}
 TOLERANCE = 1e-4  # float32 outputs of a re-ordered graph differ by rounding only
 
 
@@ -54,7 +56,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dic
     with torch.no_grad():
         expected = module(*example)
     exported = {"safetensors": _hf_folder if hf_folder else _safetensors, "torchscript": _torchscript,
-                "onnx": _onnx}[format](trained, module, example, target)
+                "pt2": _pt2, "onnx": _onnx}[format](trained, module, example, target)
     difference = float((exported - expected).abs().max())
     if not difference <= TOLERANCE:
         raise FtoolError(f"export: {target} gives outputs up to {difference:.3g} away from the checkpoint's "
@@ -132,13 +134,35 @@ def _torchscript(trained: Trained, module: nn.Module, example, target: Path) -> 
         return torch.jit.load(str(target))(*example)
 
 
+def _dynamic_axes(trained: Trained) -> dict[int, str]:
+    """The input axes an export leaves free, by name: the batch, and for text the length."""
+    return {0: "batch", 1: "length"} if trained.info.text else {0: "batch"}
+
+
+def _pt2(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+    from torch.export import Dim, export, load, save
+
+    dims = {axis: Dim(name) for axis, name in _dynamic_axes(trained).items()}
+    if trained.info.text:
+        dims[1] = Dim("length", max=trained.info.input_shape[0])  # texts are cut to max_length
+    try:
+        program = export(module, example, dynamic_shapes=tuple(dims for _ in example))
+    except Exception as e:  # the exporter's errors have many types
+        raise FtoolError(f"format=pt2: the model did not export ({type(e).__name__}: {one_line(e)})") from None
+    buffer = io.BytesIO()
+    save(program, buffer)
+    atomic_write(target, buffer.getvalue())
+    with torch.no_grad():
+        return load(str(target)).module()(*example)
+
+
 def _onnx(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
     try:
         import onnxruntime
     except ImportError:
         raise FtoolError("format=onnx: needs onnx, onnxscript and onnxruntime: pip install 'ftool[export]'") from None
     names = ["input_ids", "attention_mask"] if trained.info.text else ["input"]
-    dims = {0: "batch", 1: "length"} if trained.info.text else {0: "batch"}
+    dims = _dynamic_axes(trained)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
