@@ -12,22 +12,35 @@ from ftool.config import FinetuneConfig, LoraConfig
 from ftool.engine import checkpoint
 from ftool.engine.progress import console
 from ftool.errors import FtoolError, one_line
-from ftool.rundir import locate_checkpoint
+from ftool.rundir import RunDir, locate_checkpoint
 
 
 def load_pretrained(model: nn.Module, source: str) -> set[str]:
     """Copy the source checkpoint's tensors whose name and shape match, except the output layer's
     (the head is for the new data's classes: it starts fresh); returns the parameter names loaded."""
-    _, path = locate_checkpoint(source, "finetune.from")
+    run, path = locate_checkpoint(source, "finetune.from")
     tensors, _ = checkpoint.load_weights(path)
     own, head = model.state_dict(), output_layer(model) + "."
     fits = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape and not k.startswith(head)}
     if not fits:
-        raise FtoolError(f"finetune.from: no layer of {path} fits this model (is it the same architecture?)")
+        trained = _model_name(run)
+        raise FtoolError(f"finetune.from: no layer of {path} fits this model "
+                         + (f"(that run trained model={trained}; give the same model, with the same sizes)" if trained
+                            else "(is it the same architecture?)"))
     model.load_state_dict(fits, strict=False)
     fresh = [k for k in own if k not in fits]
     console.print(f"finetune: {len(fits)} tensors from {path}; fresh: {', '.join(fresh) or 'none'}", soft_wrap=True)
     return {name for name, _ in model.named_parameters() if name in fits}
+
+
+def _model_name(run: RunDir) -> str | None:
+    """The model a run trained, from its saved config (None without one)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(run.config.read_text())["model"]["name"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
 
 
 def output_layer(model: nn.Module) -> str:

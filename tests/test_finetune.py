@@ -33,6 +33,9 @@ def test_digits_transfer_keeps_the_frozen_convs_and_learns_new_classes(workdir):
     assert result.returncode == 0, result.stderr
     assert read_json(tuned / "eval.json")["metrics"]["test/accuracy"] == summary["metrics"]["test/accuracy"]
 
+    assert_one_line_error(ftool("finetune", f"finetune.from={pre}", "model=mlp", cwd=workdir),  # another model
+                          "finetune.from: no layer of", "fits this model (that run trained model=simplecnn;")
+
 
 def test_backbone_freezing_freezes_the_pretrained_layers_and_needs_some():
     model = SimpleCNN((1, 8, 8), 3, padding=2)
