@@ -118,8 +118,12 @@ def locate_checkpoint(ckpt: str, key: str = "ckpt") -> tuple[RunDir, Path]:
     """A run dir (its best checkpoint, else its last) or a checkpoint file inside a run dir."""
     path = Path(ckpt).expanduser().resolve()
     if path.is_dir():
-        run = RunDir(path)
+        run = RunDir(path.parent if path.name == "checkpoints" else path)  # <run>/checkpoints means the run
         weights = next((p for p in (run.best_weights, run.last_weights) if p.is_file()), None)
+        jobs = sweep_jobs(path) if weights is None else []
+        if jobs:
+            raise FtoolError(f"{key}: {path} is a sweep of {len(jobs)} jobs; give one of them, such as "
+                             f"{jobs[0].path} (`ftool report {ckpt}` ranks them)")
         if weights is None:
             raise FtoolError(f"{key}: {path} holds no checkpoint (expected {run.relative(run.best_weights)} "
                              f"or {run.relative(run.last_weights)}); is it an ftool run directory?")
@@ -127,7 +131,7 @@ def locate_checkpoint(ckpt: str, key: str = "ckpt") -> tuple[RunDir, Path]:
     elif path.suffix != ".safetensors" and path.exists():
         raise FtoolError(f"{key}: {ckpt} is not a weights file; give a run directory or a checkpoints/*.safetensors "
                          f"file (last.state.pt is the rest of the training state; its weights are last.safetensors)")
-    return locate_run(ckpt, key), path
+    return locate_run(str(path) if path.is_file() else ckpt, key), path
 
 
 class Summary:

@@ -64,6 +64,8 @@ def test_default_train_then_eval_reproduces_the_test_metrics(workdir):
     assert not (workdir / "outputs").exists()  # eval writes into the run it evaluates
     assert_one_line_error(ftool("eval", f"ckpt={run}", "data=cifar10", cwd=workdir),  # its saved config has no groups
                           "data=cifar10: eval uses the config saved with the run", "set its keys instead")
+    result = ftool("eval", f"ckpt={run / 'checkpoints'}", cwd=workdir)  # the checkpoints folder means its run
+    assert result.returncode == 0 and f"checkpoint: {run / 'checkpoints' / 'best.safetensors'}" in result.stdout
 
     result = ftool("eval", f"ckpt={run / 'checkpoints' / 'best.safetensors'}", "split=val",
                    "data.eval_batch_size=512", cwd=workdir)
@@ -194,6 +196,12 @@ def test_eval_and_command_errors(workdir):
     assert_one_line_error(ftool("trian", cwd=workdir), "unknown command 'trian'", "Did you mean 'train'?")
     (workdir / "empty").mkdir()
     assert_one_line_error(ftool("eval", f"ckpt={workdir / 'empty'}", cwd=workdir), "holds no checkpoint")
+    for job in ("0", "1"):  # a sweep's folder: its jobs are the runs
+        (workdir / "sweep" / job).mkdir(parents=True)
+        (workdir / "sweep" / job / "summary.json").write_text('{"status": "completed"}')
+    assert_one_line_error(ftool("eval", "ckpt=sweep", cwd=workdir),
+                          f"ckpt: {workdir / 'sweep'} is a sweep of 2 jobs; give one of them, such as "
+                          f"{workdir / 'sweep' / '0'} (`ftool report sweep` ranks them)")
 
 
 def test_a_new_run_never_writes_into_another_runs_directory(workdir):
