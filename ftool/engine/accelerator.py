@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ class Accelerator:
 
             # Not strict: a graph that cannot compile runs eagerly, with one warning from dynamo.
             dynamo_config.suppress_errors = self.compile != "strict"
+            if self.device.type == "cpu":  # inductor's "No CUDA runtime is found" says nothing on a CPU run
+                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             step_model = torch.compile(step_model, mode=None if self.compile_mode == "default" else self.compile_mode)
         return model, step_model
 
