@@ -19,9 +19,12 @@ REGISTRIES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "sched
               "logger": LOGGERS}
 
 
+TEXT_MODELS = ("hf_classifier",)  # models that take tokenized text; the others take tensors
+
+
 def build_tokenizer(run: RunConfig):
     """The text model's tokenizer (Hugging Face models), or None for models that take tensors."""
-    if run.model.name != "hf_classifier":
+    if run.model.name not in TEXT_MODELS:
         return None
     from ftool.models.hf import load_tokenizer
 
@@ -43,6 +46,9 @@ def build_data(run: RunConfig, rank: int = 0, world_size: int = 1) -> Loaders:
 def build_model(run: RunConfig, info: DataInfo, pretrained: bool = True) -> nn.Module:
     """The model sized by the data; `pretrained=False` skips loading pretrained weights (a
     checkpoint brings them all). LoRA adapters wrap it here, so every command builds the same."""
+    if run.model.name in TEXT_MODELS and not info.text:
+        raise FtoolError(f"model={run.model.name}: takes text, and data={run.data.name} gives tensors of shape "
+                         f"{list(info.input_shape)}; use text data (text_files, text_csv, imdb, sst2, rotten_tomatoes)")
     model = MODELS.build(run.model.name, run.model.args, input_shape=tuple(info.input_shape),
                          num_outputs=info.num_outputs, pretrained=pretrained)
     apply_init(model, run.model.init)

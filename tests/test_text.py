@@ -313,3 +313,10 @@ def test_a_missing_weights_package_and_a_text_set_without_tokenizer_are_explaine
         resolve("pkg://no_such_package/model")
     with pytest.raises(FtoolError, match="use a text model \\(model=hf_classifier\\)"):
         text_files(str(texts), tokenizer=None)
+
+
+def test_a_text_model_on_image_data_is_one_line(tmp_path, tiny_bert, cache):
+    result = ftool("train", "model=hf_classifier", f"model.name_or_path={tiny_bert}", f"hydra.run.dir={tmp_path / 'run'}",
+                   cwd=tmp_path, env=_env(cache))
+    assert_one_line_error(result, "model=hf_classifier: takes text, and data=digits gives tensors of shape [1, 8, 8]")
+    assert read_json(tmp_path / "run" / "summary.json")["status"] == "failed"
