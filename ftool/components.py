@@ -43,16 +43,17 @@ def build_data(run: RunConfig, rank: int = 0, world_size: int = 1) -> Loaders:
     return build_loaders(run.data, splits, seed=run.trainer.seed, rank=rank, world_size=world_size)
 
 
-def build_model(run: RunConfig, info: DataInfo, pretrained: bool = True) -> nn.Module:
+def build_model(run: RunConfig, info: DataInfo, pretrained: bool = True, lora: bool = True) -> nn.Module:
     """The model sized by the data; `pretrained=False` skips loading pretrained weights (a
-    checkpoint brings them all). LoRA adapters wrap it here, so every command builds the same."""
+    checkpoint brings them all). LoRA adapters wrap it here, so every command builds the same;
+    `lora=False` builds the plain model that merged adapters load into (export)."""
     if run.model.name in TEXT_MODELS and not info.text:
         raise FtoolError(f"model={run.model.name}: takes text, and data={run.data.name} gives tensors of shape "
                          f"{list(info.input_shape)}; use text data (text_files, text_csv, imdb, sst2, rotten_tomatoes)")
     model = MODELS.build(run.model.name, run.model.args, input_shape=tuple(info.input_shape),
                          num_outputs=info.num_outputs, pretrained=pretrained)
     apply_init(model, run.model.init)
-    if run.finetune.lora.r:
+    if run.finetune.lora.r and lora:
         from ftool.finetune import apply_lora
 
         model = apply_lora(model, run.finetune.lora)

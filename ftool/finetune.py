@@ -5,6 +5,7 @@ pretrained layers their own LR (and transformer layers a decaying one), or train
 from __future__ import annotations
 
 import re
+import warnings
 
 from torch import nn
 
@@ -88,9 +89,11 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     try:
         # With pooling=mean the head sits outside the transformer (and trains as it is).
         task = TaskType.SEQ_CLS if model.head is None else TaskType.FEATURE_EXTRACTION
-        model.hf = get_peft_model(model.hf, PeftLoraConfig(
-            task_type=task, r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-            target_modules=list(cfg.target_modules) if cfg.target_modules else None))
+        with warnings.catch_warnings():  # peft reads a transformers attribute deprecated in transformers 5
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+            model.hf = get_peft_model(model.hf, PeftLoraConfig(
+                task_type=task, r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                target_modules=list(cfg.target_modules) if cfg.target_modules else None))
     except ValueError as e:
         raise FtoolError(f"finetune.lora: {one_line(e)}") from None
     model.pretrained_parameters = set()  # peft froze them; backbone LR and freezing have nothing to act on

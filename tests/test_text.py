@@ -238,6 +238,17 @@ def test_lora_trains_adapters_only_and_exports_merged(tmp_path, texts, tiny_bert
     result = ftool("export", f"ckpt={run}", cwd=tmp_path, env=_env(cache))
     assert result.returncode == 0, result.stderr
     assert not any("lora" in f.name for f in (run / "export" / "hf").iterdir())  # merged: plain transformer
+
+    # pooling=mean: the head is ftool's, so the export is a weights file, checked in a plain model.
+    mean = tmp_path / "lora_mean"
+    result = ftool("finetune", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "model.pooling=mean",
+                   "data=text_files", f"data.root={texts}", "data.max_length=16", "finetune.lora.r=4",
+                   "trainer.max_steps=2", "trainer.validate=false", "trainer.progress=false", f"hydra.run.dir={mean}",
+                   cwd=tmp_path, env=_env(cache))
+    assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr  # (peft's FutureWarning)
+    result = ftool("export", f"ckpt={mean}", cwd=tmp_path, env=_env(cache))
+    assert result.returncode == 0, result.stderr
+    assert not any("lora" in name for name in load_file(mean / "export" / "model.safetensors"))
     assert_one_line_error(ftool("finetune", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=text_files",
                                 f"data.root={texts}", "finetune.lora.r=4", "finetune.freeze=backbone", cwd=tmp_path,
                                 env=_env(cache)), "finetune.freeze: must be none with LoRA")

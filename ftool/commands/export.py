@@ -87,7 +87,7 @@ def _traceable(trained: Trained) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         ids = torch.randint(5, vocab, (2, length), generator=g)
         mask = torch.ones_like(ids)
         mask[1, length // 2:] = 0
-        return TextLogits(trained.model).eval(), (ids, mask)
+        return _positional(trained.model, trained), (ids, mask)
     return trained.model, (torch.randn(2, *trained.info.input_shape, generator=g),)
 
 
@@ -99,14 +99,15 @@ def _metadata(trained: Trained) -> dict[str, str]:
 
 def _safetensors(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
     checkpoint.save_weights(target, trained.model, **_metadata(trained))
-    fresh = _rebuilt(trained)
+    fresh = components.build_model(trained.rc, trained.info, pretrained=False, lora=False).eval()  # merged
     checkpoint.load_into(fresh, target)
     with torch.no_grad():
-        return fresh(*example)
+        return _positional(fresh, trained)(*example)
 
 
-def _rebuilt(trained: Trained) -> nn.Module:
-    return components.build_model(trained.rc, trained.info, pretrained=False).eval()
+def _positional(model: nn.Module, trained: Trained) -> nn.Module:
+    """`model`, taking positional tensors (a text model takes a dict of them)."""
+    return TextLogits(model).eval() if trained.info.text else model
 
 
 def _hf_folder(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
