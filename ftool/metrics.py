@@ -1,54 +1,32 @@
-"""Metrics per task (torchmetrics, streamed batch by batch) and the loss that goes with the task."""
+"""Metrics per task, streamed batch by batch, and the loss that goes with the task.
+
+Every metric is a function of a few running sums (a confusion matrix for classification; per-output
+error and target sums for regression), so a pass keeps no outputs, and several processes combine
+their sums with one all-reduce each. (torchmetrics computed the same and cost every command 2 s of
+imports: its package imports scipy.signal, matplotlib and transformers.)
+"""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics import classification as C
-from torchmetrics import regression as R
-from torchmetrics.wrappers import LambdaInputTransformer
 
 from ftool.config import TrainerConfig
 from ftool.data import DataInfo
 from ftool.errors import FtoolError
 
 LOWER_IS_BETTER = ("loss", "mse", "mae")
-
-
-def _positive_class(metric):
-    """A binary metric fed the logits of two classes: it sees the predicted class (1 = positive)."""
-    return LambdaInputTransformer(metric, transform_pred=lambda logits: logits.argmax(-1))
-
-
-def build_metrics(info: DataInfo) -> MetricCollection:
-    """accuracy and precision/recall/F1 (of the positive class, index 1, for two classes; else
-    macro), top-5 accuracy over more than 5 classes; MSE, MAE, R2."""
-    if info.task == "regression":
-        metrics = {"mse": R.MeanSquaredError(), "mae": R.MeanAbsoluteError(),
-                   "r2": R.R2Score(multioutput="uniform_average")}
-        return MetricCollection(metrics, compute_groups=False)
-    n = info.num_outputs
-    if n == 2:
-        return MetricCollection({"accuracy": C.MulticlassAccuracy(2, average="micro"),
-                                 "precision": _positive_class(C.BinaryPrecision()),
-                                 "recall": _positive_class(C.BinaryRecall()),
-                                 "f1": _positive_class(C.BinaryF1Score())}, compute_groups=False)
-    metrics = {
-        "accuracy": C.MulticlassAccuracy(n, average="micro"),
-        "precision": C.MulticlassPrecision(n, average="macro"),
-        "recall": C.MulticlassRecall(n, average="macro"),
-        "f1": C.MulticlassF1Score(n, average="macro"),
-    }
-    if n > 5:
-        metrics["top5_accuracy"] = C.MulticlassAccuracy(n, top_k=5, average="micro")
-    # No compute groups: they merge metrics whose states match after the first batch, which
-    # top-1 and top-5 accuracy can, and then report top-1 for both.
-    return MetricCollection(metrics, compute_groups=False)
+TOP_K = 5  # top-5 accuracy is reported for more than this many classes
 
 
 def metric_names(info: DataInfo) -> list[str]:
-    return ["loss", *build_metrics(info).keys()]
+    """accuracy and precision/recall/F1 (of the positive class, index 1, for two classes; else
+    macro), top-5 accuracy over more than 5 classes; MSE, MAE, R2."""
+    if info.task == "regression":
+        return ["loss", "mse", "mae", "r2"]
+    return ["loss", "accuracy", "precision", "recall", "f1", *(["top5_accuracy"] if info.num_outputs > TOP_K else [])]
 
 
 def default_monitor(info: DataInfo) -> str:
@@ -74,17 +52,72 @@ class EpochMeter:
     """Mean loss (weighted by batch size) and the task's metrics over one pass of a loader."""
 
     def __init__(self, info: DataInfo, device: torch.device):
-        self.loss = MeanMetric().to(device)
-        self.metrics = build_metrics(info).to(device)
-        self.regression = info.task == "regression"
+        self.info = info
+        real = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        k = info.num_outputs
+        self.sums = {"loss": torch.zeros(2, dtype=real, device=device)}  # loss x samples, samples
+        if info.task == "regression":  # per output: squared error, absolute error, target, target squared
+            self.sums["errors"] = torch.zeros(4, k, dtype=real, device=device)
+        else:  # rows: target class, columns: predicted class; and the targets among the top 5
+            self.sums["confusion"] = torch.zeros(k * k, dtype=torch.long, device=device)
+            self.sums["top_k"] = torch.zeros((), dtype=torch.long, device=device)
 
+    @torch.no_grad()
     def update(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        self.loss.update(loss.detach(), weight=targets.shape[0])
-        outputs = outputs.detach().float()
-        if self.regression and outputs.shape[-1] == 1:
-            outputs, targets = outputs.squeeze(-1), targets.squeeze(-1)
-        self.metrics.update(outputs, targets)
+        n = targets.shape[0]
+        real = self.sums["loss"].dtype
+        self.sums["loss"][0] += loss.detach().to(real) * n
+        self.sums["loss"][1] += n
+        if self.info.task == "regression":
+            y = targets.reshape(n, -1).to(real)
+            error = outputs.detach().reshape(n, -1).to(real) - y
+            self.sums["errors"] += torch.stack([error.square().sum(0), error.abs().sum(0), y.sum(0), y.square().sum(0)])
+            return
+        k = self.info.num_outputs
+        predicted = outputs.detach().argmax(-1)
+        self.sums["confusion"].index_add_(0, targets * k + predicted, torch.ones_like(predicted))
+        if k > TOP_K:
+            self.sums["top_k"] += (outputs.detach().topk(TOP_K, -1).indices == targets[:, None]).any(-1).sum()
 
-    def compute(self, prefix: str) -> dict[str, float]:
-        values = {"loss": self.loss.compute(), **self.metrics.compute()}
-        return {f"{prefix}/{k}": float(v) for k, v in values.items()}
+    def compute(self, prefix: str, total: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> dict[str, float]:
+        """The metrics as `<prefix>/<name>`; `total` sums a tensor over the processes (Accelerator.sum)."""
+        sums = {name: total(t).cpu().double() for name, t in self.sums.items()}
+        loss, samples = sums["loss"].tolist()
+        values = {"loss": loss / samples if samples else 0.0}
+        if "errors" in sums:
+            values.update(_regression(sums["errors"], samples))
+        else:
+            k = self.info.num_outputs
+            values.update(_classification(sums["confusion"].view(k, k)))
+            if k > TOP_K:
+                values["top5_accuracy"] = float(sums["top_k"]) / samples if samples else 0.0
+        return {f"{prefix}/{name}": float(v) for name, v in values.items()}
+
+
+def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a / b, 0 where b is 0 (scikit-learn's zero_division=0)."""
+    return torch.where(b > 0, a / b.clamp(min=1e-300), torch.zeros_like(a))
+
+
+def _classification(confusion: torch.Tensor) -> dict[str, float]:
+    hits = confusion.diagonal()
+    actual, predicted = confusion.sum(1), confusion.sum(0)
+    precision, recall, f1 = _ratio(hits, predicted), _ratio(hits, actual), _ratio(2 * hits, actual + predicted)
+    values = {"accuracy": float(_ratio(hits.sum(), confusion.sum()))}
+    if len(confusion) == 2:  # binary: the positive class's
+        return {**values, "precision": precision[1], "recall": recall[1], "f1": f1[1]}
+    present = (actual + predicted) > 0  # macro averages over the classes that occur, as scikit-learn's
+    return {**values, **{name: metric[present].mean() if present.any() else 0.0
+                         for name, metric in (("precision", precision), ("recall", recall), ("f1", f1))}}
+
+
+def _regression(errors: torch.Tensor, samples: float) -> dict[str, float]:
+    """MSE and MAE over every output value; R2 averaged over the outputs (1 for a perfect fit of
+    constant targets, 0 for an imperfect one, as scikit-learn's)."""
+    squared, absolute, target, target_squared = errors
+    if not samples:
+        return {"mse": 0.0, "mae": 0.0, "r2": 0.0}
+    spread = target_squared - target.square() / samples  # the targets' summed squared deviation
+    r2 = torch.where(spread > 0, 1 - squared / spread.clamp(min=1e-300), (squared == 0).double())
+    return {"mse": squared.sum() / squared.numel() / samples, "mae": absolute.sum() / absolute.numel() / samples,
+            "r2": r2.mean()}

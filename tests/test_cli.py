@@ -161,6 +161,8 @@ def test_max_steps_wins_over_epochs(workdir):
     (["trainer.epoch=3"], ["trainer.epoch: no such key", "Did you mean 'epochs'?"]),
     (["optimizer.momentum=0.9"], ["optimizer.momentum: no such key", "optimizer has name, lr"]),
     (["trainer.monitor=val/acc"], ["'val/acc' is never logged", "val/accuracy"]),
+    (["trainer.early_stopping_patience=2", "data.val_fraction=0"],
+     ["trainer.early_stopping_patience: needs validation", "data.val_fraction=0.0 holds out no data"]),
     (["-m", "model=simplecnn,convnt"], ["model=convnt: no such model", "Did you mean 'convnet'?"]),
     (["data=cifar10", "data.root=missing_dir"], ["CIFAR10 not found", "data_batch_1", "data.download=true"]),
     (["nonsense"], ["bad override"]),

@@ -1,4 +1,6 @@
+import pytest
 import torch
+from sklearn import metrics as sk
 
 from ftool.data import DataInfo
 from ftool.metrics import EpochMeter, monitor_mode
@@ -25,6 +27,51 @@ def test_regression_metrics():
     result = meter.compute("val")
     assert result["val/mse"] == 0.25 and result["val/mae"] == 0.5
     assert abs(result["val/r2"] - (1 - 1.0 / 5.0)) < 1e-6
+
+
+def _stream(meter: EpochMeter, outputs: torch.Tensor, targets: torch.Tensor, batches: int = 4) -> dict:
+    for out, y in zip(outputs.chunk(batches), targets.chunk(batches)):
+        meter.update(torch.tensor(0.0), out, y)
+    return meter.compute("val")
+
+
+def test_classification_metrics_streamed_in_batches_equal_scikit_learns_on_the_whole_set():
+    """Macro averages over the classes that occur (class 6 never does, class 5 is never a target),
+    as scikit-learn's with zero_division=0; top-5 accuracy; accuracy."""
+    g = torch.Generator().manual_seed(0)
+    logits, targets = torch.randn(203, 7, generator=g), torch.randint(0, 5, (203,), generator=g)
+    logits[:, 6] -= 100.0
+    got = _stream(EpochMeter(DataInfo("classification", (4,), 7), torch.device("cpu")), logits, targets)
+    predicted = logits.argmax(-1)
+    assert 5 in predicted and 6 not in predicted  # the cases the macro average has to get right
+    assert got["val/accuracy"] == pytest.approx(sk.accuracy_score(targets, predicted))
+    for name, score in (("precision", sk.precision_score), ("recall", sk.recall_score), ("f1", sk.f1_score)):
+        assert got[f"val/{name}"] == pytest.approx(score(targets, predicted, average="macro", zero_division=0)), name
+    assert got["val/top5_accuracy"] == pytest.approx(sk.top_k_accuracy_score(targets, logits, k=5, labels=range(7)))
+    assert got["val/top5_accuracy"] > got["val/accuracy"]
+
+
+def test_regression_metrics_of_several_outputs_equal_scikit_learns():
+    g = torch.Generator().manual_seed(0)
+    targets = torch.randn(150, 3, generator=g) * torch.tensor([1.0, 10.0, 0.1]) + 100.0  # far from 0, unlike scales
+    outputs = targets + 0.3 * torch.randn(150, 3, generator=g)
+    got = _stream(EpochMeter(DataInfo("regression", (4,), 3), torch.device("cpu")), outputs, targets)
+    assert got["val/mse"] == pytest.approx(sk.mean_squared_error(targets, outputs), rel=1e-6)
+    assert got["val/mae"] == pytest.approx(sk.mean_absolute_error(targets, outputs), rel=1e-6)
+    assert got["val/r2"] == pytest.approx(sk.r2_score(targets.double(), outputs.double()), rel=1e-6)
+
+
+def test_the_metrics_of_several_processes_are_those_of_their_summed_counts():
+    """`total` stands for the all-reduce: two halves, each given the other's sums, equal the whole."""
+    g = torch.Generator().manual_seed(1)
+    logits, targets = torch.randn(64, 3, generator=g), torch.randint(0, 3, (64,), generator=g)
+    info, cpu = DataInfo("classification", (4,), 3), torch.device("cpu")
+    whole, first, second = EpochMeter(info, cpu), EpochMeter(info, cpu), EpochMeter(info, cpu)
+    whole.update(torch.tensor(0.5), logits, targets)
+    first.update(torch.tensor(0.2), logits[:40], targets[:40])
+    second.update(torch.tensor(1.0), logits[40:], targets[40:])
+    other = {id(first.sums[k]): second.sums[k] for k in first.sums}
+    assert first.compute("val", total=lambda t: t + other[id(t)]) == pytest.approx(whole.compute("val"))
 
 
 def test_monitor_mode_follows_metric_name():

@@ -94,7 +94,7 @@ class StopFlag:
 def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Accelerator,
              info: DataInfo, prefix: str, progress: EvalProgress | None = None) -> dict[str, float]:
     """Loss and metrics over `loader`, accumulated batch by batch (no logits are kept) and
-    synced across processes by torchmetrics. `progress` is advanced per batch, then closed."""
+    summed across processes. `progress` is advanced per batch, then closed."""
     model.eval()
     meter = EpochMeter(info, acc.device)
     # Every FSDP forward gathers parameters: a process with fewer batches joins the others' last ones.
@@ -115,7 +115,7 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Acce
     for _ in range(extra):
         with acc.autocast():
             model(x)
-    return meter.compute(prefix)
+    return meter.compute(prefix, total=acc.sum)
 
 
 @dataclass
