@@ -9,8 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ftool.data import DataInfo, Splits
+from ftool.data.classes import select_classes
 from ftool.data.loaders import EpochSampler
-from ftool.data.text import PadBatch, text_csv, text_files, tokenize
+from ftool.data.text import PadBatch, TokenizedTexts, text_csv, text_files, tokenize
 from ftool.errors import FtoolError
 from ftool.inference import text_inputs
 from ftool.models.hf import load_tokenizer
@@ -100,6 +102,13 @@ def test_length_grouping_keeps_every_sample_and_batches_similar_lengths():
     assert padding(order) < padding(list(plain)) / 5
 
 
+def test_a_class_subset_of_texts_keeps_their_lengths_for_grouping():
+    ids = [torch.arange(n) for n in (3, 5, 2, 7, 4)]
+    splits = Splits(TokenizedTexts(ids, torch.tensor([0, 1, 2, 1, 0])), DataInfo("classification", (8,), 3, ["a", "b", "c"]))
+    subset = select_classes(splits, ["c", "a"]).train
+    assert [int(y) for _, y in subset] == [1, 0, 1] and subset.lengths() == [3, 2, 4]
+
+
 def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
     table = tmp_path / "reviews.csv"
     table.write_text('review,sentiment\n"great, fun film",positive\nboring plot,negative\nwitty,positive\n')
@@ -131,7 +140,6 @@ def test_text_csv_as_spreadsheets_write_it(tmp_path, tiny_bert, cache):
 def test_binary_metrics_are_those_of_the_positive_class():
     from sklearn.metrics import f1_score, precision_score, recall_score
 
-    from ftool.data import DataInfo
     from ftool.metrics import EpochMeter
 
     targets = torch.tensor([1, 1, 1, 0, 0, 0, 1, 0])

@@ -17,6 +17,8 @@ class ClassSubset(Dataset):
     def __init__(self, base: Dataset, mapping: dict[int, int]):
         self.base, self.mapping = base, mapping
         self.indices = [i for i, y in enumerate(_labels(base)) if y in mapping]
+        if hasattr(base, "lengths"):  # text: data.group_by_length groups the kept samples by theirs
+            self.lengths = lambda: [base.lengths()[i] for i in self.indices]
 
     def __len__(self):
         return len(self.indices)
