@@ -179,6 +179,13 @@ def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
     assert_same_weights(weights(one), weights(two), atol=1e-5)
     assert sorted(p.name for p in workdir.iterdir()) == ["one", "two"]  # no second run dir anywhere
     assert len(read_jsonl(two / "metrics.jsonl")) == len(read_jsonl(one / "metrics.jsonl"))
+    result = ftool("eval", f"ckpt={two}", cwd=workdir)  # in one process, though the run's config says 2
+    assert result.returncode == 0, result.stderr
+    evaluated = read_json(two / "eval.json")
+    assert evaluated["environment"]["world_size"] == 1
+    for key, value in b["metrics"].items():
+        if key.startswith("test/"):
+            assert evaluated["metrics"][key] == pytest.approx(value, rel=1e-6), key
 
 
 def test_fsdp_on_two_processes_matches_one_process_across_a_resume(workdir):

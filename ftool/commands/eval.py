@@ -25,7 +25,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     run, weights = locate_checkpoint(ckpt)
     rc = validate(cfg)
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
-    acc = select(rc.trainer)
+    acc = select(rc.trainer, training=False)
     loaders = components.build_data(rc)
     loader = loaders.test if split == "test" else loaders.val
     if loader is None:

@@ -203,10 +203,12 @@ def check(cfg: TrainerConfig, processes: int) -> tuple[str, str]:
     return kind, precision
 
 
-def select(cfg: TrainerConfig) -> Accelerator:
+def select(cfg: TrainerConfig, training: bool = True) -> Accelerator:
+    """The device, precision and processes for a run. `training=False` (eval of a run trained in
+    N processes) runs in the processes there are, one unless torchrun started more."""
     tune_malloc()  # before the data and the model allocate
     launched = int(os.environ.get("WORLD_SIZE", 1))
-    if cfg.devices > 1 and launched != cfg.devices:
+    if training and cfg.devices > 1 and launched != cfg.devices:
         raise FtoolError(f"trainer.devices={cfg.devices} but torchrun started {launched} processes; "
                          f"give one or the other")
     kind, precision = check(cfg, launched)
