@@ -68,6 +68,18 @@ def test_tokenized_texts_are_cached_and_reused(tiny_bert, cache):
     assert len(list((cache / "tokens").glob("*.safetensors"))) == 2
 
 
+def test_many_texts_are_tokenized_in_chunks_with_progress_lines(tiny_bert, cache, monkeypatch, capsys):
+    from ftool.data import text
+    from ftool.engine import progress
+
+    monkeypatch.setattr(text, "TOKENIZE_CHUNK", 2)
+    monkeypatch.setattr(progress, "PLAIN_LINE_SECONDS", 0.0)
+    texts = ["a great film", "boring", "witty and fun", "dull", "the plot is weak"]
+    tokenizer = load_tokenizer(str(tiny_bert))
+    assert [t.tolist() for t in tokenize(texts, tokenizer, 16)] == [t.tolist() for t in text.encode(texts, tokenizer, 16)]
+    assert capsys.readouterr().out.splitlines()[-1].startswith("tokenize 5 texts 3/3 batches")
+
+
 def test_a_damaged_or_unwritable_token_cache_costs_time_not_the_run(tiny_bert, cache, monkeypatch, capsys):
     tokenizer = load_tokenizer(str(tiny_bert))
     first = tokenize(["a great film", "boring"], tokenizer, 16)
