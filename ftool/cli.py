@@ -149,6 +149,26 @@ def check_no_group_choices(overrides: list[str], groups: dict, command: str, sav
                              f"cannot be swapped; set its keys instead ({key.lstrip('+')}.<key>=...)")
 
 
+def paths_from_where_it_ran(run, overrides: list[str]) -> list[str]:
+    """Overrides that pin a reused run's relative paths (`data.root=imgs`) to the folder it ran in, so
+    eval, predict, export and a resume work from any folder. A value counts as a path when it names
+    something there (a hub id such as bert-base-uncased does not)."""
+    import yaml
+
+    try:
+        ran_in = Path(yaml.safe_load((run.path / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["cwd"])
+        saved = yaml.safe_load(run.config.read_text()) or {}
+    except (OSError, yaml.YAMLError, KeyError, TypeError):  # no record of it: paths stay as they are
+        return []
+    if ran_in.resolve() == Path.cwd().resolve():
+        return []
+    given = {o.partition("=")[0].lstrip("+~") for o in overrides}
+    return [f"{group}.{key}={quoted(ran_in / value)}"
+            for group in ("data", "model", "finetune") for key, value in (saved.get(group) or {}).items()
+            if isinstance(value, str) and value and not Path(value).is_absolute() and f"{group}.{key}" not in given
+            and (ran_in / value).exists()]
+
+
 def user_config_dirs(flags: list[str]) -> list[Path]:
     """The folders given with --config-dir/-cd: the user's own config groups and options."""
     dirs = [Path(flags[i + 1]).expanduser().resolve() for i, f in enumerate(flags[:-1])
@@ -441,7 +461,8 @@ def main(argv: list[str] | None = None) -> None:
             run = locate_checkpoint(reused)[0] if command.reuses_run else locate_run(reused, "trainer.resume")
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
             check_no_group_choices(overrides, config_groups(config_root()), command.name, run.config)
-            extra += [f"hydra.run.dir={quoted(run.path)}", "hydra.output_subdir=null", "hydra/job_logging=none"]
+            extra += [f"hydra.run.dir={quoted(run.path)}", "hydra.output_subdir=null", "hydra/job_logging=none",
+                      *paths_from_where_it_ran(run, overrides)]
         else:
             groups = config_groups(config_dir)
             for user_dir in user_config_dirs(flags):

@@ -23,7 +23,7 @@ def image_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("images")
     write_image_folder(root / "data", per_class=30)
     run = root / "run"
-    result = ftool("train", "data=imagefolder", f"data.root={root / 'data'}", "data.num_workers=0", "model.padding=2",
+    result = ftool("train", "data=imagefolder", "data.root=data", "data.num_workers=0", "model.padding=2",
                    "trainer.epochs=5", "trainer.progress=false", f"hydra.run.dir={run}", cwd=root)
     assert result.returncode == 0, result.stderr
     return run
@@ -47,6 +47,14 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", "input=nothing-here.png", cwd=tmp_path),
                           "input: 'nothing-here.png' is not an image file or folder")
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", cwd=tmp_path), "predict needs input=...")
+
+
+def test_a_run_given_a_relative_data_root_is_evaluated_from_any_folder(image_run, tmp_path):
+    assert "  root: data\n" in (image_run / ".hydra" / "config.yaml").read_text()  # relative to where it ran
+    result = ftool("eval", f"ckpt={image_run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    tested = read_json(image_run / "summary.json")["metrics"]
+    assert read_json(image_run / "eval.json")["metrics"] == pytest.approx({k: v for k, v in tested.items() if k.startswith("test/")})
 
 
 def test_with_many_classes_the_table_shows_the_likeliest(capsys):
