@@ -233,6 +233,7 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
     rc = validate(cfg)
     if multirun:
         check_launcher(overrides)
+        check_search_direction(rc, hydra_cfg)
         return None, hydra_cfg
     return rc, hydra_cfg
 
@@ -270,6 +271,21 @@ def claim_output_dir(hydra_cfg, multirun: bool, resume_auto: bool) -> tuple[Path
     except OSError as e:  # a read-only disk, a path through a file: Hydra's own mkdir would be a traceback
         raise FtoolError(f"hydra.{key}.dir: cannot make {path} ({e.strerror or e})") from None
     return path, []
+
+
+def check_search_direction(rc, hydra_cfg) -> None:
+    """A search (Optuna) optimizes what each job returns, the best value of trainer.monitor: a
+    direction against the monitor's mode would look for the worst settings."""
+    direction = hydra_cfg.sweeper.get("direction")
+    if not isinstance(direction, str) or rc.trainer.monitor is None:
+        return
+    from ftool.metrics import monitor_mode
+
+    mode = monitor_mode(rc.trainer.monitor, rc.trainer.mode)
+    wanted = "maximize" if mode == "max" else "minimize"
+    if direction != wanted:
+        raise FtoolError(f"hydra.sweeper.direction={direction}, but trainer.monitor={rc.trainer.monitor} is better "
+                         f"{'higher' if mode == 'max' else 'lower'}; set hydra.sweeper.direction={wanted}")
 
 
 def check_launcher(overrides: list[str]) -> None:

@@ -164,6 +164,8 @@ def test_max_steps_wins_over_epochs(workdir):
     (["trainer.early_stopping_patience=2", "data.val_fraction=0"],
      ["trainer.early_stopping_patience: needs validation", "data.val_fraction=0.0 holds out no data"]),
     (["-m", "model=simplecnn,convnt"], ["model=convnt: no such model", "Did you mean 'convnet'?"]),
+    (["-m", "hparams_search=digits_optuna", "trainer.monitor=val/loss"],
+     ["hydra.sweeper.direction=maximize, but trainer.monitor=val/loss is better lower", "direction=minimize"]),
     (["data=cifar10", "data.root=missing_dir"], ["CIFAR10 not found", "data_batch_1", "data.download=true"]),
     (["nonsense"], ["bad override"]),
     (["data=cifar10", "data.root=~/no-cifar-here"], [f"not found under data.root={Path.home()}/no-cifar-here"]),
