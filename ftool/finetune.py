@@ -62,6 +62,10 @@ def lr_multipliers(model: nn.Module, pretrained: set[str], cfg: FinetuneConfig) 
     """Each parameter's LR relative to optimizer.lr: backbone_lr_mult for the pretrained ones, times
     layer_lr_decay^(N + 1 - depth) where depth is the transformer layer's index + 1 (0 for the
     embeddings, N + 1 for what follows the last layer, such as the head)."""
+    if cfg.backbone_lr_mult != 1.0 and not pretrained:
+        raise FtoolError("finetune.backbone_lr_mult: nothing in this model is pretrained (or LoRA adapters hold "
+                         "it fixed), so it would apply to no parameter; give finetune.from=<run dir> or "
+                         "pretrained weights, or leave it at 1")
     names = [n for n, _ in model.named_parameters()]
     mult = {n: cfg.backbone_lr_mult if n in pretrained else 1.0 for n in names}
     if cfg.layer_lr_decay != 1.0:
@@ -113,6 +117,9 @@ def freeze(model: nn.Module, cfg: FinetuneConfig, pretrained: set[str]) -> list[
     frozen layers would keep their random initial weights (`ftool train experiment=digits_transfer`
     without finetune.from)."""
     if cfg.freeze == "none":
+        if cfg.unfreeze_at_epoch:
+            raise FtoolError("finetune.unfreeze_at_epoch: nothing is frozen to unfreeze; set finetune.freeze "
+                             "(backbone, or module names) too")
         return []
     if not pretrained:
         raise FtoolError("finetune.freeze: nothing in this model is pretrained, so frozen layers would keep their "

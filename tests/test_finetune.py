@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from ftool.config import FinetuneConfig
 from ftool.errors import FtoolError
-from ftool.finetune import freeze, output_layer
+from ftool.finetune import freeze, lr_multipliers, output_layer
 from ftool.models.cnn import SimpleCNN
 from tests.conftest import assert_one_line_error, ftool, read_json
 
@@ -42,6 +42,10 @@ def test_backbone_freezing_freezes_the_pretrained_layers_and_needs_some():
     assert output_layer(model) == "head.4"
     with pytest.raises(FtoolError, match="nothing in this model is pretrained"):
         freeze(model, FinetuneConfig(freeze=["features"]), pretrained=set())
+    with pytest.raises(FtoolError, match="finetune.unfreeze_at_epoch: nothing is frozen to unfreeze"):
+        freeze(model, FinetuneConfig(unfreeze_at_epoch=2), pretrained=set())
+    with pytest.raises(FtoolError, match="finetune.backbone_lr_mult: nothing in this model is pretrained"):
+        lr_multipliers(model, set(), FinetuneConfig(backbone_lr_mult=0.1))  # it would slow no parameter down
     loaded = {"features.0.weight", "features.0.bias", "head.1.weight", "head.1.bias"}  # all but the output layer
     frozen = freeze(model, FinetuneConfig(freeze="backbone"), pretrained=loaded)
     assert frozen == ["features.0.weight", "features.0.bias", "head.1.weight", "head.1.bias"]
