@@ -58,9 +58,10 @@ class EpochMeter:
         self.sums = {"loss": torch.zeros(2, dtype=real, device=device)}  # loss x samples, samples
         if info.task == "regression":  # per output: squared error, absolute error, target, target squared
             self.sums["errors"] = torch.zeros(4, k, dtype=real, device=device)
-        else:  # rows: target class, columns: predicted class; and the targets among the top 5
-            self.sums["confusion"] = torch.zeros(k * k, dtype=torch.long, device=device)
-            self.sums["top_k"] = torch.zeros((), dtype=torch.long, device=device)
+        else:  # rows: target class, columns: predicted class; and the targets among the top 5. Counted
+            # in floats (exact to 2**53, 2**24 on MPS): MPS's index_add_ has not always taken int64.
+            self.sums["confusion"] = torch.zeros(k * k, dtype=real, device=device)
+            self.sums["top_k"] = torch.zeros((), dtype=real, device=device)
 
     @torch.no_grad()
     def update(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -75,7 +76,7 @@ class EpochMeter:
             return
         k = self.info.num_outputs
         predicted = outputs.detach().argmax(-1)
-        self.sums["confusion"].index_add_(0, targets * k + predicted, torch.ones_like(predicted))
+        self.sums["confusion"].index_add_(0, targets * k + predicted, torch.ones_like(predicted, dtype=real))
         if k > TOP_K:
             self.sums["top_k"] += (outputs.detach().topk(TOP_K, -1).indices == targets[:, None]).any(-1).sum()
 
