@@ -18,7 +18,11 @@ class ClassSubset(Dataset):
         self.base, self.mapping = base, mapping
         self.indices = [i for i, y in enumerate(_labels(base)) if y in mapping]
         if hasattr(base, "lengths"):  # text: data.group_by_length groups the kept samples by theirs
-            self.lengths = lambda: [base.lengths()[i] for i in self.indices]
+            self.lengths = self._kept_lengths
+
+    def _kept_lengths(self) -> list[int]:
+        every = self.base.lengths()
+        return [every[i] for i in self.indices]
 
     def __len__(self):
         return len(self.indices)
