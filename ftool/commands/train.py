@@ -51,9 +51,9 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
     if monitor not in logged:
         raise FtoolError(f"trainer.monitor: '{monitor}' is never logged; choose one of {', '.join(logged)}")
     if rc.trainer.early_stopping_patience and not (rc.trainer.validate and loaders.val is not None):
-        raise FtoolError("trainer.early_stopping_patience: needs validation, and this run has none ("
-                         + ("trainer.validate=false" if not rc.trainer.validate else
-                            f"data.val_fraction={rc.data.val_fraction} holds out no data") + ")")
+        why = "trainer.validate=false" if not rc.trainer.validate else \
+            f"data.val_fraction={rc.data.val_fraction} holds out no data"
+        raise FtoolError(f"trainer.early_stopping_patience: needs validation, and this run has none ({why})")
 
     model = components.build_model(rc, info)
     # (a resumed fine-tune repeats this; its own checkpoint then replaces the weights)
