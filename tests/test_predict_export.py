@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from ftool.engine.accelerator import cpu_has_bf16
 from ftool.errors import FtoolError
 from ftool.models.torchvision_models import pretrained_state
 from ftool.registry import MODELS
@@ -44,6 +45,13 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
     predictions = json.loads(result.stdout)
     assert [p["label"] for p in predictions] == ["cat", "dog", "dog"]
     assert predictions[0]["input"].endswith("a_bright.png") and set(predictions[0]["probabilities"]) == {"cat", "dog"}
+    # The run's device and precision, as eval uses them; overrides apply (bf16 autocast where the CPU has it).
+    precision = "bf16-mixed" if cpu_has_bf16() else "32"
+    table = ftool("predict", f"ckpt={image_run}", f"input={folder}", f"trainer.precision={precision}", cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert f"best.safetensors (cpu, precision {precision})" in table.stdout
+    labels = [line.split("│")[2].strip() for line in table.stdout.splitlines() if line.startswith("│")]
+    assert [label for label in labels if label] == ["cat", "dog"]  # (a long path folds over several lines)
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", "input=nothing-here.png", cwd=tmp_path),
                           "input: 'nothing-here.png' is not an image file or folder")
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", cwd=tmp_path), "predict needs input=...")
@@ -62,15 +70,14 @@ def test_with_many_classes_the_table_shows_the_likeliest(capsys):
 
     names = [str(d) for d in range(10)]  # a column each would not fit
     probabilities = dict(zip(names, [0.02, 0.05, 0.6, 0.01, 0.2, 0.03, 0.04, 0.02, 0.02, 0.01]))
-    _print_labels([{"input": "digit.png", "label": "2", "probabilities": probabilities}], names, "best.safetensors")
+    _print_labels([{"input": "digit.png", "label": "2", "probabilities": probabilities}], names)
     table = capsys.readouterr().out
     assert "p(label)" in table and "next likeliest" in table and "p(0)" not in table
     row = next(line for line in table.splitlines() if "digit.png" in line)
     cells = [cell.strip() for cell in row.strip("│ ").split("│")]
     assert cells == ["digit.png", "2", "0.6000", "4 0.2000, 1 0.0500"]
 
-    _print_labels([{"input": "a.png", "label": "cat", "probabilities": {"cat": 0.75, "dog": 0.25}}], ["cat", "dog"],
-                 "best.safetensors")
+    _print_labels([{"input": "a.png", "label": "cat", "probabilities": {"cat": 0.75, "dog": 0.25}}], ["cat", "dog"])
     assert "│ a.png │ cat   │ 0.7500 │ 0.2500 │" in capsys.readouterr().out  # few classes: one column each
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from ftool.data.text import PadBatch, encode
 from ftool.data.transforms import make_transform
+from ftool.engine.accelerator import Accelerator, select
 from ftool.engine.progress import EvalProgress, console
 from ftool.errors import FtoolError
 from ftool.inference import Trained, image_files, load_trained, read_image, text_inputs, vector_inputs
@@ -32,6 +33,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str) ->
         raise FtoolError(f"output: must be table or json, got {output!r}")
     trained = load_trained(cfg, ckpt)
     info = trained.info
+    acc = select(trained.rc.trainer, training=False)  # the run's device and precision: a GPU where there is one
     if info.text:
         shown = [t for value in input for t in text_inputs(value)]
         batches = _text_batches(trained, shown)
@@ -50,7 +52,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str) ->
         raise FtoolError(f"input: {', '.join(input)}: nothing to predict (the file or standard input is empty)")
     # JSON on a pipe gets no progress lines: they would mix with the JSON on stdout.
     progress = EvalProgress(output == "table" or console.is_terminal, "predict", -(-len(shown) // BATCH))
-    outputs = _outputs(trained.model, batches, progress).float()
+    outputs = _outputs(trained.model.to(acc.device), batches, acc, progress)
     if info.task == "classification":
         names = info.class_names or [str(i) for i in range(info.num_outputs)]
         results = [{"input": given, "label": names[max(range(len(probs)), key=probs.__getitem__)],
@@ -61,19 +63,24 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str) ->
                    for given, values in zip(shown, outputs.tolist())]
     if output == "json":
         console.out(json.dumps(results, ensure_ascii=False, indent=2))  # not wrapped; a closed pipe is handled
-    elif info.task == "classification":
-        _print_labels(results, names, trained.weights)
+        return results
+    if info.task == "classification":
+        _print_labels(results, names)
     else:
-        _print_values(results, info.num_outputs, trained.weights)
+        _print_values(results, info.num_outputs)
+    console.print(f"checkpoint: {trained.weights} ({acc.device.type}, precision {acc.precision})", soft_wrap=True)
     return results
 
 
 @torch.inference_mode()
-def _outputs(model: torch.nn.Module, batches: Iterator[torch.Tensor], progress: EvalProgress) -> torch.Tensor:
+def _outputs(model: torch.nn.Module, batches: Iterator, acc: Accelerator, progress: EvalProgress) -> torch.Tensor:
+    """The model's outputs for every batch, as float32 on the CPU."""
     outputs = []
     try:
         for batch in batches:
-            outputs.append(model(batch))
+            (inputs,) = acc.to_device([batch])
+            with acc.autocast():
+                outputs.append(model(inputs).float().cpu())
             progress.advance()
     finally:
         progress.close()
@@ -102,10 +109,10 @@ def _vector_batches(trained: Trained, rows: list[list[float]]) -> Iterator[torch
         yield transform(batch) if transform else batch
 
 
-def _print_values(results: list[dict], outputs: int, weights: Path) -> None:
+def _print_values(results: list[dict], outputs: int) -> None:
     from rich.table import Table
 
-    table = Table(title=f"predictions of {weights}", title_justify="left")
+    table = Table(title="predictions", title_justify="left")
     table.add_column("input", overflow="fold")
     names = ["prediction"] if outputs == 1 else [f"prediction[{i}]" for i in range(outputs)]
     for name in names:
@@ -116,12 +123,12 @@ def _print_values(results: list[dict], outputs: int, weights: Path) -> None:
     console.print(table)
 
 
-def _print_labels(results: list[dict], names: list[str], weights: Path) -> None:
+def _print_labels(results: list[dict], names: list[str]) -> None:
     """A column per class when they fit; with more classes, the label's probability and the
     next likeliest classes (output=json has every probability)."""
     from rich.table import Table
 
-    table = Table(title=f"predictions of {weights}", title_justify="left")
+    table = Table(title="predictions", title_justify="left")
     table.add_column("input", overflow="fold")
     table.add_column("label")
     per_class = len(names) <= TABLE_CLASSES
