@@ -9,6 +9,7 @@ input (regression: {"input", "prediction"}).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str) ->
         raise FtoolError(f"output: must be table or json, got {output!r}")
     trained = load_trained(cfg, ckpt)
     info = trained.info
-    acc = select(trained.rc.trainer, training=False)  # the run's device and precision: a GPU where there is one
+    # The run's device and precision (a GPU where there is one); predict does not compile the model.
+    acc = select(dataclasses.replace(trained.rc.trainer, compile=False), training=False)
     if info.text:
         shown = [t for value in input for t in text_inputs(value)]
         batches = _text_batches(trained, shown)
