@@ -204,8 +204,8 @@ def check(cfg: TrainerConfig, processes: int) -> tuple[str, str]:
 
 
 def select(cfg: TrainerConfig, training: bool = True) -> Accelerator:
-    """The device, precision and processes for a run. `training=False`: `ftool eval` of a run trained
-    with trainer.devices=N, which evaluates in this one process."""
+    """The device, precision and processes for a run. `training=False`: `ftool eval` or `predict` of a
+    run trained with trainer.devices=N, which work in this one process."""
     tune_malloc()  # before the data and the model allocate
     launched = int(os.environ.get("WORLD_SIZE", 1))
     if training and cfg.devices > 1 and launched != cfg.devices:
