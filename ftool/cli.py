@@ -153,15 +153,12 @@ def paths_from_where_it_ran(run, overrides: list[str]) -> list[str]:
     """Overrides that pin a reused run's relative paths (`data.root=imgs`) to the folder it ran in, so
     eval, predict, export and a resume work from any folder. A value counts as a path when it names
     something there (a hub id such as bert-base-uncased does not)."""
-    import yaml
+    from ftool.rundir import read_saved
 
-    try:
-        ran_in = Path(yaml.safe_load((run.path / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["cwd"])
-        saved = yaml.safe_load(run.config.read_text()) or {}
-    except (OSError, yaml.YAMLError, KeyError, TypeError):  # no record of it: paths stay as they are
+    cwd = (read_saved(run, "hydra") or {}).get("hydra", {}).get("runtime", {}).get("cwd")
+    if not cwd or Path(cwd).resolve() == Path.cwd().resolve():  # no record of it: paths stay as they are
         return []
-    if ran_in.resolve() == Path.cwd().resolve():
-        return []
+    ran_in, saved = Path(cwd), read_saved(run) or {}
     given = {o.partition("=")[0].lstrip("+~") for o in overrides}
     return [f"{group}.{key}={quoted(ran_in / value)}"
             for group in ("data", "model", "finetune") for key, value in (saved.get(group) or {}).items()

@@ -13,7 +13,7 @@ from ftool.config import FinetuneConfig, LoraConfig
 from ftool.engine import checkpoint
 from ftool.engine.progress import console
 from ftool.errors import FtoolError, one_line
-from ftool.rundir import RunDir, locate_checkpoint
+from ftool.rundir import locate_checkpoint, read_saved
 
 
 def load_pretrained(model: nn.Module, source: str) -> set[str]:
@@ -24,7 +24,7 @@ def load_pretrained(model: nn.Module, source: str) -> set[str]:
     own, head = model.state_dict(), output_layer(model) + "."
     fits = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape and not k.startswith(head)}
     if not fits:
-        trained = _model_name(run)
+        trained = ((read_saved(run) or {}).get("model") or {}).get("name")
         raise FtoolError(f"finetune.from: no layer of {path} fits this model "
                          + (f"(that run trained model={trained}; give the same model, with the same sizes)" if trained
                             else "(is it the same architecture?)"))
@@ -32,16 +32,6 @@ def load_pretrained(model: nn.Module, source: str) -> set[str]:
     fresh = [k for k in own if k not in fits]
     console.print(f"finetune: {len(fits)} tensors from {path}; fresh: {', '.join(fresh) or 'none'}", soft_wrap=True)
     return {name for name, _ in model.named_parameters() if name in fits}
-
-
-def _model_name(run: RunDir) -> str | None:
-    """The model a run trained, from its saved config (None without one)."""
-    import yaml
-
-    try:
-        return yaml.safe_load(run.config.read_text())["model"]["name"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return None
 
 
 def output_layer(model: nn.Module) -> str:

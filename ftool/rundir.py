@@ -55,6 +55,18 @@ def read_summary(run: RunDir) -> dict | None:
         return None
 
 
+def read_saved(run: RunDir, name: str = "config") -> dict | None:
+    """The run's `.hydra/<name>.yaml` (config: the composed config; hydra: Hydra's, with the folder the
+    run started in), or None where there is none (or it cannot be read)."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((run.path / ".hydra" / f"{name}.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
 def holds_checkpoints(path: Path) -> bool:
     """Does `path` hold a run's results (weights in its checkpoints/)?"""
     return any((Path(path) / "checkpoints").glob("*.safetensors"))
