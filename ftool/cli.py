@@ -151,19 +151,11 @@ def check_no_group_choices(overrides: list[str], groups: dict, command: str, sav
 
 def paths_from_where_it_ran(run, overrides: list[str]) -> list[str]:
     """Overrides that pin a reused run's relative paths (`data.root=imgs`) to the folder it ran in, so
-    eval, predict, export and a resume work from any folder. A value counts as a path when it names
-    something there (a hub id such as bert-base-uncased does not)."""
-    from ftool.rundir import read_saved
+    eval, predict, export and a resume work from any folder (the keys the command line sets stay)."""
+    from ftool.rundir import relative_paths_resolved
 
-    cwd = (read_saved(run, "hydra") or {}).get("hydra", {}).get("runtime", {}).get("cwd")
-    if not cwd or Path(cwd).resolve() == Path.cwd().resolve():  # no record of it: paths stay as they are
-        return []
-    ran_in, saved = Path(cwd), read_saved(run) or {}
     given = {o.partition("=")[0].lstrip("+~") for o in overrides}
-    return [f"{group}.{key}={quoted(ran_in / value)}"
-            for group in ("data", "model", "finetune") for key, value in (saved.get(group) or {}).items()
-            if isinstance(value, str) and value and not Path(value).is_absolute() and f"{group}.{key}" not in given
-            and (ran_in / value).exists()]
+    return [f"{key}={quoted(path)}" for key, path in relative_paths_resolved(run).items() if key not in given]
 
 
 def user_config_dirs(flags: list[str]) -> list[Path]:

@@ -44,8 +44,10 @@ def build_data(run: RunConfig, rank: int = 0, world_size: int = 1) -> Loaders:
 
 
 def build_model(run: RunConfig, info: DataInfo, pretrained: bool = True, lora: bool = True) -> nn.Module:
-    """The model sized by the data; `pretrained=False` skips loading pretrained weights (a
-    checkpoint brings them all). LoRA adapters wrap it here, so every command builds the same;
+    """The model sized by the data. `pretrained=True` loads the pretrained weights, the model's own
+    (torchvision's, a Hugging Face model's) or `finetune.from`'s, and marks them in
+    `model.pretrained_parameters`; `pretrained=False` skips them (a checkpoint brings every weight).
+    LoRA adapters wrap it here, after the weights are in, so every command builds the same;
     `lora=False` builds the plain model that merged adapters load into (export)."""
     if run.model.name in TEXT_MODELS and not info.text:
         raise FtoolError(f"model={run.model.name}: takes text, and data={run.data.name} gives tensors of shape "
@@ -53,6 +55,10 @@ def build_model(run: RunConfig, info: DataInfo, pretrained: bool = True, lora: b
     model = MODELS.build(run.model.name, run.model.args, input_shape=tuple(info.input_shape),
                          num_outputs=info.num_outputs, pretrained=pretrained)
     apply_init(model, run.model.init)
+    if pretrained and run.finetune.source:
+        from ftool.finetune import load_pretrained
+
+        model.pretrained_parameters = load_pretrained(model, run.finetune.source)
     if run.finetune.lora.r and lora:
         from ftool.finetune import apply_lora
 

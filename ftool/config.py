@@ -220,6 +220,8 @@ class FinetuneConfig:
         _check(e, self.lora.r >= 0, "finetune.lora.r", "must be >= 0", self.lora.r)
         _check(e, not (self.lora.r and self.freeze != "none"), "finetune.freeze",
                "must be none with LoRA (finetune.lora.r > 0 already freezes the pretrained weights)", self.freeze)
+        _check(e, not (self.lora.r and self.backbone_lr_mult != 1.0), "finetune.backbone_lr_mult",
+               "must be 1 with LoRA (finetune.lora.r > 0 keeps the pretrained weights fixed)", self.backbone_lr_mult)
         return e
 
 

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
+import torch
 from torch import nn
 
 from ftool.config import FinetuneConfig, LoraConfig
 from ftool.engine import checkpoint
 from ftool.engine.progress import console
 from ftool.errors import FtoolError, one_line
-from ftool.rundir import locate_checkpoint, read_saved
+from ftool.rundir import RunDir, locate_checkpoint, read_saved, relative_paths_resolved
 
 
 def load_pretrained(model: nn.Module, source: str) -> set[str]:
@@ -21,6 +23,8 @@ def load_pretrained(model: nn.Module, source: str) -> set[str]:
     (the head is for the new data's classes: it starts fresh); returns the parameter names loaded."""
     run, path = locate_checkpoint(source, "finetune.from")
     tensors, _ = checkpoint.load_weights(path)
+    if any(".lora_A." in name for name in tensors):
+        tensors = _merged_lora_weights(run, path)
     own, head = model.state_dict(), output_layer(model) + "."
     fits = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape and not k.startswith(head)}
     if not fits:
@@ -40,11 +44,26 @@ def output_layer(model: nn.Module) -> str:
     return names[-1]
 
 
-def pretrained_parameters(model: nn.Module, cfg: FinetuneConfig) -> set[str]:
-    """The parameters that start pretrained: loaded from `finetune.from`, or marked by the model's
-    builder (torchvision weights, a Hugging Face model); empty for a model trained from scratch."""
-    if cfg.source:
-        return load_pretrained(model, cfg.source)
+def _merged_lora_weights(run: RunDir, path: Path) -> dict[str, torch.Tensor]:
+    """A LoRA run's weights with its adapters merged in, named as in the plain model: that run's model
+    rebuilt from its saved config, loaded, and merged by peft (as `export` does)."""
+    from omegaconf import OmegaConf
+
+    from ftool.inference import load_trained
+
+    saved = read_saved(run)
+    if saved is None:
+        raise FtoolError(f"finetune.from: {path} holds LoRA adapters, and its run's config, which says how to merge "
+                         f"them, is missing ({run.path / '.hydra' / 'config.yaml'})")
+    cfg = OmegaConf.create(saved)
+    for key, resolved in relative_paths_resolved(run).items():
+        OmegaConf.update(cfg, key, str(resolved))
+    return merge_lora(load_trained(cfg, str(path)).model).state_dict()
+
+
+def pretrained_parameters(model: nn.Module) -> set[str]:
+    """The parameters that start pretrained, as `components.build_model` marked them (loaded from
+    `finetune.from`, torchvision weights, a Hugging Face model); empty for a model trained from scratch."""
     return set(getattr(model, "pretrained_parameters", ()))
 
 
@@ -53,9 +72,8 @@ def lr_multipliers(model: nn.Module, pretrained: set[str], cfg: FinetuneConfig) 
     layer_lr_decay^(N + 1 - depth) where depth is the transformer layer's index + 1 (0 for the
     embeddings, N + 1 for what follows the last layer, such as the head)."""
     if cfg.backbone_lr_mult != 1.0 and not pretrained:
-        raise FtoolError("finetune.backbone_lr_mult: nothing in this model is pretrained (or LoRA adapters hold "
-                         "it fixed), so it would apply to no parameter; give finetune.from=<run dir> or "
-                         "pretrained weights, or leave it at 1")
+        raise FtoolError("finetune.backbone_lr_mult: nothing in this model is pretrained, so it would apply to no "
+                         "parameter; give finetune.from=<run dir> or pretrained weights, or leave it at 1")
     names = [n for n, _ in model.named_parameters()]
     mult = {n: cfg.backbone_lr_mult if n in pretrained else 1.0 for n in names}
     if cfg.layer_lr_decay != 1.0:
@@ -80,6 +98,7 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
         from peft import TaskType, get_peft_model
     except ImportError:
         raise FtoolError("finetune.lora: LoRA needs peft: pip install 'ftool[text]'") from None
+    pretrained = {id(p) for n, p in model.named_parameters() if n in pretrained_parameters(model)}
     try:
         # With pooling=mean the head sits outside the transformer (and trains as it is).
         task = TaskType.SEQ_CLS if model.head is None else TaskType.FEATURE_EXTRACTION
@@ -90,7 +109,8 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
                 target_modules=list(cfg.target_modules) if cfg.target_modules else None))
     except ValueError as e:
         raise FtoolError(f"finetune.lora: {one_line(e)}") from None
-    model.pretrained_parameters = set()  # peft froze them; backbone LR and freezing have nothing to act on
+    # peft renames the parameters it wraps (and froze them): mark the same tensors by their new names
+    model.pretrained_parameters = {n for n, p in model.named_parameters() if id(p) in pretrained}
     return model
 
 

@@ -67,6 +67,19 @@ def read_saved(run: RunDir, name: str = "config") -> dict | None:
     return saved if isinstance(saved, dict) else None
 
 
+def relative_paths_resolved(run: RunDir) -> dict[str, Path]:
+    """The relative paths in a run's saved config (`data.root: imgs`, `model.name_or_path: ...`) as the
+    folder it ran in resolves them, keyed `data.root`. A value counts as a path when it names something
+    there (a hub id such as bert-base-uncased does not); none when the run ran here, or left no record."""
+    cwd = ((read_saved(run, "hydra") or {}).get("hydra") or {}).get("runtime", {}).get("cwd")
+    if not cwd or Path(cwd).resolve() == Path.cwd().resolve():
+        return {}
+    ran_in, saved = Path(cwd), read_saved(run) or {}
+    return {f"{group}.{key}": ran_in / value
+            for group in ("data", "model", "finetune") for key, value in (saved.get(group) or {}).items()
+            if isinstance(value, str) and value and not Path(value).is_absolute() and (ran_in / value).exists()}
+
+
 def holds_checkpoints(path: Path) -> bool:
     """Does `path` hold a run's results (weights in its checkpoints/)?"""
     return any((Path(path) / "checkpoints").glob("*.safetensors"))

@@ -241,7 +241,7 @@ def _check_exports_match(run, predictions):
     assert torch.allclose(torch.from_numpy(logits).softmax(-1), expected, atol=1e-5)
 
 
-def test_lora_trains_adapters_only_and_exports_merged(tmp_path, texts, tiny_bert, cache):
+def test_lora_trains_adapters_only_exports_merged_and_carries_over_to_finetune_from(tmp_path, texts, tiny_bert, cache):
     run = tmp_path / "lora"
     result = ftool("finetune", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=text_files",
                    f"data.root={texts}", "data.max_length=16", "finetune.lora.r=4", "optimizer.lr=0.01",
@@ -257,7 +257,26 @@ def test_lora_trains_adapters_only_and_exports_merged(tmp_path, texts, tiny_bert
     assert tuned[f"hf.base_model.model.{query}.lora_B.default.weight"].abs().sum() > 0  # trained (starts at 0)
     result = ftool("export", f"ckpt={run}", cwd=tmp_path, env=_env(cache))
     assert result.returncode == 0, result.stderr
-    assert not any("lora" in f.name for f in (run / "export" / "hf").iterdir())  # merged: plain transformer
+    merged = load_file(run / "export" / "hf" / "model.safetensors")
+    assert not any("lora" in name for name in merged)  # merged: plain transformer
+    assert not torch.equal(merged[f"{query}.weight"], base[f"{query}.weight"])
+
+    # finetune.from a LoRA run starts from its merged weights; LoRA from a plain run wraps that run's weights.
+    plain = tmp_path / "from_lora"
+    result = ftool("finetune", f"finetune.from={run}", "model=hf_classifier", f"model.name_or_path={tiny_bert}",
+                   "data=text_files", f"data.root={texts}", "data.max_length=16", "finetune.freeze=backbone",
+                   "trainer.max_steps=1", "trainer.progress=false", f"hydra.run.dir={plain}", cwd=tmp_path, env=_env(cache))
+    assert result.returncode == 0, result.stderr
+    assert torch.equal(load_file(plain / "checkpoints" / "last.safetensors")[f"hf.{query}.weight"], merged[f"{query}.weight"])
+    assert read_json(plain / "summary.json")["finetune"]["pretrained_parameters"] == sum(
+        t.numel() for name, t in base.items() if not name.startswith("classifier."))  # elements, as `parameters`
+    adapted = tmp_path / "lora_from_plain"
+    result = ftool("finetune", f"finetune.from={plain}", "model=hf_classifier", f"model.name_or_path={tiny_bert}",
+                   "data=text_files", f"data.root={texts}", "data.max_length=16", "finetune.lora.r=4",
+                   "trainer.max_steps=1", "trainer.progress=false", f"hydra.run.dir={adapted}", cwd=tmp_path, env=_env(cache))
+    assert result.returncode == 0, result.stderr
+    assert torch.equal(load_file(adapted / "checkpoints" / "last.safetensors")[f"hf.base_model.model.{query}.base_layer.weight"],
+                       merged[f"{query}.weight"])
 
     # pooling=mean: the head is ftool's, so the export is a weights file, checked in a plain model.
     mean = tmp_path / "lora_mean"
@@ -272,6 +291,9 @@ def test_lora_trains_adapters_only_and_exports_merged(tmp_path, texts, tiny_bert
     assert_one_line_error(ftool("finetune", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=text_files",
                                 f"data.root={texts}", "finetune.lora.r=4", "finetune.freeze=backbone", cwd=tmp_path,
                                 env=_env(cache)), "finetune.freeze: must be none with LoRA")
+    assert_one_line_error(ftool("finetune", "model=hf_classifier", f"model.name_or_path={tiny_bert}", "data=text_files",
+                                f"data.root={texts}", "finetune.lora.r=4", "finetune.backbone_lr_mult=0.1",
+                                cwd=tmp_path, env=_env(cache)), "finetune.backbone_lr_mult: must be 1 with LoRA")
 
 
 def test_layer_lr_decay_lowers_the_lr_layer_by_layer(tiny_bert):

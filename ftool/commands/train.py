@@ -55,20 +55,22 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
             f"data.val_fraction={rc.data.val_fraction} holds out no data"
         raise FtoolError(f"trainer.early_stopping_patience: needs validation, and this run has none ({why})")
 
+    # (a resumed fine-tune loads its pretrained weights again; its own checkpoint then replaces them)
     model = components.build_model(rc, info)
-    # (a resumed fine-tune repeats this; its own checkpoint then replaces the weights)
-    pretrained = finetune.pretrained_parameters(model, rc.finetune)
-    if summary.data["command"] == "finetune" and not pretrained and not rc.finetune.lora.r:
+    pretrained = finetune.pretrained_parameters(model)
+    if summary.data["command"] == "finetune" and not pretrained:
         raise FtoolError(f"finetune: {rc.model.name} starts from nothing pretrained; give finetune.from=<run dir or "
                          f"checkpoint>, or a model with pretrained weights (model=hf_classifier, model.weights=...)")
     frozen = finetune.freeze(model, rc.finetune, pretrained)
     if frozen and rc.finetune.unfreeze_at_epoch and acc.world_size > 1:
         raise FtoolError("finetune.unfreeze_at_epoch: not with several processes (DDP/FSDP fix the trained "
                          "parameters when they wrap the model); freeze for the whole run or train in one process")
-    if pretrained or rc.finetune.lora.r:
-        summary.update(finetune={"from": rc.finetune.source or rc.model.name, "pretrained_parameters": len(pretrained),
+    if pretrained:
+        params = dict(model.named_parameters())
+        summary.update(finetune={"from": rc.finetune.source or rc.model.name,
+                                 "pretrained_parameters": sum(params[n].numel() for n in pretrained),
                                  "frozen": frozen, "lora_r": rc.finetune.lora.r,
-                                 "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)})
+                                 "trainable_parameters": sum(p.numel() for p in params.values() if p.requires_grad)})
     lr_mult = finetune.lr_multipliers(model, pretrained, rc.finetune)
     if resume:
         checkpoint.load_into(model, resume[0])
@@ -108,6 +110,9 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) ->
             console.print(f"[yellow]warning: scheduler.warmup_epochs={rc.scheduler.warmup_epochs} is {warmup} steps, "
                           f"the run {total_steps}: the learning rate is still rising to optimizer.lr when the run "
                           f"ends", soft_wrap=True)
+        if rc.finetune.lora.r and rc.optimizer.lr < 1e-4:  # hf_classifier's 2e-5 is a full fine-tune's LR
+            console.print(f"[yellow]warning: optimizer.lr={rc.optimizer.lr:g} is a full fine-tune's LR: LoRA adapters "
+                          f"start at zero and usually train at 1e-4 to 1e-3 (optimizer.lr=5e-4)", soft_wrap=True)
     try:
         result = trainer.fit(loaders.train, loaders.val, at)
         metrics = dict(result.metrics)
