@@ -81,14 +81,15 @@ def test_a_line_cut_short_by_a_killed_run_is_left_out(workdir):
     assert read_records(metrics) == [{"step": 1, "epoch": 1, "split": "val", "val/loss": 0.5}]
 
 
-def test_a_one_epoch_curve_gets_whole_epoch_ticks(tmp_path):
+def test_short_curves_get_whole_epoch_ticks_and_no_epochs_they_lack(tmp_path):
     from ftool.commands.report import _finish, _pyplot
 
-    fig, ax = _pyplot().subplots()
-    ax.plot([1], [0.9], marker="o")
-    _finish(fig, ax, "one epoch", "epoch", tmp_path / "one.png")
-    assert (tmp_path / "one.png").stat().st_size > 0
-    assert [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]] == [0, 1, 2]
+    for epochs, ticks in (([1], [0, 1, 2]), ([1, 2], [1, 2])):  # (one epoch is widened, two are not)
+        fig, ax = _pyplot().subplots()
+        ax.plot(epochs, [0.9] * len(epochs), marker="o")
+        _finish(fig, ax, "short", "epoch", tmp_path / "short.png")
+        assert (tmp_path / "short.png").stat().st_size > 0
+        assert [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]] == ticks
 
 
 def test_a_sweeps_failed_jobs_are_those_that_failed_in_this_sweep(tmp_path):

@@ -160,7 +160,7 @@ def _report_sweep(jobs: list[Job], out: Path) -> None:
         numeric = all(_is_number(x) for x, _ in points)
         xs = [float(x) for x, _ in points] if numeric else [x for x, _ in points]
         ax.scatter(xs, [v for _, v in points])
-        if numeric and all(x > 0 for x in xs) and max(xs) / min(xs) >= 100:
+        if numeric and all(x > 0 for x in xs) and max(xs) / min(xs) >= 10:  # a decade or more: LRs, say
             ax.set_xscale("log")
         ax.set_ylabel(f"best {monitor}")
         _finish(fig, ax, f"{monitor} by {key}", key, out / f"{_file_name(key)}.png", legend=False)
@@ -190,9 +190,8 @@ def _finish(fig, ax, title: str, xlabel: str, path: Path, legend: bool = True) -
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     if xlabel in ("epoch", "step"):
-        low, high = ax.get_xlim()
-        if high - low < 2:  # one epoch: widen, or the ticks would be fractions of it
-            middle = round((low + high) / 2)
+        if 0 <= ax.dataLim.width < 1:  # one epoch: widen, or the ticks would be fractions of it (none: -inf)
+            middle = round(ax.dataLim.x0)
             ax.set_xlim(middle - 1, middle + 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
