@@ -67,14 +67,20 @@ def read_saved(run: RunDir, name: str = "config") -> dict | None:
     return saved if isinstance(saved, dict) else None
 
 
+def where_it_ran(run: RunDir) -> Path | None:
+    """The folder a run was started in (Hydra records it), or None where there is no record."""
+    cwd = ((read_saved(run, "hydra") or {}).get("hydra") or {}).get("runtime", {}).get("cwd")
+    return Path(cwd) if cwd else None
+
+
 def relative_paths_resolved(run: RunDir) -> dict[str, Path]:
     """The relative paths in a run's saved config (`data.root: imgs`, `model.name_or_path: ...`) as the
     folder it ran in resolves them, keyed `data.root`. A value counts as a path when it names something
     there (a hub id such as bert-base-uncased does not); none when the run ran here, or left no record."""
-    cwd = ((read_saved(run, "hydra") or {}).get("hydra") or {}).get("runtime", {}).get("cwd")
-    if not cwd or Path(cwd).resolve() == Path.cwd().resolve():
+    ran_in = where_it_ran(run)
+    if not ran_in or ran_in.resolve() == Path.cwd().resolve():
         return {}
-    ran_in, saved = Path(cwd), read_saved(run) or {}
+    saved = read_saved(run) or {}
     return {f"{group}.{key}": ran_in / value
             for group in ("data", "model", "finetune") for key, value in (saved.get(group) or {}).items()
             if isinstance(value, str) and value and not Path(value).is_absolute() and (ran_in / value).exists()}

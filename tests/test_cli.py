@@ -297,6 +297,10 @@ def test_user_components_register_from_their_own_module_and_config_dir(workdir):
                    f"hydra.run.dir={run}", cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert read_json(run / "summary.json")["parameters"] == 64 * 8 + 8 + 8 * 10 + 10
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    result = ftool("eval", f"ckpt={run}", cwd=elsewhere)  # my_models imports from the folder the run ran in
+    assert result.returncode == 0, result.stderr
     assert_one_line_error(ftool("train", "--config-dir", "conf", "model=tiny", "imports=[my_models]",
                                 "model.widht=3", cwd=workdir), "Did you mean 'width'?")
     (workdir / "conf" / "model" / "tiny.yaml").write_text("name: tiny\nwidth: [8\n")  # not YAML
