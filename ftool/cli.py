@@ -506,4 +506,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         report_error(e)
         code = e.exit_code
+    except KeyboardInterrupt:  # Ctrl-C while starting up, or a second one, which stops at once
+        if debug:
+            raise
+        print("ftool: interrupted", file=sys.stderr)
+        code = 130
     sys.exit(code)

@@ -191,7 +191,7 @@ class Summary:
         """Mark the run completed on success, interrupted or failed (with the reason) otherwise."""
         try:
             yield self
-        except RunInterrupted:
+        except (RunInterrupted, KeyboardInterrupt):  # (a second Ctrl-C stops at once)
             self._end("interrupted")
             raise
         except BaseException as e:

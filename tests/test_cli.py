@@ -332,6 +332,27 @@ def test_a_signal_saves_a_checkpoint_and_marks_the_run_interrupted(workdir, sign
     assert int(meta["step"]) == state["step"] and "features.0.weight" in tensors
 
 
+def test_ctrl_c_outside_the_training_loop_is_one_line_and_marks_a_started_run_interrupted(workdir):
+    # Ctrl-C raises KeyboardInterrupt wherever Python is: here while ftool imports the user's modules
+    # (starting up), and while the run builds its model (before the loop's own handler saves a checkpoint).
+    (workdir / "ctrl_c_on_import.py").write_text("raise KeyboardInterrupt\n")
+    (workdir / "ctrl_c_on_build.py").write_text(
+        "from ftool.registry import MODELS\n\n"
+        "@MODELS.register('ctrl_c')\n"
+        "def ctrl_c(input_shape, num_outputs):\n"
+        "    raise KeyboardInterrupt\n")
+    starting = ftool("train", "imports=[ctrl_c_on_import]", cwd=workdir)
+    assert (starting.returncode, starting.stderr) == (130, "ftool: interrupted\n")
+    run = workdir / "run"
+    (workdir / "conf" / "model").mkdir(parents=True)
+    (workdir / "conf" / "model" / "ctrl_c.yaml").write_text("name: ctrl_c\ninit: default\n")
+    building = ftool("train", "--config-dir", "conf", "model=ctrl_c", "imports=[ctrl_c_on_build]",
+                     f"hydra.run.dir={run}", cwd=workdir)
+    assert building.returncode == 130 and building.stderr.endswith("ftool: interrupted\n"), building.stderr
+    assert "Traceback" not in building.stderr
+    assert read_json(run / "summary.json")["status"] == "interrupted"
+
+
 def test_python_dash_m_and_console_script_agree(workdir):
     result = ftool("--version", cwd=workdir)
     assert result.returncode == 0 and result.stdout.startswith("ftool ")
