@@ -464,8 +464,9 @@ def main(argv: list[str] | None = None) -> None:
             from ftool.rundir import locate_checkpoint, locate_run, where_it_ran
 
             run = locate_checkpoint(reused)[0] if command.reuses_run else locate_run(reused, "trainer.resume")
-            if where_it_ran(run):  # the modules its `imports` names may live in the folder it ran in
-                sys.path.append(str(where_it_ran(run)))
+            ran_in = where_it_ran(run)
+            if ran_in:  # the modules its `imports` names may live in the folder it ran in
+                sys.path.append(str(ran_in))
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
             check_no_group_choices(overrides, config_groups(config_root()), command.name, run.config)
             extra += [f"hydra.run.dir={quoted(run.path)}", "hydra.output_subdir=null", "hydra/job_logging=none",
