@@ -15,7 +15,7 @@ from ftool.config import FinetuneConfig, LoraConfig
 from ftool.engine import checkpoint
 from ftool.engine.progress import console
 from ftool.errors import FtoolError, one_line
-from ftool.rundir import RunDir, locate_checkpoint, read_saved, relative_paths_resolved
+from ftool.rundir import RunDir, is_main_process, locate_checkpoint, read_saved, relative_paths_resolved
 
 
 def load_pretrained(model: nn.Module, source: str) -> set[str]:
@@ -34,7 +34,8 @@ def load_pretrained(model: nn.Module, source: str) -> set[str]:
                             else "(is it the same architecture?)"))
     model.load_state_dict(fits, strict=False)
     fresh = [k for k in own if k not in fits]
-    console.print(f"finetune: {len(fits)} tensors from {path}; fresh: {', '.join(fresh) or 'none'}", soft_wrap=True)
+    if is_main_process():  # (every process loads them)
+        console.print(f"finetune: {len(fits)} tensors from {path}; fresh: {', '.join(fresh) or 'none'}", soft_wrap=True)
     return {name for name, _ in model.named_parameters() if name in fits}
 
 

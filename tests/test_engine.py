@@ -240,6 +240,7 @@ def test_finetune_starts_its_processes_as_train_does(workdir):
     summary = read_json(tuned / "summary.json")
     assert summary["command"] == "finetune" and summary["environment"]["world_size"] == 2
     assert summary["finetune"]["pretrained_parameters"] > 0
+    assert result.stdout.count(" tensors from ") == 1, result.stdout  # said once, not once per process
 
 
 def test_early_stopping_stops_after_patience_validations(workdir):
