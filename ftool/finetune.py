@@ -99,7 +99,8 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
         from peft import TaskType, get_peft_model
     except ImportError:
         raise FtoolError("finetune.lora: LoRA needs peft: pip install 'ftool[text]'") from None
-    pretrained = {id(p) for n, p in model.named_parameters() if n in pretrained_parameters(model)}
+    marked = pretrained_parameters(model)
+    pretrained = {id(p) for n, p in model.named_parameters() if n in marked}
     try:
         # With pooling=mean the head sits outside the transformer (and trains as it is).
         task = TaskType.SEQ_CLS if model.head is None else TaskType.FEATURE_EXTRACTION
