@@ -21,7 +21,8 @@ COMMANDS = {c.name: c for c in (
     Command("eval", "ftool.commands.eval", "evaluate a run's checkpoint: ckpt=<run dir|file> [split=test|val]",
             options={"ckpt": None, "split": "test"}, reuses_run=True),
     Command("finetune", "ftool.commands.finetune",
-            "fine-tune a pretrained run on new data or classes: finetune.from=<run dir|file>", trains=True),
+            "fine-tune pretrained weights on new data or classes: finetune.from=<run dir|file>, or the model's "
+            "own (model=hf_classifier, model.weights=...)", trains=True),
     Command("predict", "ftool.commands.predict",
             "label new inputs: ckpt=<run dir|file> input=<text|text file|-|image|folder|numbers> [input=...] [output=json]",
             options={"ckpt": None, "input": (), "output": "table"}, reuses_run=True),
