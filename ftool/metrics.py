@@ -94,20 +94,37 @@ class EpochMeter:
                 values["top5_accuracy"] = float(sums["top_k"]) / samples if samples else 0.0
         return {f"{prefix}/{name}": float(v) for name, v in values.items()}
 
+    def per_class(self) -> dict | None:
+        """Classification: each class's precision, recall, F1 and support, and the confusion matrix
+        (rows: targets, columns: predictions); None for regression. This process's counts (`ftool eval`
+        runs in one)."""
+        if "confusion" not in self.sums:
+            return None
+        k = self.info.num_outputs
+        confusion = self.sums["confusion"].cpu().double().view(k, k)
+        precision, recall, f1 = _per_class(confusion)
+        return {"classes": list(self.info.class_names) or [str(i) for i in range(k)],
+                "precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+                "support": confusion.sum(1).long().tolist(), "confusion_matrix": confusion.long().tolist()}
+
 
 def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a / b, 0 where b is 0 (scikit-learn's zero_division=0)."""
     return torch.where(b > 0, a / b.clamp(min=1e-300), torch.zeros_like(a))
 
 
+def _per_class(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each class's precision, recall and F1 from the confusion matrix (rows: targets)."""
+    hits, actual, predicted = confusion.diagonal(), confusion.sum(1), confusion.sum(0)
+    return _ratio(hits, predicted), _ratio(hits, actual), _ratio(2 * hits, actual + predicted)
+
+
 def _classification(confusion: torch.Tensor) -> dict[str, float]:
-    hits = confusion.diagonal()
-    actual, predicted = confusion.sum(1), confusion.sum(0)
-    precision, recall, f1 = _ratio(hits, predicted), _ratio(hits, actual), _ratio(2 * hits, actual + predicted)
-    values = {"accuracy": float(_ratio(hits.sum(), confusion.sum()))}
+    precision, recall, f1 = _per_class(confusion)
+    values = {"accuracy": float(_ratio(confusion.diagonal().sum(), confusion.sum()))}
     if len(confusion) == 2:  # binary: the positive class's
         return {**values, "precision": precision[1], "recall": recall[1], "f1": f1[1]}
-    present = (actual + predicted) > 0  # macro averages over the classes that occur, as scikit-learn's
+    present = (confusion.sum(0) + confusion.sum(1)) > 0  # macro averages over the classes that occur, as scikit-learn's
     return {**values, **{name: metric[present].mean() if present.any() else 0.0
                          for name, metric in (("precision", precision), ("recall", recall), ("f1", f1))}}
 

@@ -62,6 +62,10 @@ def test_default_train_then_eval_reproduces_the_test_metrics(workdir):
     assert evaluated["split"] == "test" and evaluated["epoch"] == summary["best"]["epoch"]
     for name, value in evaluated["metrics"].items():
         assert value == summary["metrics"][name], name  # exactly, not approximately
+    confusion = evaluated["per_class"]["confusion_matrix"]  # rows: the test split's 359 digits by class
+    assert evaluated["per_class"]["classes"] == [str(d) for d in range(10)] and sum(map(sum, confusion)) == 359
+    assert sum(confusion[i][i] for i in range(10)) / 359 == pytest.approx(evaluated["metrics"]["test/accuracy"])
+    assert "per class" in result.stdout and "most often mistaken for" in result.stdout
     assert not (workdir / "outputs").exists()  # eval writes into the run it evaluates
     assert_one_line_error(ftool("eval", f"ckpt={run}", "data=cifar10", cwd=workdir),  # its saved config has no groups
                           "data=cifar10: eval uses the config saved with the run", "set its keys instead")

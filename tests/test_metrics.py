@@ -77,3 +77,18 @@ def test_the_metrics_of_several_processes_are_those_of_their_summed_counts():
 def test_monitor_mode_follows_metric_name():
     assert monitor_mode("val/loss", None) == "min" and monitor_mode("val/mae", None) == "min"
     assert monitor_mode("val/accuracy", None) == "max" and monitor_mode("val/loss", "max") == "max"
+
+
+def test_per_class_figures_and_confusion_matrix_equal_scikit_learns():
+    g = torch.Generator().manual_seed(2)
+    logits, targets = torch.randn(150, 4, generator=g), torch.randint(0, 3, (150,), generator=g)  # class 3: no target
+    meter = EpochMeter(DataInfo("classification", (4,), 4, ["a", "b", "c", "d"]), torch.device("cpu"))
+    _stream(meter, logits, targets)
+    got, predicted = meter.per_class(), logits.argmax(-1)
+    precision, recall, f1, support = sk.precision_recall_fscore_support(targets, predicted, labels=range(4),
+                                                                         zero_division=0)
+    assert got["classes"] == ["a", "b", "c", "d"] and got["support"] == support.tolist() == [*support[:3], 0]
+    for name, expected in (("precision", precision), ("recall", recall), ("f1", f1)):
+        assert got[name] == pytest.approx(expected.tolist()), name
+    assert got["confusion_matrix"] == sk.confusion_matrix(targets, predicted, labels=range(4)).tolist()
+    assert EpochMeter(DataInfo("regression", (3,), 1), torch.device("cpu")).per_class() is None

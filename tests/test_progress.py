@@ -81,3 +81,22 @@ def test_evaluate_reports_each_batch_and_closes_the_progress(capsys, monkeypatch
     assert 0.0 <= metrics["val/accuracy"] <= 1.0
     assert [line.split(",")[0] for line in capsys.readouterr().out.splitlines()] == [
         "val 1/3 batches", "val 2/3 batches", "val 3/3 batches"]
+
+
+def test_the_per_class_table_shows_the_worst_present_classes_of_many_with_their_likeliest_mistake():
+    k = 30
+    confusion = [[10 if i == j else 0 for j in range(k)] for i in range(k)]
+    confusion[5][5], confusion[5][7] = 2, 8  # class 5: mostly taken for class 7
+    f1 = [1.0] * k
+    f1[5], f1[7] = 0.3, 0.7
+    support = [10] * k
+    support[0], f1[0] = 0, 0.0  # no samples: F1 0, but not among the worst
+    per_class = {"classes": [f"c{i}" for i in range(k)], "precision": [1.0] * k, "recall": [1.0] * k, "f1": f1,
+                 "support": support, "confusion_matrix": confusion}
+    with progress.console.capture() as captured:
+        progress.print_per_class(per_class)
+    lines = captured.get().splitlines()
+    assert "the 10 of 30 with the lowest F1" in lines[0]
+    rows = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    assert len(rows) == 10 and rows[:2] == ["c5", "c7"] and "c0" not in rows
+    assert "c7 (8)" in next(line for line in lines if line.startswith("│ c5 "))

@@ -38,6 +38,9 @@ def test_report_of_a_four_job_grid_ranks_the_jobs_and_draws_them(workdir):
     assert result.returncode == 0 and "test/accuracy" in result.stdout
     for png in ("loss.png", "val_accuracy.png", "lr.png"):
         assert is_png(one / "report" / png), png
+    assert not (one / "report" / "confusion.png").exists()  # drawn from eval.json, which `ftool eval` writes
+    assert ftool("eval", f"ckpt={one}", "trainer.progress=false", cwd=workdir).returncode == 0
+    assert ftool("report", str(one), cwd=workdir).returncode == 0 and is_png(one / "report" / "confusion.png")
 
 
 def write_run(path, status, best=None, epochs=(), overrides=(), error=None):

@@ -1,5 +1,6 @@
 """`ftool eval ckpt=<run dir|checkpoint> [split=test|val]`: rebuild the run's model from its saved
-config, load the weights safely, evaluate, print the table, write eval.json in the run dir."""
+config, load the weights safely, evaluate, print the tables (metrics; each class's for classifiers),
+write eval.json in the run dir."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from ftool.config import validate
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.atomic import atomic_write_json
-from ftool.engine.progress import EvalProgress, print_metrics
+from ftool.engine.progress import EvalProgress, console, print_metrics, print_per_class
 from ftool.engine.trainer import evaluate, seed_everything
 from ftool.errors import FtoolError
-from ftool.metrics import build_loss
+from ftool.metrics import EpochMeter, build_loss
 from ftool.rundir import locate_checkpoint
 
 
@@ -33,12 +34,17 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     model = components.build_model(rc, loaders.info, pretrained=False)  # the checkpoint brings every weight
     meta = checkpoint.load_into(model, weights)
     model, step_model = acc.prepare(model)
+    meter = EpochMeter(loaders.info, acc.device)
     metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info), acc, loaders.info, split,
-                       EvalProgress(rc.trainer.progress, split, len(loader)))
+                       EvalProgress(rc.trainer.progress, split, len(loader)), meter)
+    per_class = meter.per_class()
     atomic_write_json(run.path / "eval.json", {
         "command": "eval", "checkpoint": str(weights), "split": split,
         "epoch": int(meta["epoch"]) if "epoch" in meta else None,
-        "metrics": metrics, "environment": acc.environment(),
+        "metrics": metrics, "per_class": per_class, "environment": acc.environment(),
     })
-    print_metrics(f"eval ({split} split)", metrics, where=f"checkpoint: {weights}")
+    print_metrics(f"eval ({split} split)", metrics)
+    if per_class:
+        print_per_class(per_class)
+    console.print(f"checkpoint: {weights}", soft_wrap=True)
     return metrics

@@ -1,8 +1,8 @@
 """`ftool report <run dir | multirun dir>`: what a run or a sweep found, from the files the runs
 wrote (summary.json, metrics.jsonl, .hydra/overrides.yaml); torch is not needed.
 
-One run: learning curves (losses, the monitored metric, the LR) as PNG files and the metrics
-table. A sweep: a table of every job (its swept settings, status, monitored metric, test
+One run: learning curves (losses, the monitored metric, the LR) as PNG files, the confusion matrix
+of its last `ftool eval` (classifiers), and the metrics table. A sweep: a table of every job (its swept settings, status, monitored metric, test
 metrics; best first), also as CSV and Markdown, the metric against each swept setting and every
 job's curve overlaid. Failed and interrupted runs are shown as such. Output: <dir>/report/.
 """
@@ -10,6 +10,7 @@ job's curve overlaid. Failed and interrupted runs are shown as such. Output: <di
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,10 @@ def _report_run(job: Job, out: Path) -> None:
         ax.plot(steps, lrs, label="lr")
         _finish(fig, ax, "learning rate", "step", out / "lr.png")
 
+    evaluated = _read_json(job.path / "eval.json")
+    if evaluated and evaluated.get("per_class"):
+        _confusion_png(evaluated, out / "confusion.png")
+
     table = Table(title=f"{job.path}: {job.status}", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -113,6 +118,36 @@ def _report_run(job: Job, out: Path) -> None:
     if job.summary.get("error"):
         table.add_row("error", job.summary["error"])
     console.print(table)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _confusion_png(evaluated: dict, path: Path) -> None:
+    """`ftool eval`'s confusion matrix (rows: targets): class names up to 30 classes, counts up to 15."""
+    names, matrix = evaluated["per_class"]["classes"], evaluated["per_class"]["confusion_matrix"]
+    k = len(names)
+    side = min(3 + 0.45 * k, 14)
+    fig, ax = _pyplot().subplots(figsize=(side + 1, side))
+    fig.colorbar(ax.imshow(matrix, cmap="Blues"), ax=ax, fraction=0.046, pad=0.04)  # as tall as the matrix
+    if k <= 30:
+        ax.set_xticks(range(k), names, rotation=90 if k > 10 else 0)
+        ax.set_yticks(range(k), names)
+    if k <= 15:
+        top = max(map(max, matrix)) or 1
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                ax.text(j, i, count, ha="center", va="center", color="white" if count > top / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("target")
+    ax.set_title(f"confusion matrix, {evaluated.get('split', 'test')} split")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
 
 
 # -- a sweep -------------------------------------------------------------------------------------

@@ -129,3 +129,25 @@ def print_metrics(title: str, metrics: dict[str, float], where: str = "") -> Non
     console.print(table)
     if where:
         console.print(where, soft_wrap=True)
+
+
+ALL_CLASSES_UP_TO, WORST_CLASSES_SHOWN = 20, 10  # more classes: the table shows the worst by F1 (eval.json has all)
+
+
+def print_per_class(per_class: dict) -> None:
+    """Each class's precision, recall, F1 and support, and the class it is most often mistaken for."""
+    names, confusion = per_class["classes"], per_class["confusion_matrix"]
+    rows, title = list(range(len(names))), "per class"
+    if len(rows) > ALL_CLASSES_UP_TO:
+        present = [i for i in rows if per_class["support"][i]]  # (a class with no samples has F1 0 too)
+        rows = sorted(present, key=lambda i: (per_class["f1"][i], -per_class["support"][i]))[:WORST_CLASSES_SHOWN]
+        title = f"per class: the {len(rows)} of {len(names)} with the lowest F1 (all in eval.json)"
+    table = Table(title=title, title_justify="left")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    table.add_column("most often mistaken for")
+    for i in rows:
+        wrong = max(((count, j) for j, count in enumerate(confusion[i]) if j != i and count), default=None)
+        table.add_row(names[i], *(f"{per_class[m][i]:.4f}" for m in ("precision", "recall", "f1")),
+                      str(per_class["support"][i]), f"{names[wrong[1]]} ({wrong[0]})" if wrong else "")
+    console.print(table)

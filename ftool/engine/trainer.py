@@ -92,11 +92,13 @@ class StopFlag:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Accelerator,
-             info: DataInfo, prefix: str, progress: EvalProgress | None = None) -> dict[str, float]:
+             info: DataInfo, prefix: str, progress: EvalProgress | None = None,
+             meter: EpochMeter | None = None) -> dict[str, float]:
     """Loss and metrics over `loader`, accumulated batch by batch (no logits are kept) and
-    summed across processes. `progress` is advanced per batch, then closed."""
+    summed across processes. `progress` is advanced per batch, then closed. `meter`: one of the
+    caller's, to read more from afterwards (`ftool eval`'s per-class figures)."""
     model.eval()
-    meter = EpochMeter(info, acc.device)
+    meter = meter or EpochMeter(info, acc.device)
     # Every FSDP forward gathers parameters: a process with fewer batches joins the others' last ones.
     extra = acc.max(len(loader)) - len(loader) if acc.sharded else 0
     x = torch.zeros(1, *info.input_shape, device=acc.device, dtype=torch.long if info.text else torch.float)
