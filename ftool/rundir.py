@@ -47,12 +47,16 @@ class RunDir:
         return str(Path(path).relative_to(self.path))
 
 
-def read_summary(run: RunDir) -> dict | None:
-    """summary.json, or None where there is none (or it cannot be read)."""
+def read_json(path: Path) -> dict | None:
+    """A JSON file a run wrote (summary.json, eval.json), or None where there is none (or it cannot be read)."""
     try:
-        return json.loads(run.summary.read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def read_summary(run: RunDir) -> dict | None:
+    return read_json(run.summary)
 
 
 def read_saved(run: RunDir, name: str = "config") -> dict | None:

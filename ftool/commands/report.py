@@ -1,16 +1,15 @@
 """`ftool report <run dir | multirun dir>`: what a run or a sweep found, from the files the runs
-wrote (summary.json, metrics.jsonl, .hydra/overrides.yaml); torch is not needed.
+wrote (summary.json, metrics.jsonl, eval.json, .hydra/overrides.yaml); torch is not needed.
 
 One run: learning curves (losses, the monitored metric, the LR) as PNG files, the confusion matrix
-of its last `ftool eval` (classifiers), and the metrics table. A sweep: a table of every job (its swept settings, status, monitored metric, test
-metrics; best first), also as CSV and Markdown, the metric against each swept setting and every
-job's curve overlaid. Failed and interrupted runs are shown as such. Output: <dir>/report/.
+of its last `ftool eval` (classifiers), and the metrics table. A sweep: a table of every job (its
+swept settings, status, monitored metric, test metrics; best first), also as CSV and Markdown, the
+metric against each swept setting and every job's curve overlaid. Failed and interrupted runs are shown as such. Output: <dir>/report/.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ftool.errors import FtoolError
-from ftool.rundir import RunDir, read_records, read_summary, sweep_jobs
+from ftool.rundir import RunDir, read_json, read_records, read_summary, sweep_jobs
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
@@ -104,7 +103,7 @@ def _report_run(job: Job, out: Path) -> None:
         ax.plot(steps, lrs, label="lr")
         _finish(fig, ax, "learning rate", "step", out / "lr.png")
 
-    evaluated = _read_json(job.path / "eval.json")
+    evaluated = read_json(job.path / "eval.json")
     if evaluated and evaluated.get("per_class"):
         _confusion_png(evaluated, out / "confusion.png")
 
@@ -118,13 +117,6 @@ def _report_run(job: Job, out: Path) -> None:
     if job.summary.get("error"):
         table.add_row("error", job.summary["error"])
     console.print(table)
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _confusion_png(evaluated: dict, path: Path) -> None:
