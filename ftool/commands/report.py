@@ -4,7 +4,8 @@ wrote (summary.json, metrics.jsonl, eval.json, .hydra/overrides.yaml); torch is 
 One run: learning curves (losses, the monitored metric, the LR) as PNG files, the confusion matrix
 of its last `ftool eval` (classifiers), and the metrics table. A sweep: a table of every job (its
 swept settings, status, monitored metric, test metrics; best first), also as CSV and Markdown, the
-metric against each swept setting and every job's curve overlaid. Failed and interrupted runs are shown as such. Output: <dir>/report/.
+metric against each swept setting and every job's curve overlaid. Failed and interrupted runs are
+shown as such. Output: <dir>/report/.
 """
 
 from __future__ import annotations
