@@ -59,14 +59,16 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
 
 
 def image_files(value: str) -> list[Path]:
-    """An image file, or the images of a folder (sorted)."""
+    """An image file, or the images in a folder and its subfolders (a tree of class folders, as
+    `data=imagefolder` reads), sorted; hidden files and folders (.DS_Store, .git) are skipped."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     path = Path(value).expanduser()
     if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMG_EXTENSIONS)
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not found:
-            raise FtoolError(f"input: {path} has no image files ({', '.join(IMG_EXTENSIONS)})")
+            raise FtoolError(f"input: {path} has no image files ({', '.join(IMG_EXTENSIONS)}) in it or its subfolders")
         return found
     if not path.is_file():
         raise FtoolError(f"input: {value!r} is not an image file or folder; this run's model takes images")

@@ -2,6 +2,7 @@
 torchvision's pretrained weights when they cannot be downloaded."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
@@ -39,11 +40,16 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
     folder.mkdir()
     _image(folder / "a_bright.png", 210)
     _image(folder / "b_dark.png", 35)
+    for sub in ("more", ".thumbnails"):  # subfolders are read, hidden ones skipped
+        (folder / sub).mkdir()
+        _image(folder / sub / "c_bright.png", 220)
     result = ftool("predict", f"ckpt={image_run}", f"input={folder}", f"input={folder / 'b_dark.png'}", "output=json",
                    cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     predictions = json.loads(result.stdout)
-    assert [p["label"] for p in predictions] == ["cat", "dog", "dog"]
+    assert [Path(p["input"]).relative_to(folder).as_posix() for p in predictions] == \
+        ["a_bright.png", "b_dark.png", "more/c_bright.png", "b_dark.png"]
+    assert [p["label"] for p in predictions] == ["cat", "dog", "cat", "dog"]
     assert predictions[0]["input"].endswith("a_bright.png") and set(predictions[0]["probabilities"]) == {"cat", "dog"}
     # The run's device and precision, as eval uses them; overrides apply (bf16 autocast where the CPU has it).
     precision = "bf16-mixed" if cpu_has_bf16() else "32"
@@ -51,7 +57,7 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
     assert table.returncode == 0, table.stderr
     assert f"best.safetensors (cpu, precision {precision})" in table.stdout
     labels = [line.split("│")[2].strip() for line in table.stdout.splitlines() if line.startswith("│")]
-    assert [label for label in labels if label] == ["cat", "dog"]  # (a long path folds over several lines)
+    assert [label for label in labels if label] == ["cat", "dog", "cat"]  # (a long path folds over several lines)
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", "input=nothing-here.png", cwd=tmp_path),
                           "input: 'nothing-here.png' is not an image file or folder")
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", cwd=tmp_path), "predict needs input=...")
