@@ -60,13 +60,14 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
 
 def image_files(value: str) -> list[Path]:
     """An image file, or the images in a folder and its subfolders (a tree of class folders, as
-    `data=imagefolder` reads), sorted; hidden files and folders (.DS_Store, .git) are skipped."""
+    `data=imagefolder` reads, hidden ones skipped as it skips them), sorted."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from ftool.data.vision import is_visible_image
 
     path = Path(value).expanduser()
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        found = sorted(p for p in path.rglob("*") if p.is_file() and is_visible_image(p, path))
         if not found:
             raise FtoolError(f"input: {path} has no image files ({', '.join(IMG_EXTENSIONS)}) in it or its subfolders")
         return found

@@ -1,4 +1,5 @@
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -99,6 +100,10 @@ def test_a_failed_download_is_one_line_quoting_every_mirror_tried(tmp_path, monk
 
 def test_imagefolder_with_split_fraction(tmp_path):
     write_image_folder(tmp_path / "pets", per_class=10)
+    # Hidden folders and files are not data: Jupyter's checkpoints, macOS's metadata beside a photo.
+    write_image_folder(tmp_path / "pets" / ".ipynb_checkpoints", per_class=1)
+    shutil.copytree(tmp_path / "pets" / ".ipynb_checkpoints" / "cat", tmp_path / "pets" / "cat" / ".ipynb_checkpoints")
+    (tmp_path / "pets" / "dog" / "._0.png").write_bytes(b"\0\5\26\7")
     data = loaders("imagefolder", root=str(tmp_path / "pets"), val_fraction=0.25, test_fraction=0.2)
     assert data.info.class_names == ["cat", "dog"] and data.info.input_shape == (3, 12, 10)
     sizes = [len(d.dataset) for d in (data.train, data.val, data.test)]

@@ -71,6 +71,24 @@ def test_a_run_given_a_relative_data_root_is_evaluated_from_any_folder(image_run
     assert read_json(image_run / "eval.json")["metrics"] == pytest.approx({k: v for k, v in tested.items() if k.startswith("test/")})
 
 
+def test_eval_on_other_images_needs_the_runs_classes_and_input_shape(image_run, tmp_path):
+    write_image_folder(tmp_path / "new", per_class=5)  # the run's classes, at its size
+    result = ftool("eval", f"ckpt={image_run}", "data.root=new", "split=all", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    evaluated = read_json(image_run / "eval.json")
+    assert evaluated["data"]["root"] == "new" and evaluated["data"]["samples"] == 10  # every image
+    assert evaluated["metrics"]["all/accuracy"] >= 0.8 and sum(evaluated["per_class"]["support"]) == 10
+    # Other class names would score each label against another class's output: refused.
+    write_image_folder(tmp_path / "renamed", classes=("cat", "fox"), per_class=5)
+    assert_one_line_error(ftool("eval", f"ckpt={image_run}", "data.root=renamed", cwd=tmp_path),
+                          "data: its classes (cat, fox) are not those the run was trained on (cat, dog)")
+    write_image_folder(tmp_path / "large", per_class=5, size=(24, 20))
+    assert_one_line_error(ftool("eval", f"ckpt={image_run}", "data.root=large", cwd=tmp_path),
+                          "data: its inputs are 3x24x20, the run's model takes 3x12x10; data.image_size=[12,10] resizes")
+    result = ftool("eval", f"ckpt={image_run}", "data.root=large", "data.image_size=[12,10]", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
 def test_with_many_classes_the_table_shows_the_likeliest(capsys):
     from ftool.commands.predict import _print_labels
 

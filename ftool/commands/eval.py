@@ -1,4 +1,4 @@
-"""`ftool eval ckpt=<run dir|checkpoint> [split=test|val]`: rebuild the run's model from its saved
+"""`ftool eval ckpt=<run dir|checkpoint> [split=test|val|all]`: rebuild the run's model from its saved
 config, load the weights safely, evaluate, print the tables (metrics; each class's for classifiers),
 write eval.json in the run dir."""
 
@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from ftool import components
 from ftool.config import validate
+from ftool.data import DataInfo
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.atomic import atomic_write_json
@@ -17,18 +18,19 @@ from ftool.engine.progress import EvalProgress, console, print_metrics, print_pe
 from ftool.engine.trainer import evaluate, seed_everything
 from ftool.errors import FtoolError
 from ftool.metrics import EpochMeter, build_loss
-from ftool.rundir import locate_checkpoint
+from ftool.rundir import locate_checkpoint, read_summary
 
 
 def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
-    if split not in ("test", "val"):
-        raise FtoolError(f"split: must be test or val, got {split!r}")
+    if split not in ("test", "val", "all"):
+        raise FtoolError(f"split: must be test, val or all, got {split!r}")
     run, weights = locate_checkpoint(ckpt)
     rc = validate(cfg)
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
     acc = select(rc.trainer, training=False)
     loaders = components.build_data(rc)
-    loader = loaders.test if split == "test" else loaders.val
+    check_data_fits_run(loaders.info, (read_summary(run) or {}).get("data"))
+    loader = {"test": loaders.test, "val": loaders.val, "all": loaders.everything}[split]
     if loader is None:
         raise FtoolError("split: this run has no validation split (data.val_fraction=0)")
     model = components.build_model(rc, loaders.info, pretrained=False)  # the checkpoint brings every weight
@@ -40,11 +42,39 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     per_class = meter.per_class()
     atomic_write_json(run.path / "eval.json", {
         "command": "eval", "checkpoint": str(weights), "split": split,
+        "data": {"name": rc.data.name, **rc.data.args, "samples": len(loader.dataset)},
         "epoch": int(meta["epoch"]) if "epoch" in meta else None,
         "metrics": metrics, "per_class": per_class, "environment": acc.environment(),
     })
-    print_metrics(f"eval ({split} split)", metrics)
+    print_metrics("eval (every sample)" if split == "all" else f"eval ({split} split)", metrics)
     if per_class:
         print_per_class(per_class)
     console.print(f"checkpoint: {weights}", soft_wrap=True)
     return metrics
+
+
+def check_data_fits_run(info: DataInfo, trained: dict | None) -> None:
+    """Data given to eval (`data.root=<new images>`) must be labelled with the run's classes in the
+    run's order, and shaped as its inputs were: otherwise each label would be scored against another
+    class's output, silently. `trained`: summary.json's description of the run's data (none from a
+    run that failed before training, which has no weights either)."""
+    if not trained:
+        return
+    names = info.class_names
+    if trained["class_names"] and names != trained["class_names"]:
+        raise FtoolError(f"data: its classes ({_listed(names)}) are not those the run was trained on "
+                         f"({_listed(trained['class_names'])}); eval needs data with the run's classes")
+    shape, run_shape = list(info.input_shape), trained["input_shape"]
+    if not info.text and shape != run_shape:  # text length (max_length) does not shape a text model
+        hint = f"; data.image_size=[{run_shape[1]},{run_shape[2]}] resizes images" if info.is_image else ""
+        raise FtoolError(f"data: its inputs are {_shape(shape)}, the run's model takes {_shape(run_shape)}{hint}")
+    if info.num_outputs != trained["num_outputs"]:
+        raise FtoolError(f"data: it has {info.num_outputs} targets, the run's model predicts {trained['num_outputs']}")
+
+
+def _listed(names: list[str], most: int = 8) -> str:
+    return ", ".join(names) if len(names) <= most else f"{', '.join(names[:most])}, ... {len(names)} in all"
+
+
+def _shape(shape: list[int]) -> str:
+    return "x".join(map(str, shape))

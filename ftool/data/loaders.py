@@ -9,7 +9,7 @@ from typing import Optional
 import math
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from ftool.config import DataConfig
 from ftool.data import DataInfo, Splits
@@ -80,6 +80,7 @@ class Loaders:
     val: Optional[DataLoader]
     test: DataLoader
     info: DataInfo
+    everything: DataLoader  # every sample, as evaluated (`ftool eval split=all` on new data)
 
 
 def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optional[list[int]] = None,
@@ -144,4 +145,6 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
                        sampler=EpochSampler(len(train_view), seed, rank, world_size, lengths, cfg.batch_size),
                        generator=torch.Generator().manual_seed(seed), **workers)
     val = eval_loader(val_base, val_idx) if val_base is not None else None
-    return Loaders(train=train, val=val, test=eval_loader(test_base, test_idx), info=info)
+    whole = [splits.train] + [d for d in (splits.val, splits.test) if d is not None]
+    return Loaders(train=train, val=val, test=eval_loader(test_base, test_idx), info=info,
+                   everything=eval_loader(ConcatDataset(whole) if len(whole) > 1 else whole[0], None))

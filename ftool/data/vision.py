@@ -7,6 +7,7 @@ and nothing else, so a doctored data file cannot run code.
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -140,10 +141,30 @@ def load_image(path, channels: int, size: tuple[int, int], what: str) -> torch.T
     return functional.resize(tensor, list(size), antialias=True)
 
 
+def is_visible_image(path: Path, root: Path) -> bool:
+    """An image file by its suffix, with no hidden folder or name under `root`: Jupyter's
+    .ipynb_checkpoints/ and macOS's ._photo.png (metadata, not an image) are not data."""
+    return (path.suffix.lower() in tvd.folder.IMG_EXTENSIONS
+            and not any(part.startswith(".") for part in path.relative_to(root).parts))
+
+
+class _VisibleImageFolder(tvd.ImageFolder):
+    """torchvision's ImageFolder, without hidden folders as classes or hidden files as images."""
+
+    def __init__(self, root: Path):
+        super().__init__(str(root), is_valid_file=lambda path: is_visible_image(Path(path), root))
+
+    def find_classes(self, directory):
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+        if not classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+        return classes, {name: i for i, name in enumerate(classes)}
+
+
 class _ImageFiles(Dataset):
     """torchvision's ImageFolder's files, decoded to uint8 (C, H, W) tensors of one size."""
 
-    def __init__(self, folder: tvd.ImageFolder, size: tuple[int, int], channels: int):
+    def __init__(self, folder: _VisibleImageFolder, size: tuple[int, int], channels: int):
         self.samples, self.size, self.channels = folder.samples, size, channels
         self.labels = torch.tensor([label for _, label in folder.samples])  # data.classes reads no image
 
@@ -166,9 +187,9 @@ def imagefolder(root: str, image_size: list | None = None, grayscale: bool = Fal
     split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
     train_dir = split_dirs.get("train", base)
 
-    def scan(folder: Path) -> tvd.ImageFolder:
+    def scan(folder: Path) -> _VisibleImageFolder:
         try:
-            return tvd.ImageFolder(str(folder))
+            return _VisibleImageFolder(folder)
         except (FileNotFoundError, OSError) as e:
             raise FtoolError(f"data.root: {one_line(e)}") from None
 
