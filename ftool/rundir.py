@@ -170,14 +170,21 @@ def locate_checkpoint(ckpt: str, key: str = "ckpt") -> tuple[RunDir, Path]:
 
 
 class Summary:
-    """summary.json of one command: written when the run starts, updated when it ends (or fails)."""
+    """summary.json of one command: written when the run starts, updated when it ends (or fails).
 
-    def __init__(self, run: RunDir, command: str, enabled: bool = True):
+    `earlier`: the summary this run dir already has (a resume). Its results (the data, metrics, best
+    checkpoint) stand until this command replaces them, so a resume that fails before it trains keeps
+    the run usable by eval and predict, which read the data's description here."""
+
+    KEPT = ("data", "parameters", "finetune", "metrics", "best", "checkpoints")
+
+    def __init__(self, run: RunDir, command: str, enabled: bool = True, earlier: dict | None = None):
         self.run, self.enabled = run, enabled  # only the main process writes
         self.kept = False
         self.start = time.perf_counter()
         self.data: dict = {"command": command, "status": "running",
-                           "started": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+                           "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                           **{key: (earlier or {})[key] for key in self.KEPT if key in (earlier or {})}}
         self.write()
 
     def update(self, **fields) -> None:

@@ -114,6 +114,15 @@ def test_resume_errors_are_one_line(workdir):
                           "trainer.resume:", "does not exist")
     run = workdir / "run"
     train(workdir, run, "trainer.epochs=1")
+    trained = read_json(run / "summary.json")
+    # Other classes would train each label against another class's output. The failed attempt is
+    # recorded, and the run's results stand: eval and predict read its data's description there.
+    assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "data.num_classes=3", cwd=workdir),
+                          "data: its classes (0, 1, 2) are not those the run was trained on (0, 1, 2, 3, 4, 5, 6, 7, "
+                          "... 10 in all); a resumed run needs data with the run's classes")
+    failed = read_json(run / "summary.json")
+    assert failed["status"] == "failed" and failed["error"].startswith("data: its classes")
+    assert {k: failed[k] for k in ("data", "metrics", "best")} == {k: trained[k] for k in ("data", "metrics", "best")}
     (run / "checkpoints" / "last.state.pt").unlink()
     assert_one_line_error(ftool("train", f"trainer.resume={run}", cwd=workdir), "no resumable checkpoint")
 

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from ftool import components
 from ftool.config import validate
-from ftool.data import DataInfo
+from ftool.data import check_data_fits_run
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.atomic import atomic_write_json
@@ -29,7 +29,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
     acc = select(rc.trainer, training=False)
     loaders = components.build_data(rc)
-    check_data_fits_run(loaders.info, (read_summary(run) or {}).get("data"))
+    check_data_fits_run(loaders.info, (read_summary(run) or {}).get("data"), "eval")
     loader = {"test": loaders.test, "val": loaders.val, "all": loaders.everything}[split]
     if loader is None:
         raise FtoolError("split: this run has no validation split (data.val_fraction=0)")
@@ -52,29 +52,3 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     console.print(f"checkpoint: {weights}", soft_wrap=True)
     return metrics
 
-
-def check_data_fits_run(info: DataInfo, trained: dict | None) -> None:
-    """Data given to eval (`data.root=<new images>`) must be labelled with the run's classes in the
-    run's order, and shaped as its inputs were: otherwise each label would be scored against another
-    class's output, silently. `trained`: summary.json's description of the run's data (none from a
-    run that failed before training, which has no weights either)."""
-    if not trained:
-        return
-    names = info.class_names
-    if trained["class_names"] and names != trained["class_names"]:
-        raise FtoolError(f"data: its classes ({_listed(names)}) are not those the run was trained on "
-                         f"({_listed(trained['class_names'])}); eval needs data with the run's classes")
-    shape, run_shape = list(info.input_shape), trained["input_shape"]
-    if not info.text and shape != run_shape:  # text length (max_length) does not shape a text model
-        hint = f"; data.image_size=[{run_shape[1]},{run_shape[2]}] resizes images" if info.is_image else ""
-        raise FtoolError(f"data: its inputs are {_shape(shape)}, the run's model takes {_shape(run_shape)}{hint}")
-    if info.num_outputs != trained["num_outputs"]:
-        raise FtoolError(f"data: it has {info.num_outputs} targets, the run's model predicts {trained['num_outputs']}")
-
-
-def _listed(names: list[str], most: int = 8) -> str:
-    return ", ".join(names) if len(names) <= most else f"{', '.join(names[:most])}, ... {len(names)} in all"
-
-
-def _shape(shape: list[int]) -> str:
-    return "x".join(map(str, shape))

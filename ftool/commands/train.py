@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 import ftool
 from ftool import components, finetune
 from ftool.config import RunConfig, validate
+from ftool.data import check_data_fits_run
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.loggers import Loggers
@@ -24,7 +25,7 @@ from ftool.rundir import RunDir, Summary, is_main_process, read_summary
 def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
     """Returns the best value of the monitored metric (what a sweeper optimizes)."""
     previous = read_summary(RunDir(run_dir)) if is_main_process() else None  # before this run rewrites it
-    summary = Summary(RunDir(run_dir), command, enabled=is_main_process())
+    summary = Summary(RunDir(run_dir), command, enabled=is_main_process(), earlier=previous)
     with summary.recording(), StopFlag().installed() as stop:
         rc = validate(cfg)
         acc = select(rc.trainer)
@@ -37,15 +38,17 @@ def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
                 console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume=auto; "
                               "more trainer.epochs would continue it)", soft_wrap=True)
             return (previous.get("best") or {}).get("value")
-        return _train(rc, acc, run, summary, stop)
+        return _train(rc, acc, run, summary, stop, previous)
 
 
-def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag) -> float | None:
+def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, previous: dict | None) -> float | None:
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
     summary.update(environment=acc.environment())
     resume = _resume_point(rc, run)
     loaders = components.build_data(rc, acc.rank, acc.world_size)
     info = loaders.info
+    if resume:
+        check_data_fits_run(info, (previous or {}).get("data"), "a resumed run")
     monitor = rc.trainer.monitor or default_monitor(info)
     logged = [f"val/{m}" for m in metric_names(info)]
     if monitor not in logged:

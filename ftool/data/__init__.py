@@ -14,6 +14,8 @@ from typing import Callable, Optional
 
 from torch.utils.data import Dataset
 
+from ftool.errors import FtoolError
+
 
 @dataclass
 class DataInfo:
@@ -37,6 +39,32 @@ class Splits:
     test: Optional[Dataset] = None
     val: Optional[Dataset] = None
     collate: Optional[Callable] = None  # the DataLoader's collate_fn (text: dynamic padding)
+
+
+def check_data_fits_run(info: DataInfo, trained: dict | None, command: str) -> None:
+    """Data given to a trained run (`ftool eval ... data.root=<new images>`, a resume) must be
+    labelled with its classes in its order, and shaped as its inputs were: otherwise each label would
+    be scored or trained against another class's output, silently. `trained`: summary.json's
+    description of the run's data (none from a run that failed before training, which has no weights)."""
+    if not trained:
+        return
+    if trained["class_names"] and info.class_names != trained["class_names"]:
+        raise FtoolError(f"data: its classes ({_listed(info.class_names)}) are not those the run was trained on "
+                         f"({_listed(trained['class_names'])}); {command} needs data with the run's classes")
+    shape, run_shape = list(info.input_shape), trained["input_shape"]
+    if not info.text and shape != run_shape:  # text length (max_length) does not shape a text model
+        hint = f"; data.image_size=[{run_shape[1]},{run_shape[2]}] resizes images" if info.is_image else ""
+        raise FtoolError(f"data: its inputs are {_shape(shape)}, the run's model takes {_shape(run_shape)}{hint}")
+    if info.num_outputs != trained["num_outputs"]:
+        raise FtoolError(f"data: it has {info.num_outputs} targets, the run's model predicts {trained['num_outputs']}")
+
+
+def _listed(names: list[str], most: int = 8) -> str:
+    return ", ".join(names) if len(names) <= most else f"{', '.join(names[:most])}, ... {len(names)} in all"
+
+
+def _shape(shape: list[int]) -> str:
+    return "x".join(map(str, shape))
 
 
 from ftool.data import tabular, text, vision  # noqa: E402,F401  (registration)
