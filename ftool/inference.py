@@ -93,6 +93,9 @@ def _file_lines(value: str) -> list[tuple[str, str]] | None:
 
 def text_inputs(value: str) -> list[str]:
     """A text file (one text per line) when `value` names one, standard input for `-`, else `value` itself."""
+    if not value.strip():
+        raise FtoolError("input: an empty text; give a text to label, a file of texts (one per line) or - "
+                         "for standard input")
     lines = _file_lines(value)
     if lines is not None:
         return [line for _, line in lines]

@@ -215,6 +215,9 @@ def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(t
     assert text_inputs("a film to watch, not a .txt") == ["a film to watch, not a .txt"]
     with pytest.raises(FtoolError, match="input: revews.txt does not exist"):  # not labelled as a text
         text_inputs("revews.txt")
+    for blank in ("", "  "):  # input= with nothing after it: not a text to label
+        with pytest.raises(FtoolError, match="input: an empty text"):
+            text_inputs(blank)
     (tmp_path / "latin.txt").write_bytes("un film très beau\n".encode("latin-1"))
     with pytest.raises(FtoolError, match=r"input: .*latin.txt is not UTF-8 text \(invalid continuation byte"):
         text_inputs(str(tmp_path / "latin.txt"))
