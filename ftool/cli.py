@@ -417,14 +417,14 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
 
 
 def run_plain(command: Command, args: list[str]) -> int:
-    """A command without a config (report): its arguments are folders, not overrides."""
+    """A command without a config (report): its arguments are folders, not overrides, and its
+    options (`out=...`)."""
     if any(a in ("-h", "--help") for a in args):
-        print(f"usage: ftool {command.name} <dir>\n\n{command.summary}")
+        print(f"usage: ftool {command.name} <dir> [<dir> ...] [out=<dir>]\n\n{command.summary}")
         return 0
-    if len(args) != 1:
-        raise FtoolError(f"{command.name} takes one run or multirun directory: ftool {command.name} <dir>")
+    options = dict(a.split("=", 1) for a in args if a.split("=", 1)[0] in command.options)
     with machine_errors():
-        importlib.import_module(command.module).run(args[0])
+        importlib.import_module(command.module).run([a for a in args if a.split("=", 1)[0] not in options], **options)
     return 0
 
 

@@ -43,8 +43,9 @@ def test_report_of_a_four_job_grid_ranks_the_jobs_and_draws_them(workdir):
     assert ftool("report", str(one), cwd=workdir).returncode == 0 and is_png(one / "report" / "confusion.png")
 
 
-def write_run(path, status, best=None, epochs=(), overrides=(), error=None):
+def write_run(path, status, best=None, epochs=(), overrides=(), error=None, config=None):
     (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text(json.dumps(config or {}))  # (JSON is YAML)
     summary = {"command": "train", "status": status, "metrics": {}, "best": best}
     if error:
         summary["error"] = error
@@ -70,10 +71,37 @@ def test_report_shows_failed_and_interrupted_jobs_after_the_scored_ones(workdir)
     assert result.returncode == 0 and "failed" in result.stdout and "must be > 0" in result.stdout
 
 
+def test_report_compares_runs_and_sweeps_from_several_folders(workdir):
+    best = {"monitor": "val/loss", "mode": "min", "epoch": 2}
+
+    def config(model, lr, progress):
+        return {"model": {"name": model, "hidden": [128, 64]}, "optimizer": {"lr": lr}, "trainer": {"progress": progress}}
+
+    # Each setting one run overrides is read from the other's config: `model` by its name, booleans as overrides write them.
+    write_run(workdir / "runs" / "a", "completed", {**best, "value": 0.5}, [(1, 0.7), (2, 0.5)], ["model=mlp"],
+              config=config("mlp", 0.001, True))
+    write_run(workdir / "runs" / "b", "completed", {**best, "value": 0.3}, [(1, 0.4), (2, 0.3)],
+              ["optimizer.lr=0.01", "trainer.progress=false"], config=config("simplecnn", 0.01, False))
+    write_run(workdir / "lr" / "0", "failed", None, [], ["optimizer.lr=-1"], config=config("simplecnn", -1, True))
+    write_run(workdir / "lr" / "1", "completed", {"monitor": "val/accuracy", "mode": "max", "epoch": 1, "value": 0.9},
+              [(1, 0.2)], ["optimizer.lr=0.1"], config=config("simplecnn", 0.1, True))
+    result = ftool("report", "runs/a", "runs/b/", "lr", "out=compared", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "4 runs, best val/loss first (min)" in result.stdout
+    rows = list(csv.reader((workdir / "compared" / "jobs.csv").open()))
+    assert rows == [["run", "model", "optimizer.lr", "trainer.progress", "status", "val/loss"],
+                    ["runs/b", "simplecnn", "0.01", "false", "completed", "0.3000"],
+                    ["runs/a", "mlp", "0.001", "true", "completed", "0.5000"],
+                    ["lr/0", "simplecnn", "-1", "true", "failed", ""],
+                    ["lr/1", "simplecnn", "0.1", "true", "completed", ""]]  # another monitor: not ranked with these
+    assert sorted(p.name for p in (workdir / "compared").iterdir()) == ["curves.png", "jobs.csv", "jobs.md"]
+    assert is_png(workdir / "compared" / "curves.png")
+
+
 def test_report_errors_are_one_line(workdir):
     assert_one_line_error(ftool("report", str(workdir / "missing"), cwd=workdir), "is not a folder")
     assert_one_line_error(ftool("report", str(workdir), cwd=workdir), "holds no summary.json")
-    assert_one_line_error(ftool("report", cwd=workdir), "report takes one run or multirun directory")
+    assert_one_line_error(ftool("report", cwd=workdir), "report: give a run or multirun directory")
 
 
 def test_a_line_cut_short_by_a_killed_run_is_left_out(workdir):

@@ -12,7 +12,7 @@ class Command:
     summary: str
     options: dict = field(default_factory=dict)  # option -> default (None: required; (): repeatable, required)
     reuses_run: bool = False  # composes its config from the run that `ckpt` points at
-    hydra: bool = True  # False: run(*arguments) on the command line's arguments, no config
+    hydra: bool = True  # False: run(arguments, **options) on the command line's folders, no config
     trains: bool = False  # makes a run dir of its own; trainer.devices, trainer.resume=<path> apply
 
 
@@ -29,6 +29,6 @@ COMMANDS = {c.name: c for c in (
     Command("export", "ftool.commands.export",
             "export a run's model: ckpt=<run dir|file> format=safetensors|torchscript|pt2|onnx [out=<path>]",
             options={"ckpt": None, "format": "safetensors", "out": ""}, reuses_run=True),
-    Command("report", "ftool.commands.report", "curves (PNG) and tables of a run or a sweep: report <dir>",
-            hydra=False),
+    Command("report", "ftool.commands.report", "curves (PNG) and tables of a run or a sweep, or of several compared: "
+            "report <dir> [<dir> ...] [out=<dir>]", options={"out": ""}, hydra=False),
 )}

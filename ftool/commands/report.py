@@ -1,11 +1,12 @@
-"""`ftool report <run dir | multirun dir>`: what a run or a sweep found, from the files the runs
-wrote (summary.json, metrics.jsonl, eval.json, .hydra/overrides.yaml); torch is not needed.
+"""`ftool report <run dir | multirun dir> [<more> ...] [out=<dir>]`: what a run or a sweep found,
+from the files the runs wrote (summary.json, metrics.jsonl, eval.json, .hydra/); torch is not needed.
 
 One run: learning curves (losses, the monitored metric, the LR) as PNG files, the confusion matrix
 of its last `ftool eval` (classifiers), and the metrics table. A sweep: a table of every job (its
 swept settings, status, monitored metric, test metrics; best first), also as CSV and Markdown, the
-metric against each swept setting and every job's curve overlaid. Failed and interrupted runs are
-shown as such. Output: <dir>/report/.
+metric against each swept setting and every job's curve overlaid. Several folders (runs or sweeps)
+are compared as the jobs of one sweep. Failed and interrupted runs are shown as such. Output:
+<dir>/report/ for one folder, else out= (default: ./report).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ftool.errors import FtoolError
-from ftool.rundir import RunDir, read_json, read_records, read_summary, sweep_jobs
+from ftool.rundir import RunDir, read_json, read_records, read_saved, read_summary, sweep_jobs
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
@@ -31,6 +32,8 @@ class Job:
     summary: dict
     records: list[dict]
     overrides: dict[str, str]
+    config: dict  # the run's composed config, for settings other runs override and this one does not
+    name: str  # in tables and legends: the job number in a sweep, the folder as given in a comparison
 
     @property
     def status(self) -> str:
@@ -40,13 +43,25 @@ class Job:
     def best(self) -> dict:
         return self.summary.get("best") or {}
 
+    def setting(self, key: str) -> str:
+        """A setting as its override gave it, else as the run's config has it (`model`: its name)."""
+        if key in self.overrides:
+            return self.overrides[key]
+        node = self.config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        node = node.get("name") if isinstance(node, dict) else node
+        if isinstance(node, bool):
+            return str(node).lower()  # as an override writes it
+        return "" if node is None or isinstance(node, (dict, list)) else str(node)
+
     def series(self, key: str, x: str = "epoch") -> tuple[list[int], list[float]]:
         """(x values, values) of a logged metric: per epoch (train/loss, val/...) or per step (lr)."""
         points = [(r[x], r[key]) for r in self.records if key in r]
         return [p for p, _ in points], [v for _, v in points]
 
 
-def read_job(path: Path) -> Job:
+def read_job(path: Path, name: str | None = None) -> Job:
     run = RunDir(path)
     summary = read_summary(run)
     if summary is None:
@@ -58,28 +73,38 @@ def read_job(path: Path) -> Job:
         for item in yaml.safe_load(overrides_file.read_text()) or []:
             key, _, value = str(item).partition("=")
             overrides[key] = value
-    return Job(path, summary, records, overrides)
+    return Job(path, summary, records, overrides, read_saved(run) or {}, name or path.name)
 
 
-def run(path: str) -> Path:
+def run(paths: list[str], out: str = "") -> Path:
+    if not paths:
+        raise FtoolError("report: give a run or multirun directory, or several to compare: ftool report <dir> ...")
+    compared = len(paths) > 1
+    jobs = [job for path in paths for job in _jobs_in(path, compared)]
+    target = Path(out or ("report" if compared else Path(paths[0]).expanduser() / "report"))
+    target.mkdir(parents=True, exist_ok=True)
+    if not compared and (Path(paths[0]).expanduser() / "summary.json").is_file():
+        _report_run(jobs[0], target)
+    else:
+        _report_sweep(jobs, target, compared)
+    console.print(f"report written to {target}", soft_wrap=True)
+    return target
+
+
+def _jobs_in(path: str, compared: bool) -> list[Job]:
+    """A run directory's job, or a multirun directory's jobs; `compared` (with other folders): each
+    named by its folder as given (`runs/a`, `multirun/lr/0`), not by its job number alone."""
     root = Path(path).expanduser()
     if not root.is_dir():
         raise FtoolError(f"report: {path} is not a folder; give a run directory or a multirun directory")
-    out = root / "report"
     if (root / "summary.json").is_file():
-        job = read_job(root)
-        out.mkdir(exist_ok=True)
-        _report_run(job, out)
-    else:
-        dirs = [job.path for job in sweep_jobs(root)]
-        if not dirs:
-            raise FtoolError(f"report: {path} holds no summary.json, neither its own (a run) nor in "
-                             f"its subfolders (a sweep's jobs)")
-        jobs = [read_job(p) for p in dirs]
-        out.mkdir(exist_ok=True)
-        _report_sweep(jobs, out)
-    console.print(f"report written to {out}", soft_wrap=True)
-    return out
+        return [read_job(root, path.rstrip("/") if compared else None)]
+    jobs = [read_job(job.path, f"{path.rstrip('/')}/{job.path.name}" if compared else None)
+            for job in sweep_jobs(root)]
+    if not jobs:
+        raise FtoolError(f"report: {path} holds no summary.json, neither its own (a run) nor in "
+                         f"its subfolders (a sweep's jobs)")
+    return jobs
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -145,31 +170,36 @@ def _confusion_png(evaluated: dict, path: Path) -> None:
 
 # -- a sweep -------------------------------------------------------------------------------------
 
-def _report_sweep(jobs: list[Job], out: Path) -> None:
-    swept = sorted({k for j in jobs for k in j.overrides if len({x.overrides.get(k) for x in jobs}) > 1})
+def _report_sweep(jobs: list[Job], out: Path, compared: bool) -> None:
+    """`compared`: runs from several folders, which may differ in many settings at once: no plot of
+    the metric against each setting, and the curves are named by folder."""
+    noun = "runs" if compared else "jobs"
+    swept = sorted({k for j in jobs for k in j.overrides if len({x.setting(k) for x in jobs}) > 1})
     monitor = next((j.best["monitor"] for j in jobs if j.best), "val/accuracy")
     mode = next((j.best.get("mode") for j in jobs if j.best), "max")
     tests = sorted({k for j in jobs for k in (j.summary.get("metrics") or {}) if k.startswith("test/")})
 
+    def score(job: Job) -> float | None:  # (runs compared may monitor other metrics: those are not ranked)
+        return job.best.get("value") if job.best.get("monitor") == monitor else None
+
     def rank(job: Job):
-        value = job.best.get("value")
+        value = score(job)
         if value is None:
             return (1, 0.0)
         return (0, -value if mode == "max" else value)
 
     ordered = sorted(jobs, key=rank)
-    header = ["job", *swept, "status", monitor, *tests]
+    header = [noun[:-1], *swept, "status", monitor, *tests]
     rows = []
     for job in ordered:
-        value = job.best.get("value")
         metrics = job.summary.get("metrics") or {}
-        rows.append([job.path.name, *(job.overrides.get(k, "") for k in swept), job.status,
-                     _fmt(value), *(_fmt(metrics.get(k)) for k in tests)])
+        rows.append([job.name, *(job.setting(k) for k in swept), job.status,
+                     _fmt(score(job)), *(_fmt(metrics.get(k)) for k in tests)])
 
     # The terminal gets the headline columns; the CSV and Markdown files have every test metric.
     shown = [i for i, name in enumerate(header)
              if not name.startswith("test/") or name in ("test/loss", monitor.replace("val/", "test/", 1))]
-    table = Table(title=f"{len(jobs)} jobs, best {monitor} first ({mode})", title_justify="left")
+    table = Table(title=f"{len(jobs)} {noun}, best {monitor} first ({mode})", title_justify="left")
     for i in shown:
         table.add_column(header[i], justify="right" if i > len(swept) + 1 else "left")
     for row in rows:
@@ -181,10 +211,10 @@ def _report_sweep(jobs: list[Job], out: Path) -> None:
     (out / "jobs.md").write_text("\n".join(markdown) + "\n")
 
     plt = _pyplot()
-    scored = [j for j in jobs if j.best.get("value") is not None]
-    for key in swept:
+    scored = [j for j in jobs if score(j) is not None]
+    for key in [] if compared else swept:
         fig, ax = plt.subplots(figsize=(6, 4))
-        points = [(j.overrides.get(key, ""), j.best["value"]) for j in scored]
+        points = [(j.setting(key), score(j)) for j in scored]
         numeric = all(_is_number(x) for x, _ in points)
         xs = [float(x) for x, _ in points] if numeric else [x for x, _ in points]
         ax.scatter(xs, [v for _, v in points])
@@ -196,9 +226,9 @@ def _report_sweep(jobs: list[Job], out: Path) -> None:
     for job in jobs:
         epochs, values = job.series(monitor)
         if values:
-            label = ", ".join(f"{k}={job.overrides.get(k, '')}" for k in swept) or job.path.name
+            label = job.name if compared else ", ".join(f"{k}={job.setting(k)}" for k in swept) or job.name
             ax.plot(epochs, values, marker=".", label=label)
-    _finish(fig, ax, f"{monitor}, every job", "epoch", out / "curves.png")
+    _finish(fig, ax, f"{monitor}, every {noun[:-1]}", "epoch", out / "curves.png")
 
 
 # -- helpers -------------------------------------------------------------------------------------
