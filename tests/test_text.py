@@ -134,6 +134,20 @@ def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
         text_csv(str(table), load_tokenizer(str(tiny_bert)))
 
 
+@pytest.mark.parametrize("labels, names, indices", [
+    (["0", "2", "1", "0"], ["0", "1", "2"], [0, 2, 1, 0]),  # 0..k-1: their own index
+    (["5", "1", "10", "1"], ["1", "5", "10"], [1, 0, 2, 0]),  # star ratings: no empty class 0, numeric order
+    (["-1", "+1", "1"], ["-1", "1"], [0, 1, 1]),  # -1/+1
+    (["b", "a", "10"], ["10", "a", "b"], [2, 1, 0]),  # names
+])
+def test_text_csv_labels_are_classes_in_order(labels, names, indices, tmp_path, tiny_bert, cache):
+    table = tmp_path / "reviews.csv"
+    table.write_text("text,label\n" + "".join(f"film {i},{label}\n" for i, label in enumerate(labels)))
+    splits = text_csv(str(table), load_tokenizer(str(tiny_bert)), test_path=str(table))
+    assert splits.info.class_names == names and splits.info.num_outputs == len(names)
+    assert splits.test.labels.tolist() == indices
+
+
 def test_text_csv_as_spreadsheets_write_it(tmp_path, tiny_bert, cache):
     tokenizer = load_tokenizer(str(tiny_bert))
     table = tmp_path / "excel.csv"  # Excel's "CSV UTF-8" starts with a byte-order mark

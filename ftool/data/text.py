@@ -162,16 +162,21 @@ def read_text(path: Path | None, what: str) -> str:
                          f"save it as UTF-8") from None
 
 
-def _labels_to_indices(labels: list, where: str) -> tuple[list[int], list[str]]:
-    """Labels as given (class names or integers) -> (indices, class names in index order)."""
-    if all(isinstance(v, int) or (isinstance(v, str) and v.strip().lstrip("-").isdigit()) for v in labels):
-        values = sorted({int(v) for v in labels})
-        if values and (values[0] < 0):
-            raise FtoolError(f"data: {where} has negative labels ({values[0]}); give class names or labels 0..k-1")
-        names = [str(i) for i in range(values[-1] + 1)] if values else []
-        return [int(v) for v in labels], names
+def _labels_to_indices(labels: list) -> tuple[list[int], list[str]]:
+    """Labels as given -> (indices, class names in index order). Whole numbers are classes in numeric
+    order, named by their number: 0..k-1 keep their index, and 1-5 star ratings or -1/+1 make as many
+    classes, with no empty class 0. Other labels are names, in text order."""
+    def number(v):
+        text = str(v).strip()
+        return int(text) if not isinstance(v, bool) and text.lstrip("+-").isdigit() else None
+
+    if labels and all(number(v) is not None for v in labels):
+        values = sorted({number(v) for v in labels})
+        index = {v: i for i, v in enumerate(values)}
+        return [index[number(v)] for v in labels], [str(v) for v in values]
     names = sorted({str(v) for v in labels})
-    return [names.index(str(v)) for v in labels], names
+    index = {name: i for i, name in enumerate(names)}
+    return [index[str(v)] for v in labels], names
 
 
 @DATASETS.register("text_files")
@@ -225,13 +230,13 @@ def _read_table(path: Path, text_column: str, label_column: str) -> tuple[list[s
 @DATASETS.register("text_csv")
 def text_csv(path: str, tokenizer, text_column: str = "text", label_column: str = "label",
              test_path: str | None = None, val_path: str | None = None, max_length: int = 128) -> Splits:
-    """A table of texts and labels: CSV, TSV or JSON lines; labels are class names or 0..k-1.
+    """A table of texts and labels: CSV, TSV or JSON lines; labels are class names or whole numbers.
     Without test_path (val_path) a test (validation) split is held out of `path`."""
     tables = {"train": path, "test": test_path, "val": val_path}
     read = {split: _read_table(Path(p).expanduser().resolve(), text_column, label_column)
             for split, p in tables.items() if p}
     all_labels = [v for _, labels in read.values() for v in labels]
-    indices, names = _labels_to_indices(all_labels, path)
+    indices, names = _labels_to_indices(all_labels)
     splits, at = {}, 0
     for split, (texts, labels) in read.items():
         splits[split] = (texts, indices[at:at + len(labels)])
