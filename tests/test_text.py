@@ -331,6 +331,18 @@ def test_layer_lr_decay_lowers_the_lr_layer_by_layer(tiny_bert):
     assert mult["hf.bert.embeddings.word_embeddings.weight"] == pytest.approx(0.8 * 0.125)
 
 
+@pytest.mark.parametrize("scheme", ["kaiming", "xavier"])
+def test_weight_init_starts_the_new_head_and_leaves_the_pretrained_layers_as_loaded(tiny_bert, scheme):
+    from ftool.models import apply_init
+    from ftool.models.hf import hf_classifier
+
+    model = hf_classifier(2, name_or_path=str(tiny_bert))
+    loaded = {n: p.clone() for n, p in model.named_parameters()}
+    apply_init(model, scheme)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, loaded[n])}
+    assert changed == set(loaded) - model.pretrained_parameters == {"hf.classifier.weight", "hf.classifier.bias"}
+
+
 @pytest.fixture
 def hub_out_of_reach(tmp_path, cache):
     """A machine without internet, as users have it: offline mode not set, the hub refuses connections."""

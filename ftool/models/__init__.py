@@ -13,11 +13,14 @@ from ftool.models import cnn, hf, linear, mlp, torchvision_models  # noqa: F401 
 
 
 def apply_init(model: nn.Module, scheme: str) -> None:
-    """Re-initialize conv and linear layers: 'kaiming' (He, for ReLU nets) or 'xavier' (Glorot)."""
+    """Re-initialize conv and linear layers: 'kaiming' (He, for ReLU nets) or 'xavier' (Glorot).
+    Layers whose weights the builder loaded pretrained keep them: only the new ones (a fresh head)
+    start from the scheme."""
     if scheme == "default":
         return
-    for module in model.modules():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+    pretrained = getattr(model, "pretrained_parameters", set())
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)) and f"{name}.weight" not in pretrained:
             if scheme == "kaiming":
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
             else:
