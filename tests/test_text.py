@@ -43,6 +43,9 @@ def _env(cache_dir):
 
 
 def test_text_files_class_names_come_from_the_file_suffixes(texts, tiny_bert, cache):
+    # What a data folder holds beside its class files is not a class (MR's download has a README .txt).
+    for name in ("rt-polaritydata.README.1.0.txt", "LICENSE", "notes.md", "reviews.tar.gz", ".DS_Store"):
+        (texts / name).write_text("not a sentence of any class\n")
     splits = text_files(str(texts), load_tokenizer(str(tiny_bert)), max_length=8)
     assert splits.info.class_names == ["neg", "pos"] and splits.info.text
     assert len(splits.train) == 300 and splits.train.labels.tolist() == [0] * 150 + [1] * 150

@@ -179,6 +179,17 @@ def _labels_to_indices(labels: list) -> tuple[list[int], list[str]]:
     return [index[str(v)] for v in labels], names
 
 
+# Files a data folder often holds beside its class files (MR's own download has a README .txt).
+_NOT_CLASS_SUFFIXES = {".md", ".rst", ".html", ".pdf", ".json", ".yaml", ".yml", ".csv", ".tsv", ".jsonl", ".py",
+                       ".sh", ".zip", ".gz", ".tar", ".tgz", ".bz2", ".xz", ".7z"}
+
+
+def _not_a_class(path: Path) -> bool:
+    """A README, a licence, or a file of another format: documentation or data of another kind."""
+    name = path.name.lower()
+    return path.suffix.lower() in _NOT_CLASS_SUFFIXES or any(w in name for w in ("readme", "license", "licence", "copying"))
+
+
 @DATASETS.register("text_files")
 def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") -> Splits:
     """One file per class, one text per line: root/rt-polarity.pos, root/rt-polarity.neg. The class
@@ -186,7 +197,7 @@ def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") 
     base = Path(root).expanduser().resolve()
     if not base.is_dir():
         raise FtoolError(f"data.root: {base} is not a folder; expected one text file per class in it")
-    files = sorted(p for p in base.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in base.glob(pattern) if p.is_file() and not p.name.startswith(".") and not _not_a_class(p))
     if len(files) < 2:
         raise FtoolError(f"data.root: {base} has {len(files)} file(s) matching {pattern!r}; text_files needs one "
                          f"file per class (at least 2), one text per line")
