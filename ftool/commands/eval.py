@@ -51,4 +51,3 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
         print_per_class(per_class)
     console.print(f"checkpoint: {weights}", soft_wrap=True)
     return metrics
-
