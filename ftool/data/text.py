@@ -185,9 +185,10 @@ _NOT_CLASS_SUFFIXES = {".md", ".rst", ".html", ".pdf", ".json", ".yaml", ".yml",
 
 
 def _not_a_class(path: Path) -> bool:
-    """A README, a licence, or a file of another format: documentation or data of another kind."""
-    name = path.name.lower()
-    return path.suffix.lower() in _NOT_CLASS_SUFFIXES or any(w in name for w in ("readme", "license", "licence", "copying"))
+    """A README, a licence, or a file of another format: documentation or data of another kind.
+    (Upper case, as such files are named: a class file `license.txt` stays a class.)"""
+    return (path.suffix.lower() in _NOT_CLASS_SUFFIXES or "README" in path.name
+            or path.name.startswith(("LICENSE", "LICENCE", "COPYING")))
 
 
 @DATASETS.register("text_files")
