@@ -102,6 +102,10 @@ def test_report_errors_are_one_line(workdir):
     assert_one_line_error(ftool("report", str(workdir / "missing"), cwd=workdir), "is not a folder")
     assert_one_line_error(ftool("report", str(workdir), cwd=workdir), "holds no summary.json")
     assert_one_line_error(ftool("report", cwd=workdir), "report: give a run or multirun directory")
+    write_run(workdir / "run", "completed")
+    (workdir / "notes.txt").write_text("a file, not a folder")
+    assert_one_line_error(ftool("report", "run", "out=notes.txt", cwd=workdir),
+                          "out: cannot make the folder notes.txt (File exists)")
 
 
 def test_a_line_cut_short_by_a_killed_run_is_left_out(workdir):

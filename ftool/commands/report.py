@@ -81,8 +81,11 @@ def run(paths: list[str], out: str = "") -> Path:
         raise FtoolError("report: give a run or multirun directory, or several to compare: ftool report <dir> ...")
     compared = len(paths) > 1
     jobs = [job for path in paths for job in _jobs_in(path, compared)]
-    target = Path(out or ("report" if compared else Path(paths[0]).expanduser() / "report"))
-    target.mkdir(parents=True, exist_ok=True)
+    target = Path(out or ("report" if compared else Path(paths[0]).expanduser() / "report")).expanduser()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, FileNotFoundError, NotADirectoryError) as e:  # a file there, a path through one
+        raise FtoolError(f"{'out' if out else 'report'}: cannot make the folder {target} ({e.strerror})") from None
     if not compared and (Path(paths[0]).expanduser() / "summary.json").is_file():
         _report_run(jobs[0], target)
     else:
