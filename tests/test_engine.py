@@ -79,6 +79,10 @@ def test_resume_from_the_middle_of_an_epoch_is_bit_exact(workdir):
     train(workdir, cut, *common, "trainer.max_steps=7")  # stops in epoch 2, after batch 2 of 5
     state = torch.load(cut / "checkpoints" / "last.state.pt", weights_only=True)
     assert state["position"]["epoch"] == 2 and state["position"]["batch"] == 2
+    # Its 2 batches done are 2 of 128: in batches of 64, the count would repeat samples.
+    assert_one_line_error(ftool("train", f"trainer.resume={cut}", "trainer.max_steps=-1", "data.batch_size=64", cwd=workdir),
+                          "trainer.resume: the checkpoint is from the middle of epoch 2, taken with data.batch_size=128 "
+                          "(now 64); finish that epoch with those settings (trainer.epochs=2)")
     result = ftool("train", f"trainer.resume={cut}/checkpoints/last.state.pt", "trainer.max_steps=-1", cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert_same_weights(weights(full), weights(cut))

@@ -132,6 +132,17 @@ class Position:
     best: dict | None = None  # {"monitor", "value", "epoch", "mode"}
     best_metrics: dict = field(default_factory=dict)  # the best epoch's validation metrics
     stale: int = 0  # validations without improvement (early stopping)
+    layout: dict | None = None  # mid-epoch: the batching that `batch` counts in (a resume must batch alike)
+
+
+def _check_same_batching(at: Position, layout: dict) -> None:
+    """A checkpoint from the middle of an epoch counts the batches done; resumed in other batches,
+    that count would skip or repeat samples, silently. (Checkpoints before this field: unchecked.)"""
+    if not at.batch or not at.layout or at.layout == layout:
+        return
+    changed = ", ".join(f"{key}={value} (now {layout[key]})" for key, value in at.layout.items() if layout.get(key) != value)
+    raise FtoolError(f"trainer.resume: the checkpoint is from the middle of epoch {at.epoch}, taken with {changed}; "
+                     f"finish that epoch with those settings (trainer.epochs={at.epoch}), then resume with the new ones")
 
 
 @dataclass
@@ -172,6 +183,9 @@ class Trainer:
         cfg, acc = self.cfg, self.acc
         at = at or Position()
         accum = cfg.accumulate_grad_batches
+        layout = {"data.batch_size": train_loader.batch_size * acc.world_size, "trainer.devices": acc.world_size,
+                  "trainer.accumulate_grad_batches": accum}
+        _check_same_batching(at, layout)
         batches = batches_per_epoch(train_loader)
         steps_per_epoch = math.ceil(batches / accum)
         epochs, total_steps = plan_steps(cfg, steps_per_epoch)
@@ -263,7 +277,7 @@ class Trainer:
                     stopping = acc.any(self.stop.requested)
                     if stopping or (cfg.checkpoint_every_n_steps and at.step % cfg.checkpoint_every_n_steps == 0):
                         self._save_last(Position(epoch, i, at.step, float(loss_sum), seen, at.best,
-                                                 at.best_metrics, at.stale))
+                                                 at.best_metrics, at.stale, layout))
                     if stopping:
                         raise RunInterrupted(f"stopped by a signal at step {at.step}; checkpoint saved")
                     if at.step >= total_steps:
@@ -295,7 +309,8 @@ class Trainer:
                 # max_steps may end the run mid-epoch: a later resume (with more steps) goes on from there.
                 self._save_last(Position(epoch + 1, 0, at.step, 0.0, 0, at.best, at.best_metrics, at.stale)
                                 if i == batches else
-                                Position(epoch, i, at.step, float(loss_sum), seen, at.best, at.best_metrics, at.stale))
+                                Position(epoch, i, at.step, float(loss_sum), seen, at.best, at.best_metrics, at.stale,
+                                         layout))
                 progress.end_epoch({**train_metrics, **val_metrics}, self.monitor)
                 if cfg.early_stopping_patience and at.stale >= cfg.early_stopping_patience:
                     console.print(f"early stopping: {self.monitor} has not improved by more than "
