@@ -74,7 +74,7 @@ def test_a_run_given_a_relative_data_root_is_evaluated_from_any_folder(image_run
 def test_eval_on_other_images_needs_the_runs_classes_and_input_shape(image_run, tmp_path):
     write_image_folder(tmp_path / "new", per_class=5)  # the run's classes, at its size
     result = ftool("eval", f"ckpt={image_run}", "data.root=new", "split=all", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and "eval (all 10 samples)" in result.stdout, result.stderr
     evaluated = read_json(image_run / "eval.json")
     assert evaluated["data"]["root"] == "new" and evaluated["data"]["samples"] == 10  # every image
     assert evaluated["metrics"]["all/accuracy"] >= 0.8 and sum(evaluated["per_class"]["support"]) == 10

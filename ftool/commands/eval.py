@@ -40,13 +40,15 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info), acc, loaders.info, split,
                        EvalProgress(rc.trainer.progress, split, len(loader)), meter)
     per_class = meter.per_class()
+    samples = len(loader.dataset)  # (of new data given in data.*, only its held-out split unless split=all)
     atomic_write_json(run.path / "eval.json", {
         "command": "eval", "checkpoint": str(weights), "split": split,
-        "data": {"name": rc.data.name, **rc.data.args, "samples": len(loader.dataset)},
+        "data": {"name": rc.data.name, **rc.data.args, "samples": samples},
         "epoch": int(meta["epoch"]) if "epoch" in meta else None,
         "metrics": metrics, "per_class": per_class, "environment": acc.environment(),
     })
-    print_metrics("eval (every sample)" if split == "all" else f"eval ({split} split)", metrics)
+    print_metrics(f"eval (all {samples:,} samples)" if split == "all" else f"eval ({split} split, {samples:,} samples)",
+                  metrics)
     if per_class:
         print_per_class(per_class)
     console.print(f"checkpoint: {weights}", soft_wrap=True)
