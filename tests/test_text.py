@@ -54,6 +54,15 @@ def test_text_files_class_names_come_from_the_file_suffixes(texts, tiny_bert, ca
     assert ids[0].item() == 2 and ids[-1].item() == 3 and label == 0  # [CLS] ... [SEP]
 
 
+def test_augmentation_on_text_is_an_error(texts, tiny_bert, cache):
+    from ftool.config import AugmentConfig, DataConfig
+    from ftool.data.loaders import build_loaders
+
+    splits = text_files(str(texts), load_tokenizer(str(tiny_bert)), max_length=8)
+    with pytest.raises(FtoolError, match="data.augment: augmentation needs image data; this data is text"):
+        build_loaders(DataConfig(name="text_files", augment=AugmentConfig(hflip=True)), splits, seed=0)
+
+
 def test_tokenized_texts_are_cached_and_reused(tiny_bert, cache):
     tokenizer = load_tokenizer(str(tiny_bert))
     first = tokenize(["a great film", "boring"], tokenizer, 16)

@@ -13,7 +13,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from ftool.config import DataConfig
 from ftool.data import DataInfo, Splits
-from ftool.data.transforms import make_transform
+from ftool.data.transforms import check_augment, make_transform
 from ftool.errors import FtoolError
 
 
@@ -119,7 +119,9 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
 
     info = splits.info
     train_tf = eval_tf = None
-    if not info.text:
+    if info.text:  # (texts are token ids: no per-sample transform)
+        check_augment(cfg, info)
+    else:
         stored = splits.train[0][0].dtype  # uint8 images are scaled to [0, 1]; float data as it is
         train_tf, eval_tf = (make_transform(cfg, info, train, stored) for train in (True, False))
     eval_bs = cfg.eval_batch_size or cfg.batch_size

@@ -10,6 +10,16 @@ from ftool.data import DataInfo
 from ftool.errors import FtoolError
 
 
+def check_augment(cfg: DataConfig, info: DataInfo) -> bool:
+    """Does the config ask for augmentation? Only images can have it (text and vectors: an error)."""
+    aug = cfg.augment
+    wanted = aug.crop_padding > 0 or aug.hflip or aug.rotation > 0
+    if wanted and not info.is_image:
+        what = "is text" if info.text else f"has inputs of shape {info.input_shape}"
+        raise FtoolError(f"data.augment: augmentation needs image data; this data {what}")
+    return wanted
+
+
 def make_transform(cfg: DataConfig, info: DataInfo, train: bool, stored_dtype: torch.dtype):
     """The transform for one split, or None when samples need none (the fast path: a per-sample
     call costs ~5% of a small model's step time)."""
@@ -17,11 +27,7 @@ def make_transform(cfg: DataConfig, info: DataInfo, train: bool, stored_dtype: t
     if info.is_image and stored_dtype == torch.uint8:
         ops.append(v2.ToDtype(torch.float32, scale=True))  # uint8 -> [0, 1]
     aug = cfg.augment
-    wants_augment = aug.crop_padding > 0 or aug.hflip or aug.rotation > 0
-    if wants_augment and not info.is_image:
-        raise FtoolError(f"data.augment: augmentation needs image data, this data's inputs have shape "
-                         f"{info.input_shape}")
-    if train and wants_augment:
+    if train and check_augment(cfg, info):
         if aug.crop_padding > 0:
             ops.append(v2.RandomCrop(list(info.input_shape[1:]), padding=aug.crop_padding))
         if aug.hflip:
