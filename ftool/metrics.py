@@ -44,6 +44,9 @@ def build_loss(cfg: TrainerConfig, info: DataInfo) -> nn.Module:
     if cfg.loss not in ("auto", fits):
         raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {fits} (or auto)")
     if fits == "mse":
+        if cfg.label_smoothing:
+            raise FtoolError(f"trainer.label_smoothing: smooths class labels; this data is regression (MSE): "
+                             f"leave it at 0")
         return nn.MSELoss()
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 

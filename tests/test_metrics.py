@@ -2,8 +2,10 @@ import pytest
 import torch
 from sklearn import metrics as sk
 
+from ftool.config import TrainerConfig
 from ftool.data import DataInfo
-from ftool.metrics import EpochMeter, monitor_mode
+from ftool.errors import FtoolError
+from ftool.metrics import EpochMeter, build_loss, monitor_mode
 
 
 def test_top5_differs_from_top1_even_when_the_first_batch_agrees():
@@ -92,3 +94,12 @@ def test_per_class_figures_and_confusion_matrix_equal_scikit_learns():
         assert got[name] == pytest.approx(expected.tolist()), name
     assert got["confusion_matrix"] == sk.confusion_matrix(targets, predicted, labels=range(4)).tolist()
     assert EpochMeter(DataInfo("regression", (3,), 1), torch.device("cpu")).per_class() is None
+
+
+def test_label_smoothing_is_for_class_labels_only():
+    regression = DataInfo("regression", (10,), 1)
+    with pytest.raises(FtoolError, match="trainer.label_smoothing: smooths class labels; this data is regression"):
+        build_loss(TrainerConfig(label_smoothing=0.1), regression)
+    assert isinstance(build_loss(TrainerConfig(), regression), torch.nn.MSELoss)
+    loss = build_loss(TrainerConfig(label_smoothing=0.1), DataInfo("classification", (10,), 3))
+    assert loss.label_smoothing == 0.1
