@@ -140,7 +140,8 @@ def _check_same_batching(at: Position, layout: dict) -> None:
     that count would skip or repeat samples, silently. (Checkpoints before this field: unchecked.)"""
     if not at.batch or not at.layout or at.layout == layout:
         return
-    changed = ", ".join(f"{key}={value} (now {layout[key]})" for key, value in at.layout.items() if layout.get(key) != value)
+    changed = ", ".join(f"{key}={value} (now {layout.get(key)})" for key, value in at.layout.items()
+                        if layout.get(key) != value)
     raise FtoolError(f"trainer.resume: the checkpoint is from the middle of epoch {at.epoch}, taken with {changed}; "
                      f"finish that epoch with those settings (trainer.epochs={at.epoch}), then resume with the new ones")
 
