@@ -185,9 +185,9 @@ _NOT_CLASS_SUFFIXES = {".md", ".rst", ".html", ".pdf", ".json", ".yaml", ".yml",
 
 
 def _not_a_class(path: Path) -> bool:
-    """A README, a licence, or a file of another format: documentation or data of another kind.
-    (Upper case, as such files are named: a class file `license.txt` stays a class.)"""
-    return (path.suffix.lower() in _NOT_CLASS_SUFFIXES or "README" in path.name
+    """A hidden file, a README, a licence, or a file of another format: documentation or data of
+    another kind. (Upper case, as such files are named: a class file `license.txt` stays a class.)"""
+    return (path.name.startswith(".") or path.suffix.lower() in _NOT_CLASS_SUFFIXES or "README" in path.name
             or path.name.startswith(("LICENSE", "LICENCE", "COPYING")))
 
 
@@ -198,7 +198,7 @@ def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") 
     base = Path(root).expanduser().resolve()
     if not base.is_dir():
         raise FtoolError(f"data.root: {base} is not a folder; expected one text file per class in it")
-    files = sorted(p for p in base.glob(pattern) if p.is_file() and not p.name.startswith(".") and not _not_a_class(p))
+    files = sorted(p for p in base.glob(pattern) if p.is_file() and not _not_a_class(p))
     if len(files) < 2:
         raise FtoolError(f"data.root: {base} has {len(files)} file(s) matching {pattern!r}; text_files needs one "
                          f"file per class (at least 2), one text per line")
