@@ -131,9 +131,10 @@ def test_imagefolder_trains_from_png_files(workdir):
     assert summary["data"]["class_names"] == ["cat", "dog"] and summary["data"]["input_shape"] == [3, 12, 10]
 
 
-def test_a_file_in_an_image_folder_that_is_no_image_is_named_in_one_line(workdir):
+@pytest.mark.parametrize("name", ["broken.png", "0.png"])  # 0.png: the first image, which sets the size
+def test_a_file_in_an_image_folder_that_is_no_image_is_named_in_one_line(workdir, name):
     write_image_folder(workdir / "pets", per_class=12)
-    broken = workdir / "pets" / "cat" / "broken.png"
+    broken = workdir / "pets" / "cat" / name
     broken.write_text("not a png")
     run = workdir / "run"
     result = ftool("train", "data=imagefolder", f"data.root={workdir / 'pets'}", "data.num_workers=2",

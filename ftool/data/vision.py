@@ -126,18 +126,25 @@ def fashion_mnist(root: str = "data", download: bool = False) -> Splits:
     return _mnist_like(tvd.FashionMNIST, root, download, FASHION_MNIST_STATS)
 
 
-def load_image(path, channels: int, size: tuple[int, int], what: str) -> torch.Tensor:
-    """An image file as uint8 (C, H, W), converted to `channels` and resized to `size`: the same for
-    training and `predict`. A file that is not an image is a one-line error naming it (`what`: the
-    setting that gave it)."""
+def _read_image(path, what: str, read):
+    """`read(image)` of the image file at `path`; a file that is not an image (a truncated download)
+    is a one-line error naming it (`what`: the setting that gave it)."""
     from PIL import UnidentifiedImageError
-    from torchvision.transforms.v2 import functional
 
     try:
         with Image.open(path) as image:
-            tensor = functional.pil_to_tensor(image.convert("L" if channels == 1 else "RGB"))
+            return read(image)
     except (UnidentifiedImageError, OSError) as e:
         raise FtoolError(f"{what}: {path} is not an image ({one_line(e)}); replace or remove it") from None
+
+
+def load_image(path, channels: int, size: tuple[int, int], what: str) -> torch.Tensor:
+    """An image file as uint8 (C, H, W), converted to `channels` and resized to `size`: the same for
+    training and `predict`."""
+    from torchvision.transforms.v2 import functional
+
+    tensor = _read_image(path, what, lambda image: functional.pil_to_tensor(
+        image.convert("L" if channels == 1 else "RGB")))
     return functional.resize(tensor, list(size), antialias=True)
 
 
@@ -195,11 +202,8 @@ def imagefolder(root: str, image_size: list | None = None, grayscale: bool = Fal
 
     train = scan(train_dir)
     channels = 1 if grayscale else 3
-    if image_size is None:
-        with Image.open(train.samples[0][0]) as first:
-            size = (first.height, first.width)
-    else:
-        size = tuple(image_size)
+    first = train.samples[0][0]
+    size = tuple(image_size or _read_image(first, "data.root", lambda image: (image.height, image.width)))
     others = {}
     for split in ("val", "test"):
         if split in split_dirs:
