@@ -77,6 +77,26 @@ def test_mnist_formats(tmp_path, name, folder):
     assert next(iter(data.train))[0].shape[1:] == (1, 28, 28)
 
 
+def test_mnist_files_as_downloaded_gzipped_are_unpacked(tmp_path):
+    import gzip
+
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    plain = {f.name: f.read_bytes() for f in raw.iterdir()}
+    for name, data in plain.items():
+        (raw / f"{name}.gz").write_bytes(gzip.compress(data))
+        (raw / name).unlink()
+    data = loaders("mnist", root=str(tmp_path), val_fraction=0.2)
+    assert len(data.train.dataset) == 40 and len(data.test.dataset) == 20
+    assert {name: (raw / name).read_bytes() for name in plain} == plain
+
+    (raw / "t10k-images-idx3-ubyte").unlink()
+    packed = raw / "t10k-images-idx3-ubyte.gz"
+    packed.write_bytes(packed.read_bytes()[:50])  # a download cut short
+    with pytest.raises(FtoolError, match=f"data: {packed} is not a whole gzip file"):
+        loaders("mnist", root=str(tmp_path))
+
+
 def test_missing_dataset_names_the_files_and_how_to_get_them(tmp_path):
     with pytest.raises(FtoolError) as info:
         loaders("mnist", root=str(tmp_path / "nowhere"))

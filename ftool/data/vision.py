@@ -102,10 +102,30 @@ def cifar100(root: str = "data", download: bool = False) -> Splits:
     return _cifar(tvd.CIFAR100, root, download, CIFAR100_STATS, "fine_labels", "fine_label_names")
 
 
+def _gunzip_missing(folder: Path, files: list[str]) -> None:
+    """Unpack `<file>.gz` beside each missing file, as torchvision's download does: the MNIST files
+    are handed out gzipped, so a copy of them, not unpacked, is what a user often has."""
+    import gzip
+    import zlib
+
+    from ftool.engine.atomic import atomic_write
+
+    for name in files:
+        packed = folder / f"{name}.gz"
+        if packed.is_file() and not (folder / name).is_file():
+            try:
+                data = gzip.decompress(packed.read_bytes())
+            except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+                raise FtoolError(f"data: {packed} is not a whole gzip file ({one_line(e)}); "
+                                 f"replace it, or remove it to download again") from None
+            atomic_write(folder / name, data)
+
+
 def _mnist_like(cls, root: str, download: bool, stats) -> Splits:
     base = Path(root).expanduser().resolve()
     raw = base / cls.__name__ / "raw"
     files = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+    _gunzip_missing(raw, files)
     _require_files(cls.__name__, raw, files, download, lambda: cls(str(base), download=True))
 
     def load(train: bool):
