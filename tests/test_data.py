@@ -15,7 +15,8 @@ from tests.dataset_files import write_cifar10, write_cifar100, write_image_folde
 
 def loaders(name, seed=0, **args):
     common = {k: args.pop(k) for k in list(args) if k in ("val_fraction", "test_fraction", "split_seed",
-                                                            "augment", "batch_size", "normalize")}
+                                                            "augment", "batch_size", "normalize",
+                                                            "pin_memory")}
     cfg = DataConfig(name=name, **common)
     return build_loaders(cfg, DATASETS.build(name, args), seed=seed)
 
@@ -66,6 +67,15 @@ def test_a_damaged_cifar_file_is_named(tmp_path, damaged):
     path.write_bytes(path.read_bytes()[:100])  # a copy cut short
     with pytest.raises(FtoolError, match=f"data: {path} is not a CIFAR file"):
         loaders("cifar10", root=str(tmp_path))
+
+
+def test_pin_memory_without_an_accelerator_is_no_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x, _ = next(iter(loaders("digits", pin_memory=True).train))
+    assert x.is_pinned() == torch.accelerator.is_available()
 
 
 @pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])

@@ -125,7 +125,8 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
         stored = splits.train[0][0].dtype  # uint8 images are scaled to [0, 1]; float data as it is
         train_tf, eval_tf = (make_transform(cfg, info, train, stored) for train in (True, False))
     eval_bs = cfg.eval_batch_size or cfg.batch_size
-    workers = {"num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory,
+    # torch pins memory only for an accelerator; on a CPU-only machine it would warn in every run
+    workers = {"num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory and torch.accelerator.is_available(),
                "persistent_workers": cfg.persistent_workers and cfg.num_workers > 0,
                "collate_fn": splits.collate}
 
