@@ -148,6 +148,19 @@ def test_imagefolder_with_train_val_test_dirs_and_resize(tmp_path):
     assert next(iter(data.test))[0].shape[1:] == (3, 8, 8)
 
 
+def test_16_bit_images_are_scaled_to_8_bits_not_clipped(tmp_path):
+    from PIL import Image
+
+    for name, value in (("dark", 10_000), ("bright", 60_000)):  # of 65,535
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((4, 4), value, dtype=np.uint16)).save(tmp_path / name / "scan.png")
+    for grayscale in (True, False):
+        data = loaders("imagefolder", root=str(tmp_path), grayscale=grayscale, val_fraction=0,
+                       test_fraction=0.5, normalize=False)
+        pixels = {data.info.class_names[y]: x.unique().tolist() for x, y in zip(*all_samples(data.everything))}
+        assert pixels == {"dark": [pytest.approx(39 / 255)], "bright": [pytest.approx(233 / 255)]}
+
+
 def test_imagefolder_missing_root(tmp_path):
     with pytest.raises(FtoolError, match="image folder .* does not exist"):
         loaders("imagefolder", root=str(tmp_path / "none"))

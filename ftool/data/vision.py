@@ -158,13 +158,22 @@ def _read_image(path, what: str, read):
         raise FtoolError(f"{what}: {path} is not an image ({one_line(e)}); replace or remove it") from None
 
 
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grayscale image (medical, scientific: PIL's modes I;16 and I) scaled to 8 bits;
+    PIL's own conversion would clip every value above 255 to white."""
+    if image.mode != "I" and not image.mode.startswith("I;16"):
+        return image
+    scaled = np.clip(np.rint(np.asarray(image, dtype=np.float64) / 257), 0, 255)
+    return Image.fromarray(scaled.astype(np.uint8), "L")
+
+
 def load_image(path, channels: int, size: tuple[int, int], what: str) -> torch.Tensor:
     """An image file as uint8 (C, H, W), converted to `channels` and resized to `size`: the same for
     training and `predict`."""
     from torchvision.transforms.v2 import functional
 
     tensor = _read_image(path, what, lambda image: functional.pil_to_tensor(
-        image.convert("L" if channels == 1 else "RGB")))
+        _eight_bit(image).convert("L" if channels == 1 else "RGB")))
     return functional.resize(tensor, list(size), antialias=True)
 
 
