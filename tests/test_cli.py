@@ -168,6 +168,8 @@ def test_max_steps_wins_over_epochs(workdir):
     (["trainer.monitor=val/acc"], ["'val/acc' is never logged", "val/accuracy"]),
     (["trainer.early_stopping_patience=2", "data.val_fraction=0"],
      ["trainer.early_stopping_patience: needs validation", "data.val_fraction=0.0 holds out no data"]),
+    (["trainer.monitor=val/loss", "trainer.validate=false"],  # the best checkpoint would go unchosen
+     ["trainer.monitor: needs validation, and this run has none (trainer.validate=false)"]),
     (["-m", "model=simplecnn,convnt"], ["model=convnt: no such model", "Did you mean 'convnet'?"]),
     (["-m", "hparams_search=digits_optuna", "trainer.monitor=val/loss"],
      ["hydra.sweeper.direction=maximize, but trainer.monitor=val/loss is better lower", "direction=minimize"]),

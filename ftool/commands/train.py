@@ -53,10 +53,13 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     logged = [f"val/{m}" for m in metric_names(info)]
     if monitor not in logged:
         raise FtoolError(f"trainer.monitor: '{monitor}' is never logged; choose one of {', '.join(logged)}")
-    if rc.trainer.early_stopping_patience and not (rc.trainer.validate and loaders.val is not None):
+    if not (rc.trainer.validate and loaders.val is not None):
+        # Settings that act on validation would be ignored without a word.
         why = "trainer.validate=false" if not rc.trainer.validate else \
             f"data.val_fraction={rc.data.val_fraction} holds out no data"
-        raise FtoolError(f"trainer.early_stopping_patience: needs validation, and this run has none ({why})")
+        for key in ("early_stopping_patience", "monitor"):
+            if getattr(rc.trainer, key):
+                raise FtoolError(f"trainer.{key}: needs validation, and this run has none ({why})")
 
     # (a resumed fine-tune loads its pretrained weights again; its own checkpoint then replaces them)
     model = components.build_model(rc, info)
