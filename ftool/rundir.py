@@ -160,13 +160,26 @@ def locate_checkpoint(ckpt: str, key: str = "ckpt") -> tuple[RunDir, Path]:
             raise FtoolError(f"{key}: {path} is a sweep of {len(jobs)} jobs; give one of them, such as "
                              f"{jobs[0].path} (`ftool report {ckpt}` ranks them)")
         if weights is None:
-            raise FtoolError(f"{key}: {path} holds no checkpoint (expected {run.relative(run.best_weights)} "
-                             f"or {run.relative(run.last_weights)}); is it an ftool run directory?")
+            raise FtoolError(f"{key}: {path} holds no checkpoint: {_why_no_checkpoint(run)}")
         path = weights
     elif path.suffix != ".safetensors" and path.exists():
         raise FtoolError(f"{key}: {ckpt} is not a weights file; give a run directory or a checkpoints/*.safetensors "
                          f"file (last.state.pt is the rest of the training state; its weights are last.safetensors)")
     return locate_run(str(path) if path.is_file() else ckpt, key), path
+
+
+def _why_no_checkpoint(run: RunDir) -> str:
+    """What the run's summary.json says about it, else what an ftool run dir would hold."""
+    summary = read_summary(run) or {}
+    status = summary.get("status")
+    if status == "failed":
+        return f"the run failed before it saved one ({summary.get('error', 'no reason recorded')})"
+    if status == "interrupted":
+        return "the run was interrupted before it saved one"
+    if status == "running":
+        return "the run is still going and has saved none yet"
+    return (f"expected {run.relative(run.best_weights)} or {run.relative(run.last_weights)}; "
+            f"is it an ftool run directory?")
 
 
 class Summary:

@@ -207,7 +207,11 @@ def test_eval_and_command_errors(workdir):
     assert_one_line_error(ftool("eval", cwd=workdir), "eval needs ckpt=...")
     assert_one_line_error(ftool("trian", cwd=workdir), "unknown command 'trian'", "Did you mean 'train'?")
     (workdir / "empty").mkdir()
-    assert_one_line_error(ftool("eval", f"ckpt={workdir / 'empty'}", cwd=workdir), "holds no checkpoint")
+    assert_one_line_error(ftool("eval", f"ckpt={workdir / 'empty'}", cwd=workdir), "holds no checkpoint: expected "
+                          "checkpoints/best.safetensors or checkpoints/last.safetensors; is it an ftool run directory?")
+    ftool("train", "data=mnist", "data.root=nowhere", "hydra.run.dir=failed", cwd=workdir)
+    assert_one_line_error(ftool("predict", "ckpt=failed", "input=x", cwd=workdir), "holds no checkpoint: the run "
+                          "failed before it saved one (data: MNIST not found")
     for job in ("0", "1"):  # a sweep's folder: its jobs are the runs
         (workdir / "sweep" / job).mkdir(parents=True)
         (workdir / "sweep" / job / "summary.json").write_text('{"status": "completed"}')
