@@ -13,7 +13,7 @@ from torch import nn
 from ftool import components
 from ftool.config import RunConfig, validate
 from ftool.data import DataInfo
-from ftool.data.text import read_text
+from ftool.data.text import TABLE_SUFFIXES, check_columns, read_rows, read_text, rows_with_text
 from ftool.engine import checkpoint
 from ftool.errors import FtoolError
 from ftool.rundir import RunDir, locate_checkpoint, read_summary
@@ -77,7 +77,7 @@ def image_files(value: str) -> list[Path]:
 
 
 # Suffixes of the text files predict reads: a missing one is a mistyped path, not a text to label.
-_TEXT_FILE_SUFFIXES = (".txt", ".text", ".csv", ".tsv", ".jsonl")
+_TEXT_FILE_SUFFIXES = (".txt", ".text", *TABLE_SUFFIXES)
 
 
 def _file_lines(value: str) -> list[tuple[str, str]] | None:
@@ -91,11 +91,17 @@ def _file_lines(value: str) -> list[tuple[str, str]] | None:
     return [(f"{source} line {n}", line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
-def text_inputs(value: str) -> list[str]:
-    """A text file (one text per line) when `value` names one, standard input for `-`, else `value` itself."""
+def text_inputs(value: str, column: str) -> list[str]:
+    """The texts `value` gives: a table's (CSV, TSV, JSON lines) `column`, a text file's lines,
+    standard input's lines for `-`, else `value` itself."""
     if not value.strip():
         raise FtoolError("input: an empty text; give a text to label, a file of texts (one per line) or - "
                          "for standard input")
+    path = Path(value).expanduser()
+    if path.suffix.lower() in TABLE_SUFFIXES and path.is_file():
+        rows = read_rows(path, "input")
+        check_columns(rows, path, "input", (column,), "text_column=<name> names the column of texts")
+        return [str(row[column]) for row in rows_with_text(rows, column)]
     lines = _file_lines(value)
     if lines is not None:
         return [line for _, line in lines]

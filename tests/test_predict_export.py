@@ -61,6 +61,8 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", "input=nothing-here.png", cwd=tmp_path),
                           "input: 'nothing-here.png' is not an image file or folder")
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", cwd=tmp_path), "predict needs input=...")
+    assert_one_line_error(ftool("predict", f"ckpt={image_run}", f"input={folder}", "text_column=review", cwd=tmp_path),
+                          "text_column: names a table's column of texts, and this run's model takes no text")
 
 
 def test_a_run_given_a_relative_data_root_is_evaluated_from_any_folder(image_run, tmp_path):

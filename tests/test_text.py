@@ -142,8 +142,11 @@ def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
                       label_column="sentiment", test_path=str(lines))
     assert splits.info.class_names == ["negative", "positive"]
     assert splits.train.labels.tolist() == [1, 0, 1] and splits.test.labels.tolist() == [0]
-    with pytest.raises(FtoolError, match="no column 'text'; its columns: review, sentiment"):
+    with pytest.raises(FtoolError, match="no column 'text'; its columns: review, sentiment \\(data.text_column"):
         text_csv(str(table), load_tokenizer(str(tiny_bert)))
+    lines.write_text('["awful", "negative"]\n')
+    with pytest.raises(FtoolError, match="test.jsonl:1 is not a JSON object \\(a list\\)"):
+        text_csv(str(table), load_tokenizer(str(tiny_bert)), "review", "sentiment", test_path=str(lines))
 
 
 @pytest.mark.parametrize("labels, names, indices", [
@@ -220,6 +223,11 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
     piped = ftool("predict", f"ckpt={run}", "input=-", "output=json", cwd=tmp_path, env=_env(cache),
                   stdin="a gorgeous witty film\n\nthe plot is dull clichés\n")  # cat texts | ftool predict input=-
     assert piped.returncode == 0 and json.loads(piped.stdout) == predictions
+    table_file = tmp_path / "new.csv"  # a table's column of texts, not its lines (a header, the labels)
+    table_file.write_text("review,stars\na gorgeous witty film,5\n\"the plot is dull clichés\",1\n")
+    tabled = ftool("predict", f"ckpt={run}", f"input={table_file}", "text_column=review", "output=json",
+                   cwd=tmp_path, env=_env(cache))
+    assert tabled.returncode == 0 and json.loads(tabled.stdout) == predictions, tabled.stderr
     assert_one_line_error(ftool("predict", f"ckpt={run}", "input=-", cwd=tmp_path, env=_env(cache)),
                           "input: -: nothing to predict")
 
@@ -236,17 +244,29 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
 
 def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(tmp_path):
     (tmp_path / "reviews.txt").write_text("superb and moving\n\nflat and dull\n")
-    assert text_inputs(str(tmp_path / "reviews.txt")) == ["superb and moving", "flat and dull"]
-    assert text_inputs("great!") == ["great!"]
-    assert text_inputs("a film to watch, not a .txt") == ["a film to watch, not a .txt"]
+    assert text_inputs(str(tmp_path / "reviews.txt"), "text") == ["superb and moving", "flat and dull"]
+    assert text_inputs("great!", "text") == ["great!"]
+    assert text_inputs("a film to watch, not a .txt", "text") == ["a film to watch, not a .txt"]
     with pytest.raises(FtoolError, match="input: revews.txt does not exist"):  # not labelled as a text
-        text_inputs("revews.txt")
+        text_inputs("revews.txt", "text")
     for blank in ("", "  "):  # input= with nothing after it: not a text to label
         with pytest.raises(FtoolError, match="input: an empty text"):
-            text_inputs(blank)
+            text_inputs(blank, "text")
     (tmp_path / "latin.txt").write_bytes("un film très beau\n".encode("latin-1"))
     with pytest.raises(FtoolError, match=r"input: .*latin.txt is not UTF-8 text \(invalid continuation byte"):
-        text_inputs(str(tmp_path / "latin.txt"))
+        text_inputs(str(tmp_path / "latin.txt"), "text")
+
+
+def test_predict_reads_a_tables_column_of_texts(tmp_path):
+    tables = {"a.csv": 'text,label\n"superb, moving",pos\n,neg\nflat and dull,neg\n',
+              "a.tsv": "label\ttext\npos\tsuperb, moving\nneg\t\nneg\tflat and dull\n",
+              "a.JSONL": '{"text": "superb, moving", "label": 1}\n{"text": ""}\n\n{"text": "flat and dull"}\n'}
+    for name, content in tables.items():  # the header and the labels are no texts; empty texts are skipped
+        (tmp_path / name).write_text(content)
+        assert text_inputs(str(tmp_path / name), "text") == ["superb, moving", "flat and dull"]
+    with pytest.raises(FtoolError, match=r"input: .*a.csv row 1 has no column 'review'; its columns: text, label "
+                                         r"\(text_column=<name> names the column of texts\)"):
+        text_inputs(str(tmp_path / "a.csv"), "review")
 
 
 def _check_exports_match(run, predictions):

@@ -24,8 +24,9 @@ COMMANDS = {c.name: c for c in (
             "fine-tune pretrained weights on new data or classes: finetune.from=<run dir|file>, or the model's "
             "own (model=hf_classifier, model.weights=...)", trains=True),
     Command("predict", "ftool.commands.predict",
-            "label new inputs: ckpt=<run dir|file> input=<text|text file|-|image|folder|numbers> [input=...] [output=json]",
-            options={"ckpt": None, "input": (), "output": "table"}, reuses_run=True),
+            "label new inputs: ckpt=<run dir|file> input=<text|text file|table|-|image|folder|numbers> [input=...] "
+            "[output=json] [text_column=<a table's column of texts>]",
+            options={"ckpt": None, "input": (), "output": "table", "text_column": ""}, reuses_run=True),
     Command("export", "ftool.commands.export",
             "export a run's model: ckpt=<run dir|file> format=safetensors|torchscript|pt2|onnx [out=<path>]",
             options={"ckpt": None, "format": "safetensors", "out": ""}, reuses_run=True),

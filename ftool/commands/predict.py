@@ -1,6 +1,7 @@
 """`ftool predict ckpt=<run> input=<text|file> [input=...] [output=table|json]`: label new inputs.
 
-Text models take sentences, or text files with one sentence per line; image models take image
+Text models take sentences, text files with one sentence per line, or tables (CSV, TSV, JSON
+lines) with a column of texts (`text_column`; default: the run's, else `text`); image models take image
 files or folders of images; models of feature vectors take rows of numbers ("0.5,1.2,..."), or
 files of such rows. Prints a table of label and class probabilities (regression: the predicted
 values), or with output=json a JSON list: {"input", "label", "probabilities": {class: p}} per
@@ -29,15 +30,19 @@ TABLE_CLASSES = 5  # more classes than this: the table shows the likeliest few, 
 TABLE_RUNNERS_UP = 2
 
 
-def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str) -> list[dict]:
+def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, text_column: str) -> list[dict]:
     if output not in ("table", "json"):
         raise FtoolError(f"output: must be table or json, got {output!r}")
     trained = load_trained(cfg, ckpt)
     info = trained.info
+    if text_column and not info.text:
+        raise FtoolError("text_column: names a table's column of texts, and this run's model takes no text")
     # The run's device and precision (a GPU where there is one); predict does not compile the model.
     acc = select(dataclasses.replace(trained.rc.trainer, compile=False), training=False)
     if info.text:
-        shown = [t for value in input for t in text_inputs(value)]
+        # a table's column of texts: the one the run trained on (text_csv's), else `text`
+        column = text_column or trained.rc.data.args.get("text_column", "text")
+        shown = [t for value in input for t in text_inputs(value, column)]
         batches = _text_batches(trained, shown)
     elif info.is_image:
         files = [f for value in input for f in image_files(value)]

@@ -214,29 +214,51 @@ def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") 
     return text_splits({"train": (texts, labels)}, [names[i] for i in order], tokenizer, max_length)
 
 
-def _read_table(path: Path, text_column: str, label_column: str) -> tuple[list[str], list]:
-    """(texts, labels) of a table's rows; rows with an empty text are skipped, like text_files' blank lines."""
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, as .jsonl
+
+
+def read_rows(path: Path, what: str) -> list[dict]:
+    """The rows of a CSV or TSV file with a header, or of a JSON-lines file (`what` names the setting
+    that gave the path, for errors)."""
     if not path.is_file():
-        raise FtoolError(f"data: {path} does not exist")
-    text = read_text(path, "data")
-    if path.suffix in (".jsonl", ".json"):
-        rows = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise FtoolError(f"data: {path}:{n} is not a JSON object ({e.msg})") from None
-    else:
-        rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if path.suffix == ".tsv" else ","))
+        raise FtoolError(f"{what}: {path} does not exist")
+    text, suffix = read_text(path, what), path.suffix.lower()
+    if suffix not in (".jsonl", ".json"):
+        return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","))
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise FtoolError(f"{what}: {path}:{n} is not a JSON object ({e.msg})") from None
+            if not isinstance(rows[-1], dict):
+                raise FtoolError(f"{what}: {path}:{n} is not a JSON object (a {type(rows[-1]).__name__})")
+    return rows
+
+
+def check_columns(rows: list[dict], path: Path, what: str, columns: tuple[str, ...], hint: str) -> None:
     for n, row in enumerate(rows, 1):
-        missing = [c for c in (text_column, label_column) if c not in row]
+        missing = [c for c in columns if c not in row]
         if missing:
-            raise FtoolError(f"data: {path} row {n} has no column {missing[0]!r}; its columns: {', '.join(row)}")
+            raise FtoolError(f"{what}: {path} row {n} has no column {missing[0]!r}; its columns: {', '.join(row)} "
+                             f"({hint})")
+
+
+def rows_with_text(rows: list[dict], column: str) -> list[dict]:
+    """The rows with a text in `column`: the others are skipped, like text_files' blank lines."""
+    return [r for r in rows if r[column] is not None and str(r[column]).strip()]
+
+
+def _read_table(path: Path, text_column: str, label_column: str) -> tuple[list[str], list]:
+    """(texts, labels) of a table's rows with a text."""
+    rows = read_rows(path, "data")
+    check_columns(rows, path, "data", (text_column, label_column), "data.text_column, data.label_column name them")
+    for n, row in enumerate(rows, 1):
         if row[label_column] is None or str(row[label_column]).strip() == "":
             raise FtoolError(f"data: {path} row {n} has no label (its {label_column!r} is empty)")
-    rows = [r for r in rows if r[text_column] is not None and str(r[text_column]).strip()]
-    return [str(r[text_column]) for r in rows], [r[label_column] for r in rows]
+    kept = rows_with_text(rows, text_column)
+    return [str(r[text_column]) for r in kept], [r[label_column] for r in kept]
 
 
 @DATASETS.register("text_csv")
