@@ -119,15 +119,17 @@ def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path,
     out = folder / {"safetensors": "model.safetensors", "torchscript": "model.pt", "pt2": "model.pt2",
                     "onnx": "model.onnx"}[fmt]
     assert [p.name for p in folder.iterdir()] == [out.name]  # into the folder given; no temporary file left
-    x = torch.randn(3, 3, 12, 10)
+    x = torch.rand(3, 3, 12, 10)  # images as image libraries read them, scaled to [0, 1]
+    data = read_json(image_run / "summary.json")["data"]
+    normalized = (x - torch.tensor(data["mean"]).view(3, 1, 1)) / torch.tensor(data["std"]).view(3, 1, 1)
     reference = SimpleCNN((3, 12, 10), 2, padding=2).eval()
     reference.load_state_dict(load_file(image_run / "checkpoints" / "best.safetensors"))
     with torch.no_grad():
-        expected = reference(x)
+        expected = reference(normalized)  # the graphs normalize inside; the weights file is the bare model
         if fmt == "safetensors":
             exported = SimpleCNN((3, 12, 10), 2, padding=2).eval()
             exported.load_state_dict(load_file(out))
-            got = exported(x)
+            got = exported(normalized)
         elif fmt == "torchscript":
             got = torch.jit.load(str(out))(x)
         elif fmt == "pt2":

@@ -5,7 +5,8 @@ example batch; the largest difference is printed, and an export that disagrees i
     safetensors  weights with their metadata (classes, input shape, model); for Hugging Face
                  models with their own head (pooling=cls), a save_pretrained folder with the
                  tokenizer instead (LoRA merged), which transformers loads as it is
-    torchscript  a traced module: images (N, C, H, W) -> logits; text (input_ids, attention_mask) -> logits
+    torchscript  a traced module: images (N, C, H, W) scaled to [0, 1] -> logits (the data's
+                 normalization is inside); text (input_ids, attention_mask) -> logits
     pt2          torch.export's ExportedProgram (TorchScript's successor): the same signature, batch
                  size (and text length) dynamic
     onnx         the same signature, batch size (and text length) dynamic
@@ -43,6 +44,20 @@ class TextLogits(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model({"input_ids": input_ids, "attention_mask": attention_mask})
+
+
+class Normalized(nn.Module):
+    """An image model with the data's normalization inside: it takes images scaled to [0, 1], as
+    image libraries read them, so nobody outside ftool has to know the training set's mean and std."""
+
+    def __init__(self, model: nn.Module, mean, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model((images - self.mean) / self.std)
 
 
 def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dict:
@@ -87,8 +102,9 @@ def _traceable(trained: Trained) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
         ids = torch.randint(5, vocab, (2, length), generator=g)
         mask = torch.ones_like(ids)
         mask[1, length // 2:] = 0
-        return _positional(trained.model, trained), (ids, mask)
-    return trained.model, (torch.randn(2, *trained.info.input_shape, generator=g),)
+        return _exportable(trained.model, trained), (ids, mask)
+    sample = torch.rand if trained.info.is_image else torch.randn  # images: scaled to [0, 1]
+    return _exportable(trained.model, trained), (sample(2, *trained.info.input_shape, generator=g),)
 
 
 def _metadata(trained: Trained) -> dict[str, str]:
@@ -102,12 +118,18 @@ def _safetensors(trained: Trained, module: nn.Module, example, target: Path) -> 
     fresh = components.build_model(trained.rc, trained.info, pretrained=False, lora=False).eval()  # merged
     checkpoint.load_into(fresh, target)
     with torch.no_grad():
-        return _positional(fresh, trained)(*example)
+        return _exportable(fresh, trained)(*example)
 
 
-def _positional(model: nn.Module, trained: Trained) -> nn.Module:
-    """`model`, taking positional tensors (a text model takes a dict of them)."""
-    return TextLogits(model).eval() if trained.info.text else model
+def _exportable(model: nn.Module, trained: Trained) -> nn.Module:
+    """`model` as it is exported: a text model taking positional tensors (it takes a dict of them),
+    an image model with the normalization inside."""
+    info = trained.info
+    if info.text:
+        return TextLogits(model).eval()
+    if info.is_image and trained.rc.data.normalize and info.mean is not None:
+        return Normalized(model, info.mean, info.std).eval()
+    return model
 
 
 def _hf_folder(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
