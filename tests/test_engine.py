@@ -337,3 +337,15 @@ def test_a_logger_whose_package_is_missing_says_how_to_get_it(workdir):
     except ImportError:
         pass
     assert_one_line_error(ftool("train", *SMALL, "logger=mlflow", cwd=workdir), "pip install mlflow")
+
+
+def test_deterministic_mode_sets_the_cublas_workspace_cuda_needs_for_it(monkeypatch):
+    from ftool.engine.trainer import seed_everything
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)  # a user's own setting would be kept
+    try:
+        seed_everything(0, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"  # else CUDA matmuls raise in this mode
+    finally:
+        seed_everything(0, deterministic=False)

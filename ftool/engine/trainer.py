@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import gc
 import math
+import os
 import random
 import signal
 import time
@@ -31,6 +32,8 @@ from ftool.rundir import RunDir
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    if deterministic:  # else cuBLAS refuses deterministic mode on CUDA; read when its first handle is made
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
