@@ -11,6 +11,7 @@ from ftool.config import OptimizerConfig, SchedulerConfig
 from ftool.errors import FtoolError
 from ftool.registry import OPTIMIZERS, SCHEDULERS
 
+
 @OPTIMIZERS.register("sgd")
 def sgd(params, lr, weight_decay, momentum: float = 0.9, nesterov: bool = False):
     if nesterov and momentum <= 0:
