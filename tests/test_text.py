@@ -427,6 +427,9 @@ def test_a_missing_weights_package_and_a_text_set_without_tokenizer_are_explaine
 
     with pytest.raises(FtoolError, match="package 'no_such_package' is not installed"):
         resolve("pkg://no_such_package/model")
+    for path in ("/no/such/model", "./my-bert", "models/bert/v2"):  # a mistyped folder, not a hub id to look up
+        with pytest.raises(FtoolError, match=f"model.name_or_path: .*{path.lstrip('.')} is not a folder"):
+            resolve(path)
     with pytest.raises(FtoolError, match="use a text model \\(model=hf_classifier\\)"):
         text_files(str(texts), tokenizer=None)
 

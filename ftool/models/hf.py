@@ -32,6 +32,9 @@ def resolve(name_or_path: str) -> str:
         expanded = os.path.expanduser(name_or_path)
         if os.path.isdir(expanded):
             return expanded
+        if name_or_path.startswith(("/", "~", ".")) or name_or_path.count("/") > 1:  # no hub id ('org/name')
+            raise FtoolError(f"model.name_or_path: {expanded} is not a folder; give a folder with the model's "
+                             f"config.json and weights, or a Hugging Face hub id (bert-base-uncased, org/name)")
         hub.offline()  # a hub id: an offline machine uses the cache at once
         return name_or_path
     module, _, folder = name_or_path[len(_PACKAGE_PREFIX):].partition("/")
