@@ -50,16 +50,16 @@ def print_help() -> None:
     for group, options in groups.items():
         shown = [f"{o}*" if defaults.get(group) == o else o for o in options]
         lines.append(f"  {group:<{width}}{', '.join(shown)}")
-    lines += ["", "examples:",
-              "  ftool train                                  simplecnn on the bundled digits data",
-              "  ftool train model=convnet data=cifar10 data.root=~/data trainer.epochs=20",
-              "  ftool train -m optimizer.lr=0.01,0.001        a sweep: one run dir per job",
-              "  ftool eval ckpt=outputs/2026-11-25/10-00-00   re-evaluate a run's best checkpoint",
-              "  ftool report multirun/2026-11-25/10-00-00    a sweep's table (best first) and plots",
-              "  ftool finetune experiment=minilm_mr data.root=rt-polarity   a pretrained BERT on new text",
-              "  ftool predict ckpt=RUN input=\"a witty film\"    label new inputs (output=json for JSON)",
-              "  ftool export ckpt=RUN format=onnx             safetensors, torchscript or onnx, checked",
-              "  ftool train --cfg job                        print the composed config",
+    examples = [("ftool train", "simplecnn on the bundled digits data"),
+                ("ftool train model=convnet data=cifar10 data.root=~/data trainer.epochs=20", ""),
+                ("ftool train -m optimizer.lr=0.01,0.001", "a sweep: one run dir per job"),
+                ("ftool eval ckpt=outputs/2026-11-25/10-00-00", "re-evaluate a run's best checkpoint"),
+                ("ftool report multirun/2026-11-25/10-00-00", "a sweep's table (best first) and plots"),
+                ("ftool finetune experiment=minilm_mr data.root=mr", "a pretrained BERT on new text"),
+                ('ftool predict ckpt=RUN input="a witty film"', "label new inputs (output=json for JSON)"),
+                ("ftool export ckpt=RUN format=onnx", "or safetensors, torchscript, pt2; checked"),
+                ("ftool train --cfg job", "print the composed config")]
+    lines += ["", "examples:", *(f"  {command:<49} {comment}".rstrip() for command, comment in examples),
               "", "`ftool <command> --help` shows the command's config; --debug shows tracebacks."]
     print("\n".join(lines))
 
