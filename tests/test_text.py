@@ -54,6 +54,15 @@ def test_text_files_class_names_come_from_the_file_suffixes(texts, tiny_bert, ca
     assert ids[0].item() == 2 and ids[-1].item() == 3 and label == 0  # [CLS] ... [SEP]
 
 
+def test_a_max_length_beyond_the_models_positions_is_an_error_before_tokenizing(texts, tiny_bert, cache):
+    tokenizer = load_tokenizer(str(tiny_bert))
+    tokenizer.model_max_length = 64  # the tiny BERT's max_position_embeddings
+    assert text_files(str(texts), tokenizer, max_length=64).info.input_shape == (64,)
+    with pytest.raises(FtoolError, match=r"data.max_length: 65 is more tokens than the model takes \(64\); "
+                                         r"give data.max_length=64 or less"):
+        text_files(str(texts), tokenizer, max_length=65)  # (a long text would fail in training, mid-run)
+
+
 def test_augmentation_on_text_is_an_error(texts, tiny_bert, cache):
     from ftool.config import AugmentConfig, DataConfig
     from ftool.data.loaders import build_loaders
