@@ -13,15 +13,17 @@ class SimpleCNN(nn.Module):
     spatial size, which helps small inputs such as 8x8 digits.
     """
 
+    NAME = "simplecnn"
+
     def __init__(self, input_shape, num_outputs, channels: int = 32, hidden: int = 128,
                  padding: int = 0, dropout: float = 0.0):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(image_channels(input_shape, "simplecnn"), channels, 5, padding=padding), nn.MaxPool2d(2)
+            nn.Conv2d(image_channels(input_shape, self.NAME), channels, 5, padding=padding), nn.MaxPool2d(2)
         )
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(flat_features(self.features, input_shape), hidden),
+            nn.Linear(flat_features(self.features, input_shape, self.NAME), hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, num_outputs),
@@ -35,15 +37,17 @@ class ConvNet(nn.Module):
     """Two conv-ReLU-pool blocks (32, 64 channels, k3, padding 1) -> fc 128 -> fc (the seed's
     CustomModule)."""
 
+    NAME = "convnet"
+
     def __init__(self, input_shape, num_outputs, hidden: int = 128, dropout: float = 0.0):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(image_channels(input_shape, "convnet"), 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(image_channels(input_shape, self.NAME), 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(flat_features(self.features, input_shape), hidden),
+            nn.Linear(flat_features(self.features, input_shape, self.NAME), hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
             nn.Linear(hidden, num_outputs),
@@ -53,5 +57,5 @@ class ConvNet(nn.Module):
         return self.head(self.features(x))
 
 
-MODELS.register("simplecnn")(SimpleCNN)
-MODELS.register("convnet")(ConvNet)
+MODELS.register(SimpleCNN.NAME)(SimpleCNN)
+MODELS.register(ConvNet.NAME)(ConvNet)

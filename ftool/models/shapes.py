@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 
 
 def image_channels(input_shape, model: str) -> int:
@@ -12,7 +12,12 @@ def image_channels(input_shape, model: str) -> int:
     return input_shape[0]
 
 
-def flat_features(features: nn.Module, input_shape) -> int:
-    """How many values `features` produces per sample for this input shape."""
+def flat_features(features: nn.Module, input_shape, model: str) -> int:
+    """How many values `features` produces per sample for this input shape (too small a one for the
+    kernels and pools is a one-line error: it would otherwise be torch's traceback)."""
     with torch.no_grad():
-        return features(torch.zeros(1, *input_shape)).flatten(1).shape[1]
+        try:
+            return features(torch.zeros(1, *input_shape)).flatten(1).shape[1]
+        except RuntimeError as e:
+            raise FtoolError(f"model: {model} cannot take inputs of shape {tuple(input_shape)}, too small for its "
+                             f"layers ({one_line(e)}); give larger images (data.image_size=[H,W])") from None
