@@ -50,7 +50,8 @@ def test_conv_models_refuse_flat_data():
     with pytest.raises(FtoolError, match=r"needs image data \(C, H, W\), got input shape \(10,\)"):
         build("convnet", (10,))
     for name, small in (("simplecnn", (3, 4, 4)), ("convnet", (1, 3, 3))):  # under a kernel, or pooled to nothing
-        with pytest.raises(FtoolError, match=re.escape(f"model: {name} cannot take inputs of shape {small}, too small")):
+        message = f"model: {name} cannot take inputs of shape {small}, too small"
+        with pytest.raises(FtoolError, match=re.escape(message)):
             build(name, small)
 
 
