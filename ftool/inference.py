@@ -111,11 +111,21 @@ def text_inputs(value: str, column: str) -> list[str]:
     return [value]
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def vector_inputs(value: str, size: int) -> list[tuple[str, list[float]]]:
     """(as given, numbers) for a model that takes `size` numbers: `value` itself ("0.5,1.2,..."), or
-    a file (`-`: standard input) with one input per line, numbers separated by commas or spaces (a CSV
-    without a header)."""
+    a file (`-`: standard input) with one input per line, numbers separated by commas or spaces. A
+    file's first line without a number in it is a CSV header, and skipped."""
     lines = _file_lines(value)
+    if lines and not any(_is_number(field) for field in lines[0][1].replace(",", " ").split()):
+        lines = lines[1:]
     rows = []
     for where, line in lines if lines is not None else [(repr(value), value)]:
         try:

@@ -207,3 +207,8 @@ def test_feature_vector_inputs_are_checked_row_by_row(tmp_path):
     rows.write_text("1,2,3\n\n4,5,x\n")
     with pytest.raises(FtoolError, match=r"input: .*rows.csv line 3: '4,5,x' is not numbers"):
         vector_inputs(str(rows), 3)
+    rows.write_text("x1,x2,x3\n1,2,3\n")  # a header: skipped, as it has no number
+    assert vector_inputs(str(rows), 3) == [("1,2,3", [1.0, 2.0, 3.0])]
+    rows.write_text("1,2,x\n1,2,3\n")  # a first row with numbers is data, and wrong
+    with pytest.raises(FtoolError, match=r"input: .*rows.csv line 1: '1,2,x' is not numbers"):
+        vector_inputs(str(rows), 3)
