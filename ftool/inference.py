@@ -58,6 +58,16 @@ def read_image(path: Path, info: DataInfo) -> torch.Tensor:
     return load_image(path, channels, (height, width), "input")
 
 
+def _existing(value: str, kind: str = "file") -> Path | None:
+    """The file (`kind` "dir": folder) that `value` names, or None where it names none: a text or
+    numbers to predict on, which may be longer than a file name can be."""
+    path = Path(value).expanduser()
+    try:
+        return path if (path.is_dir() if kind == "dir" else path.is_file()) else None
+    except OSError:  # the name is too long for a file: it is a text
+        return None
+
+
 def image_files(value: str) -> list[Path]:
     """An image file, or the images in a folder and its subfolders (a tree of class folders, as
     `data=imagefolder` reads, hidden ones skipped as it skips them), sorted."""
@@ -65,15 +75,17 @@ def image_files(value: str) -> list[Path]:
 
     from ftool.data.vision import is_visible_image
 
-    path = Path(value).expanduser()
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and is_visible_image(p, path))
+    folder = _existing(value, "dir")
+    if folder:
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and is_visible_image(p, folder))
         if not found:
-            raise FtoolError(f"input: {path} has no image files ({', '.join(IMG_EXTENSIONS)}) in it or its subfolders")
+            raise FtoolError(f"input: {folder} has no image files ({', '.join(IMG_EXTENSIONS)}) in it or its "
+                             f"subfolders")
         return found
-    if not path.is_file():
+    file = _existing(value)
+    if not file:
         raise FtoolError(f"input: {value!r} is not an image file or folder; this run's model takes images")
-    return [path]
+    return [file]
 
 
 # Suffixes of the text files predict reads: a missing one is a mistyped path, not a text to label.
@@ -83,10 +95,10 @@ _TEXT_FILE_SUFFIXES = (".txt", ".text", *TABLE_SUFFIXES)
 def _file_lines(value: str) -> list[tuple[str, str]] | None:
     """(where, line) for each non-blank line of the file `value` names (`-`: standard input); None
     when it names no file (the value is an input itself)."""
-    path = Path(value).expanduser()
-    if value != "-" and not (len(value) < 4096 and path.is_file()):
+    path = None if value == "-" else _existing(value)
+    if value != "-" and not path:
         return None
-    text = read_text(None if value == "-" else path, "input")
+    text = read_text(path, "input")  # (None: standard input)
     source = "standard input" if value == "-" else str(path)
     return [(f"{source} line {n}", line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
@@ -97,8 +109,8 @@ def text_inputs(value: str, column: str) -> list[str]:
     if not value.strip():
         raise FtoolError("input: an empty text; give a text to label, a file of texts (one per line) or - "
                          "for standard input")
-    path = Path(value).expanduser()
-    if path.suffix.lower() in TABLE_SUFFIXES and path.is_file():
+    path = _existing(value)
+    if path and path.suffix.lower() in TABLE_SUFFIXES:
         rows = read_rows(path, "input")
         check_columns(rows, path, "input", (column,), "text_column=<name> names the column of texts")
         return [str(row[column]) for row in rows_with_text(rows, column)]

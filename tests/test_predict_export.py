@@ -199,6 +199,8 @@ def test_feature_vector_inputs_are_checked_row_by_row(tmp_path):
     from ftool.inference import vector_inputs
 
     assert vector_inputs("0.5, 1 -2", 3) == [("0.5, 1 -2", [0.5, 1.0, -2.0])]  # commas or spaces
+    many = ",".join(["0.123456789"] * 30)  # longer than a file name may be
+    assert vector_inputs(many, 30) == [(many, [0.123456789] * 30)]
     with pytest.raises(FtoolError, match="input: '1,2' has 2 numbers; this run's model takes 10"):
         vector_inputs("1,2", 10)
     with pytest.raises(FtoolError, match="input: 'rows.cvs' is neither a file nor numbers"):  # a mistyped file name

@@ -255,6 +255,8 @@ def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(t
     (tmp_path / "reviews.txt").write_text("superb and moving\n\nflat and dull\n")
     assert text_inputs(str(tmp_path / "reviews.txt"), "text") == ["superb and moving", "flat and dull"]
     assert text_inputs("great!", "text") == ["great!"]
+    review = "a long and winding film about memory, " * 8  # longer than a file name may be (255 bytes)
+    assert text_inputs(review, "text") == [review]
     assert text_inputs("a film to watch, not a .txt", "text") == ["a film to watch, not a .txt"]
     with pytest.raises(FtoolError, match="input: revews.txt does not exist"):  # not labelled as a text
         text_inputs("revews.txt", "text")
