@@ -72,6 +72,14 @@ def test_default_train_then_eval_reproduces_the_test_metrics(workdir):
     result = ftool("eval", f"ckpt={run / 'checkpoints'}", cwd=workdir)  # the checkpoints folder means its run
     assert result.returncode == 0 and f"checkpoint: {run / 'checkpoints' / 'best.safetensors'}" in result.stdout
 
+    # A run dir that refuses eval.json (read-only; simulated, as root may write anywhere): the figures are shown.
+    refuse = ("import errno, sys; import ftool.engine.atomic as a; from ftool.cli import main\n"
+              "def refused(path, obj): raise PermissionError(errno.EACCES, 'Permission denied', str(path))\n"
+              f"a.atomic_write_json = refused; sys.argv = ['ftool', 'eval', 'ckpt={run}']; main()")
+    result = subprocess.run([sys.executable, "-c", refuse], capture_output=True, text=True, cwd=workdir)
+    assert result.returncode == 1 and "test/accuracy" in result.stdout and "per class" in result.stdout
+    assert result.stderr.strip() == f"ftool: error: Permission denied: {run / 'eval.json'}"
+
     result = ftool("eval", f"ckpt={run / 'checkpoints' / 'best.safetensors'}", "split=val",
                    "data.eval_batch_size=512", cwd=workdir)
     assert result.returncode == 0, result.stderr

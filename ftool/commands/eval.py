@@ -41,15 +41,16 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
                        EvalProgress(rc.trainer.progress, split, len(loader)), meter)
     per_class = meter.per_class()
     samples = len(loader.dataset)  # (of new data given in data.*, only its held-out split unless split=all)
+    print_metrics(f"eval (all {samples:,} samples)" if split == "all" else f"eval ({split} split, {samples:,} samples)",
+                  metrics)
+    if per_class:
+        print_per_class(per_class)
+    console.print(f"checkpoint: {weights}", soft_wrap=True)
+    # Written last: where the run dir refuses it (a colleague's run, a read-only mount) the figures are shown.
     atomic_write_json(run.path / "eval.json", {
         "command": "eval", "checkpoint": str(weights), "split": split,
         "data": {"name": rc.data.name, **rc.data.args, "samples": samples},
         "epoch": int(meta["epoch"]) if "epoch" in meta else None,
         "metrics": metrics, "per_class": per_class, "environment": acc.environment(),
     })
-    print_metrics(f"eval (all {samples:,} samples)" if split == "all" else f"eval ({split} split, {samples:,} samples)",
-                  metrics)
-    if per_class:
-        print_per_class(per_class)
-    console.print(f"checkpoint: {weights}", soft_wrap=True)
     return metrics
