@@ -85,3 +85,32 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_the_resumable_checkpoint_is_a_consistent_pair_even_when_a_save_stops_halfway(tmp_path, monkeypatch):
+    from ftool.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    run.checkpoints.mkdir()
+    model = nn.Linear(2, 2)
+
+    def save(step):
+        with torch.no_grad():
+            model.weight.fill_(step)
+        checkpoint.save_last(run, model, {"epoch_done": step, "step": step})
+
+    save(1)
+    save(2)
+    weights, state = checkpoint.load_last(run)
+    assert weights == run.last_weights and state["step"] == 2
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["last.safetensors", "last.state.pt"]  # no stale copy
+
+    def killed(path, state):  # the process dies after the new weights, before their state
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_state", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save(3)
+    weights, state = checkpoint.load_last(run)  # step 2's state, with step 2's weights kept beside step 3's
+    assert weights == run.last_prev_weights and state["step"] == 2
+    assert checkpoint.load_weights(weights)[0]["weight"].eq(2).all()

@@ -4,7 +4,7 @@ with `weights_only=True`. Neither can run code when loaded. All writes are atomi
     checkpoints/best.safetensors     weights of the best epoch by trainer.monitor
     checkpoints/last.safetensors     weights at the last save
     checkpoints/last.state.pt        optimizer, scheduler, scaler, EMA, position, RNG: what resuming needs
-    checkpoints/last.prev.safetensors  the weights before the last save, until its state is written
+    checkpoints/last.prev.safetensors  the weights before the last save, while its state is written
 
 `last` is two files, written weights first, state second; the state names the step it belongs to,
 and resuming takes the weights (last or last.prev) of that step. A crash between the two writes
@@ -103,6 +103,7 @@ def save_last(run, weights: nn.Module | dict[str, torch.Tensor], state: dict) ->
         os.replace(keep, run.last_prev_weights)
     save_weights(run.last_weights, weights, epoch=state["epoch_done"], step=state["step"])
     save_state(run.last_state, state)
+    run.last_prev_weights.unlink(missing_ok=True)  # the state names the new weights: a model's size of disk back
 
 
 def load_last(run) -> tuple[Path, dict] | None:
