@@ -84,8 +84,10 @@ def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list
             flags.append(arg)
             if arg in _FLAGS_WITH_VALUE:
                 flags.append(next(it, ""))
-        elif flags and flags[-1] in ("-i", "--info") and arg in _INFO_TOPICS:
-            flags.append(arg)
+            elif arg in ("-i", "--info"):  # Hydra's default topic: else the overrides after it would be read as one
+                flags.append("all")
+        elif flags[-2:-1] in (["-i"], ["--info"]) and arg in _INFO_TOPICS:
+            flags[-1] = arg
         elif arg.split("=", 1)[0] in command.options:
             key, _, value = arg.partition("=")
             options[key] = (*options[key], value) if isinstance(command.options[key], tuple) else value

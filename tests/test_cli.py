@@ -34,6 +34,21 @@ def test_a_commands_help_says_what_it_takes_then_shows_the_config(workdir):
     assert "optimizer:\n  name: adam" in result.stdout  # Hydra's composed config follows
 
 
+def test_hydras_info_flag_takes_a_topic_or_none():
+    from ftool.cli import split_args
+    from ftool.commands import COMMANDS
+
+    train = COMMANDS["train"]
+    assert split_args(["--info", "defaults", "trainer.epochs=2"], train)[1:] == (["--info", "defaults"],
+                                                                                ["trainer.epochs=2"])
+    assert split_args(["-i", "trainer.epochs=2"], train)[1:] == (["-i", "all"], ["trainer.epochs=2"])  # not a topic
+
+
+def test_a_bare_info_flag_prints_hydras_information(workdir):
+    result = ftool("train", "--info", cwd=workdir)  # ftool's own overrides follow it to Hydra
+    assert result.returncode == 0 and "Config search path" in result.stdout and "Defaults List" in result.stdout
+
+
 def test_default_train_then_eval_reproduces_the_test_metrics(workdir):
     run = workdir / "run"
     result = ftool("train", f"hydra.run.dir={run}", cwd=workdir)
