@@ -374,6 +374,17 @@ def test_layer_lr_decay_lowers_the_lr_layer_by_layer(tiny_bert):
     assert mult["hf.bert.embeddings.word_embeddings.weight"] == pytest.approx(0.8 * 0.125)
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_every_parameter_that_trains_gets_a_gradient_as_ddp_requires(tiny_bert, pooling):
+    from ftool.models.hf import hf_classifier
+
+    model = hf_classifier(2, name_or_path=str(tiny_bert), pooling=pooling)
+    ids = torch.tensor([[2, 5, 6, 3], [2, 7, 3, 0]])
+    model({"input_ids": ids, "attention_mask": (ids > 0).long()}).sum().backward()
+    without = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert without == []  # (mean pooling leaves BERT's pooler unused: it is frozen)
+
+
 @pytest.mark.parametrize("scheme", ["kaiming", "xavier"])
 def test_weight_init_starts_the_new_head_and_leaves_the_pretrained_layers_as_loaded(tiny_bert, scheme):
     from ftool.models import apply_init

@@ -125,6 +125,10 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
     if pooling == "mean":
         p = getattr(config, "hidden_dropout_prob", getattr(config, "dropout", 0.1))
         head = nn.Sequential(nn.Dropout(p), nn.Linear(config.hidden_size, num_outputs))
+        # The encoder's own pooler ([CLS] -> dense) goes unused: frozen, or DDP stops on its missing gradients.
+        pooler = getattr(hf, "pooler", None)
+        for param in pooler.parameters() if isinstance(pooler, nn.Module) else ():
+            param.requires_grad_(False)
     model = HFClassifier(hf, head)
     if loading is not None:
         # A checkpoint that has a head (a model fine-tuned before) still gets a fresh one for this data.
