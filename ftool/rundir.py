@@ -124,6 +124,11 @@ def failed_jobs(sweep: Path, since: float) -> list[RunDir]:
             and (read_summary(job) or {}).get("status") == "failed"]
 
 
+def evaluated_scope(split: str, samples: int) -> str:
+    """What an `ftool eval` scored, as its table's title and the report's confusion matrix say it."""
+    return f"all {samples:,} samples" if split == "all" else f"{split} split, {samples:,} samples"
+
+
 def read_records(metrics: Path) -> list[dict]:
     """metrics.jsonl's records; a line cut short by a killed process is left out."""
     if not metrics.is_file():

@@ -18,7 +18,7 @@ from ftool.engine.progress import EvalProgress, console, print_metrics, print_pe
 from ftool.engine.trainer import evaluate, seed_everything
 from ftool.errors import FtoolError
 from ftool.metrics import EpochMeter, build_loss
-from ftool.rundir import locate_checkpoint, read_summary
+from ftool.rundir import evaluated_scope, locate_checkpoint, read_summary
 
 
 def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
@@ -41,8 +41,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
                        EvalProgress(rc.trainer.progress, split, len(loader)), meter)
     per_class = meter.per_class()
     samples = len(loader.dataset)  # (of new data given in data.*, only its held-out split unless split=all)
-    print_metrics(f"eval (all {samples:,} samples)" if split == "all" else f"eval ({split} split, {samples:,} samples)",
-                  metrics)
+    print_metrics(f"eval ({evaluated_scope(split, samples)})", metrics)
     if per_class:
         print_per_class(per_class)
     console.print(f"checkpoint: {weights}", soft_wrap=True)

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ftool.errors import FtoolError
-from ftool.rundir import RunDir, read_json, read_records, read_saved, read_summary, sweep_jobs
+from ftool.rundir import RunDir, evaluated_scope, read_json, read_records, read_saved, read_summary, sweep_jobs
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
@@ -165,7 +165,8 @@ def _confusion_png(evaluated: dict, path: Path) -> None:
                 ax.text(j, i, count, ha="center", va="center", color="white" if count > top / 2 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("target")
-    ax.set_title(f"confusion matrix, {evaluated.get('split', 'test')} split")
+    scope = evaluated_scope(evaluated["split"], sum(map(sum, matrix)))
+    ax.set_title(f"confusion matrix of {Path(evaluated['checkpoint']).name} ({scope})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     _pyplot().close(fig)
