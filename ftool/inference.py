@@ -109,6 +109,9 @@ def text_inputs(value: str, column: str) -> list[str]:
     if not value.strip():
         raise FtoolError("input: an empty text; give a text to label, a file of texts (one per line) or - "
                          "for standard input")
+    if _existing(value, "dir"):
+        raise FtoolError(f"input: {value} is a folder; give the text files in it (an input=<file> for each) "
+                         f"or the texts themselves")
     path = _existing(value)
     if path and path.suffix.lower() in TABLE_SUFFIXES:
         rows = read_rows(path, "input")
