@@ -260,7 +260,7 @@ def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(t
     assert text_inputs("a film to watch, not a .txt", "text") == ["a film to watch, not a .txt"]
     with pytest.raises(FtoolError, match="input: revews.txt does not exist"):  # not labelled as a text
         text_inputs("revews.txt", "text")
-    with pytest.raises(FtoolError, match=f"input: {tmp_path} is a folder; give its text files"):
+    with pytest.raises(FtoolError, match=f"input: {tmp_path} is a folder; give the text files in it"):
         text_inputs(str(tmp_path), "text")
     for blank in ("", "  "):  # input= with nothing after it: not a text to label
         with pytest.raises(FtoolError, match="input: an empty text"):
