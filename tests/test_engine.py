@@ -187,6 +187,7 @@ def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
     assert b["status"] == "completed" and b["environment"]["world_size"] == 2
     assert b["environment"]["threads"] == threads
     assert a["timing"]["steps"] == b["timing"]["steps"] == 10  # same global batch, same steps
+    assert a["data"] == b["data"]  # the same data described (train_size: all of it, not per process)
     for key, value in a["metrics"].items():
         assert b["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
     assert_same_weights(weights(one), weights(two), atol=1e-5)
