@@ -2,6 +2,7 @@
 
 import contextlib
 import errno
+import re
 
 
 class FtoolError(Exception):
@@ -25,14 +26,23 @@ class MachineError(FtoolError):
 
 @contextlib.contextmanager
 def machine_errors():
-    """The machine's refusals (OSError with one of MachineError.errnos) as a MachineError: one line,
-    as plain as a user's mistake; any other OSError stays as it is (a bug's traceback)."""
+    """The machine's refusals as a MachineError: one line, as plain as a user's mistake. They are
+    OSErrors with one of MachineError.errnos, and running out of memory (torch's OutOfMemoryError on
+    a GPU, its allocator's RuntimeError on a CPU); any other error stays as it is (a bug's traceback)."""
     try:
         yield
     except OSError as e:
         if e.errno not in MachineError.errnos:
             raise
         raise MachineError(f"{e.strerror}: {e.filename}" if e.filename else one_line(e)) from e
+    except RuntimeError as e:  # (torch.OutOfMemoryError is one; matched by name: this module imports no torch)
+        if type(e).__name__ != "OutOfMemoryError" and "can't allocate memory" not in str(e):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(e))
+        what = f"{int(asked[1]) / 1e9:,.1f} GB asked for" if asked else one_line(e, limit=200)
+        raise MachineError(f"out of memory ({what}); a smaller data.batch_size (trainer.accumulate_grad_batches "
+                           f"keeps the batch an optimizer step sees), smaller inputs (data.image_size, "
+                           f"data.max_length) or a smaller model needs less") from e
 
 
 class RunInterrupted(Exception):

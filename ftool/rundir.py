@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from ftool.errors import FtoolError, RunInterrupted, one_line
+from ftool.errors import FtoolError, RunInterrupted, machine_errors, one_line
 
 
 def is_main_process() -> bool:
@@ -217,9 +217,11 @@ class Summary:
 
     @contextlib.contextmanager
     def recording(self):
-        """Mark the run completed on success, interrupted or failed (with the reason) otherwise."""
+        """Mark the run completed on success, interrupted or failed (with the reason, in the CLI's words)
+        otherwise."""
         try:
-            yield self
+            with machine_errors():
+                yield self
         except (RunInterrupted, KeyboardInterrupt):  # (a second Ctrl-C stops at once)
             self._end("interrupted")
             raise

@@ -211,6 +211,14 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(workdir, args, fragments):
     assert_one_line_error(ftool("train", *args, cwd=workdir), *fragments)
 
 
+def test_a_model_too_large_for_memory_is_one_line_and_a_failed_run(workdir):
+    run = workdir / "run"  # 64 inputs x 10^10 hidden units: 2.56 TB of weights, refused at once
+    result = ftool("train", "model=mlp", "model.hidden=[10000000000]", f"hydra.run.dir={run}", cwd=workdir)
+    assert result.returncode == 1 and result.stderr.startswith("ftool: error: out of memory (2,560.0 GB asked for)")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert read_json(run / "summary.json")["error"] == result.stderr.strip().removeprefix("ftool: error: ")
+
+
 def test_bad_input_never_creates_a_run_dir_before_failing(workdir):
     ftool("train", "optimizer.lr=-1", cwd=workdir)
     assert not (workdir / "outputs").exists()
@@ -417,5 +425,6 @@ def test_a_full_disk_is_one_line_and_recorded(workdir):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"ftool: error: File too large: {run / 'checkpoints' / 'best.safetensors'}"
     summary = read_json(run / "summary.json")
-    assert summary["status"] == "failed" and "File too large" in summary["error"]
+    assert summary["status"] == "failed"
+    assert summary["error"] == f"File too large: {run / 'checkpoints' / 'best.safetensors'}"  # in the CLI's words
     assert list((run / "checkpoints").iterdir()) == []  # no half-written weights, no temporary files

@@ -98,3 +98,23 @@ def test_the_machines_refusals_are_one_line_and_other_os_errors_stay_bugs():
     with pytest.raises(FileNotFoundError):  # not the machine's doing: a traceback, as for any bug
         with machine_errors():
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", "x")
+
+
+def test_running_out_of_memory_is_one_line_saying_what_needs_less():
+    import torch
+
+    from ftool.errors import MachineError, machine_errors
+
+    cpu = RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 2560000000000 bytes. Error code 12 (Cannot allocate memory)")
+    gpu = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of "
+                                 "79.19 GiB of which 3.06 MiB is free.")
+    for error, said in ((cpu, "out of memory (2,560.0 GB asked for); a smaller data.batch_size"),
+                        (gpu, "out of memory (CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has")):
+        with pytest.raises(MachineError) as caught:
+            with machine_errors():
+                raise error
+        assert str(caught.value).startswith(said) and caught.value.exit_code == 1
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes"):  # any other RuntimeError: a bug's traceback
+        with machine_errors():
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
