@@ -161,6 +161,23 @@ def test_16_bit_images_are_scaled_to_8_bits_not_clipped(tmp_path):
         assert pixels == {"dark": [pytest.approx(39 / 255)], "bright": [pytest.approx(233 / 255)]}
 
 
+def test_photos_are_read_upright_as_their_exif_orientation_says(tmp_path):
+    from PIL import Image
+
+    pixels = np.zeros((4, 6, 3), dtype=np.uint8)
+    pixels[0] = 255  # the top row white, as stored: 4 high, 6 wide
+    photo = Image.fromarray(pixels)
+    exif = photo.getexif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise, as a phone stores a portrait photo
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        photo.save(tmp_path / name / "photo.png", exif=exif)
+    data = loaders("imagefolder", root=str(tmp_path), val_fraction=0, test_fraction=0.5, normalize=False)
+    assert data.info.input_shape == (3, 6, 4)  # upright: 6 high, 4 wide
+    x, _ = all_samples(data.test)
+    assert x[0, 0, :, 3].eq(1).all() and x[0, 0, :, :3].eq(0).all()  # the white row is now the right column
+
+
 def test_imagefolder_missing_root(tmp_path):
     with pytest.raises(FtoolError, match="image folder .* does not exist"):
         loaders("imagefolder", root=str(tmp_path / "none"))

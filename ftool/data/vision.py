@@ -146,14 +146,19 @@ def fashion_mnist(root: str = "data", download: bool = False) -> Splits:
     return _mnist_like(tvd.FashionMNIST, root, download, FASHION_MNIST_STATS)
 
 
+_ORIENTATION = 0x0112  # the EXIF tag
+
+
 def _read_image(path, what: str, read):
-    """`read(image)` of the image file at `path`; a file that is not an image (a truncated download)
-    is a one-line error naming it (`what`: the setting that gave it)."""
-    from PIL import UnidentifiedImageError
+    """`read(image)` of the image file at `path`, turned upright as its EXIF orientation says (a phone
+    stores a portrait photo sideways, with that tag); a file that is not an image (a truncated
+    download) is a one-line error naming it (`what`: the setting that gave it)."""
+    from PIL import ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            return read(image)
+            upright = image.getexif().get(_ORIENTATION, 1) == 1  # (exif_transpose copies even these)
+            return read(image if upright else ImageOps.exif_transpose(image))
     except (UnidentifiedImageError, OSError) as e:
         raise FtoolError(f"{what}: {path} is not an image ({one_line(e)}); replace or remove it") from None
 
