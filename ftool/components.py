@@ -9,7 +9,7 @@ import ftool.engine.loggers  # noqa: F401  (registers the loggers)
 import ftool.optim  # noqa: F401  (registers optimizers and schedules)
 from ftool.config import RunConfig
 from ftool.data import DataInfo
-from ftool.data.classes import select_classes
+from ftool.data.classes import align_classes, select_classes
 from ftool.data.loaders import Loaders, build_loaders
 from ftool.errors import FtoolError
 from ftool.models import apply_init
@@ -31,11 +31,15 @@ def build_tokenizer(run: RunConfig):
     return load_tokenizer(MODELS.build_args(run.model.name, run.model.args)["name_or_path"])
 
 
-def build_data(run: RunConfig, rank: int = 0, world_size: int = 1) -> Loaders:
+def build_data(run: RunConfig, rank: int = 0, world_size: int = 1, run_classes: list[str] | None = None) -> Loaders:
+    """The data's loaders for this process. `run_classes`: a trained run's classes, which data given
+    to evaluate it is labelled by, by name (it may lack some)."""
     provided = {"tokenizer": build_tokenizer(run)} if DATASETS.accepts(run.data.name, "tokenizer") else {}
     splits = DATASETS.build(run.data.name, run.data.args, **provided)
     if run.data.classes:
         splits = select_classes(splits, run.data.classes)
+    if run_classes:
+        splits = align_classes(splits, run_classes)
     info = splits.info
     if info.task == "classification" and info.num_outputs < 2:
         raise FtoolError(f"data: found {info.num_outputs} class ({', '.join(info.class_names) or 'unnamed'}); "

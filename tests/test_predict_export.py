@@ -80,6 +80,13 @@ def test_eval_on_other_images_needs_the_runs_classes_and_input_shape(image_run, 
     evaluated = read_json(image_run / "eval.json")
     assert evaluated["data"]["root"] == "new" and evaluated["data"]["samples"] == 10  # every image
     assert evaluated["metrics"]["all/accuracy"] >= 0.8 and sum(evaluated["per_class"]["support"]) == 10
+    # New data with some of the run's classes is labelled by name, as the run labels them.
+    write_image_folder(tmp_path / "cats", classes=("cat",), per_class=5)
+    result = ftool("eval", f"ckpt={image_run}", "data.root=cats", "split=all", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    per_class = read_json(image_run / "eval.json")["per_class"]
+    assert per_class["classes"] == ["cat", "dog"] and per_class["support"] == [5, 0]
+    assert per_class["confusion_matrix"][0][0] >= 4  # bright images: cats, scored against the cat output
     # Other class names would score each label against another class's output: refused.
     write_image_folder(tmp_path / "renamed", classes=("cat", "fox"), per_class=5)
     assert_one_line_error(ftool("eval", f"ckpt={image_run}", "data.root=renamed", cwd=tmp_path),

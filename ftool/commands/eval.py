@@ -28,8 +28,9 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     rc = validate(cfg)
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
     acc = select(rc.trainer, training=False)
-    loaders = components.build_data(rc)
-    check_data_fits_run(loaders.info, (read_summary(run) or {}).get("data"), "eval")
+    trained = (read_summary(run) or {}).get("data")
+    loaders = components.build_data(rc, run_classes=(trained or {}).get("class_names"))
+    check_data_fits_run(loaders.info, trained, "eval")
     loader = {"test": loaders.test, "val": loaders.val, "all": loaders.everything}[split]
     if loader is None:
         raise FtoolError("split: this run has no validation split (data.val_fraction=0)")

@@ -61,3 +61,16 @@ def select_classes(splits: Splits, classes: list) -> Splits:
     return Splits(subset(splits.train), dataclasses.replace(info, num_outputs=len(picked),
                                                              class_names=[names[i] for i in picked]),
                   test=subset(splits.test), val=subset(splits.val), collate=splits.collate)
+
+
+def align_classes(splits: Splits, run_classes: list[str]) -> Splits:
+    """Data with some of a trained run's classes, or all of them in another order (new data to
+    evaluate, where a class may be missing), labelled as the run labels them: by name. Data with a
+    class the run does not know is left as it is (the caller's check names it)."""
+    names = splits.info.class_names
+    if not run_classes or names == run_classes or not set(names) <= set(run_classes):
+        return splits
+    mapping = {i: run_classes.index(name) for i, name in enumerate(names)}
+    subset = lambda ds: None if ds is None else ClassSubset(ds, mapping)  # noqa: E731
+    info = dataclasses.replace(splits.info, num_outputs=len(run_classes), class_names=list(run_classes))
+    return Splits(subset(splits.train), info, test=subset(splits.test), val=subset(splits.val), collate=splits.collate)
