@@ -1,5 +1,6 @@
 """`data.classes`: train on some of a dataset's classes, relabelled 0..k-1 (the seed articles'
-"fine-tune a pretrained CNN on new classes": pretrain on digits 0-4, fine-tune on 5-9)."""
+"fine-tune a pretrained CNN on new classes": pretrain on digits 0-4, fine-tune on 5-9); and new data
+given to `ftool eval`, labelled by a trained run's classes."""
 
 from __future__ import annotations
 
@@ -56,11 +57,7 @@ def select_classes(splits: Splits, classes: list) -> Splits:
             raise FtoolError(f"data.classes: no class {c!r}; this data has {', '.join(names)}")
     if len(set(picked)) != len(picked) or len(picked) < 2:
         raise FtoolError(f"data.classes: give at least 2 different classes, got {classes}")
-    mapping = {old: new for new, old in enumerate(picked)}
-    subset = lambda ds: None if ds is None else ClassSubset(ds, mapping)  # noqa: E731
-    return Splits(subset(splits.train), dataclasses.replace(info, num_outputs=len(picked),
-                                                             class_names=[names[i] for i in picked]),
-                  test=subset(splits.test), val=subset(splits.val), collate=splits.collate)
+    return _relabelled(splits, {old: new for new, old in enumerate(picked)}, [names[i] for i in picked])
 
 
 def align_classes(splits: Splits, run_classes: list[str]) -> Splits:
@@ -70,7 +67,11 @@ def align_classes(splits: Splits, run_classes: list[str]) -> Splits:
     names = splits.info.class_names
     if not run_classes or names == run_classes or not set(names) <= set(run_classes):
         return splits
-    mapping = {i: run_classes.index(name) for i, name in enumerate(names)}
+    return _relabelled(splits, {i: run_classes.index(name) for i, name in enumerate(names)}, run_classes)
+
+
+def _relabelled(splits: Splits, mapping: dict[int, int], class_names: list[str]) -> Splits:
+    """Every split's samples of the labels in `mapping`, labelled as it maps them, of `class_names`."""
     subset = lambda ds: None if ds is None else ClassSubset(ds, mapping)  # noqa: E731
-    info = dataclasses.replace(splits.info, num_outputs=len(run_classes), class_names=list(run_classes))
+    info = dataclasses.replace(splits.info, num_outputs=len(class_names), class_names=list(class_names))
     return Splits(subset(splits.train), info, test=subset(splits.test), val=subset(splits.val), collate=splits.collate)
