@@ -115,7 +115,8 @@ def text_inputs(value: str, column: str) -> list[str]:
     path = _existing(value)
     if path and path.suffix.lower() in TABLE_SUFFIXES:
         rows = read_rows(path, "input")
-        check_columns(rows, path, "input", (column,), "text_column=<name> names the column of texts")
+        check_columns(rows, path, "input", (column,), "text_column=<name> names the column of texts; "
+                      "a file of one text per line without a header is read as lines when named .txt")
         return [str(row[column]) for row in rows_with_text(rows, column)]
     lines = _file_lines(value)
     if lines is not None:

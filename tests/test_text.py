@@ -278,7 +278,8 @@ def test_predict_reads_a_tables_column_of_texts(tmp_path):
         (tmp_path / name).write_text(content)
         assert text_inputs(str(tmp_path / name), "text") == ["superb, moving", "flat and dull"]
     with pytest.raises(FtoolError, match=r"input: .*a.csv row 1 has no column 'review'; its columns: text, label "
-                                         r"\(text_column=<name> names the column of texts\)"):
+                                         r"\(text_column=<name> names the column of texts; a file of one text per line "
+                                         r"without a header is read as lines when named .txt\)"):
         text_inputs(str(tmp_path / "a.csv"), "review")
 
 
