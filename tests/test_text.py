@@ -277,6 +277,9 @@ def test_predict_reads_a_tables_column_of_texts(tmp_path):
     for name, content in tables.items():  # the header and the labels are no texts; empty texts are skipped
         (tmp_path / name).write_text(content)
         assert text_inputs(str(tmp_path / name), "text") == ["superb, moving", "flat and dull"]
+    quoted = tmp_path / "quoted.tsv"  # a quote that opens a sentence must not swallow the rows after it
+    quoted.write_text('text\tlabel\n"superb\tpos\nit is "flat"\tneg\n')
+    assert text_inputs(str(quoted), "text") == ['"superb', 'it is "flat"']
     with pytest.raises(FtoolError, match=r"input: .*a.csv row 1 has no column 'review'; its columns: text, label "
                                          r"\(text_column=<name> names the column of texts; a file of one text per line "
                                          r"without a header is read as lines when named .txt\)"):

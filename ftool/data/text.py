@@ -227,8 +227,10 @@ def read_rows(path: Path, what: str) -> list[dict]:
     if not path.is_file():
         raise FtoolError(f"{what}: {path} does not exist")
     text, suffix = read_text(path, what), path.suffix.lower()
+    if suffix == ".tsv":  # TSV quotes nothing (GLUE's files, pandas' quoting=3): a quote is part of the text
+        return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
     if suffix not in (".jsonl", ".json"):
-        return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ","))
+        return list(csv.DictReader(io.StringIO(text, newline="")))
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
