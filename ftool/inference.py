@@ -17,6 +17,7 @@ from ftool.data.text import TABLE_SUFFIXES, check_columns, read_rows, read_text,
 from ftool.engine import checkpoint
 from ftool.errors import FtoolError
 from ftool.rundir import RunDir, locate_checkpoint, read_summary
+from ftool.values import is_number
 
 
 @dataclass
@@ -127,20 +128,12 @@ def text_inputs(value: str, column: str) -> list[str]:
     return [value]
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
 def vector_inputs(value: str, size: int) -> list[tuple[str, list[float]]]:
     """(as given, numbers) for a model that takes `size` numbers: `value` itself ("0.5,1.2,..."), or
     a file (`-`: standard input) with one input per line, numbers separated by commas or spaces. A
     file's first line without a number in it is a CSV header, and skipped."""
     lines = _file_lines(value)
-    if lines and not any(_is_number(field) for field in lines[0][1].replace(",", " ").split()):
+    if lines and not any(is_number(field) for field in lines[0][1].replace(",", " ").split()):
         lines = lines[1:]
     rows = []
     for where, line in lines if lines is not None else [(repr(value), value)]:

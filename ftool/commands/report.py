@@ -22,6 +22,7 @@ from rich.table import Table
 
 from ftool.errors import FtoolError
 from ftool.rundir import RunDir, evaluated_scope, read_json, read_records, read_saved, read_summary, sweep_jobs
+from ftool.values import is_number
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
@@ -219,7 +220,7 @@ def _report_sweep(jobs: list[Job], out: Path, compared: bool) -> None:
     for key in [] if compared else swept:
         fig, ax = plt.subplots(figsize=(6, 4))
         points = [(j.setting(key), score(j)) for j in scored]
-        numeric = all(_is_number(x) for x, _ in points)
+        numeric = all(is_number(x) for x, _ in points)
         xs = [float(x) for x, _ in points] if numeric else [x for x, _ in points]
         ax.scatter(xs, [v for _, v in points])
         if numeric and all(x > 0 for x in xs) and max(xs) / min(xs) >= 10:  # a decade or more: LRs, say
@@ -274,12 +275,4 @@ def _fmt(value) -> str:
 
 def _short(text: str) -> str:
     """0.0038322168504927897 -> 0.003832: the terminal table stays narrow (the files keep all digits)."""
-    return f"{float(text):.4g}" if len(text) > 7 and _is_number(text) else text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return f"{float(text):.4g}" if len(text) > 7 and is_number(text) else text
