@@ -183,9 +183,10 @@ def _labels_to_indices(labels: list) -> tuple[list[int], list[str]]:
     return [index[str(v)] for v in labels], names
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, as .jsonl
 # Files a data folder often holds beside its class files (MR's own download has a README .txt).
-_NOT_CLASS_SUFFIXES = {".md", ".rst", ".html", ".pdf", ".json", ".yaml", ".yml", ".csv", ".tsv", ".jsonl", ".py",
-                       ".sh", ".zip", ".gz", ".tar", ".tgz", ".bz2", ".xz", ".7z"}
+_NOT_CLASS_SUFFIXES = {*TABLE_SUFFIXES, ".md", ".rst", ".html", ".pdf", ".yaml", ".yml", ".py", ".sh", ".zip", ".gz",
+                       ".tar", ".tgz", ".bz2", ".xz", ".7z"}
 
 
 def _not_a_class(path: Path) -> bool:
@@ -216,9 +217,6 @@ def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") 
         texts += kept
         labels += [label] * len(kept)
     return text_splits({"train": (texts, labels)}, [names[i] for i in order], tokenizer, max_length)
-
-
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, as .jsonl
 
 
 def read_rows(path: Path, what: str) -> list[dict]:
