@@ -179,7 +179,7 @@ def is_multirun(flags: list[str]) -> bool:
     return "-m" in flags or "--multirun" in flags
 
 
-def preflight(overrides: list[str], flags: list[str], config_dir: Path):
+def preflight(overrides: list[str], flags: list[str], config_dir: Path, command: Command):
     """Compose and validate as Hydra will, so bad input fails here in one line. Returns the
     validated RunConfig (None for sweeps and --cfg/--help) and Hydra's own composed settings (None
     with --cfg/--help). A sweep is checked without its swept values (each job checks its own, and a
@@ -214,9 +214,10 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path):
     except (HydraException, OmegaConfBaseException) as e:
         unknown = re.match(r"Could not override '([^']+)'", str(e))
         if unknown and "not in struct" in str(e.__cause__):
-            # Compose with only the choices (groups, search path) to list the keys that exist.
-            choices = [o for o in overrides if "." not in o.split("=")[0] or o.startswith("hydra.")]
-            raise FtoolError(_unknown_key(unknown.group(1), composed(choices))) from None
+            # Compose with only the group choices and Hydra's settings to list the keys that exist.
+            groups = {d.name for root in (config_dir, *user_dirs) for d in root.iterdir() if d.is_dir()}
+            choices = [o for o in overrides if o.startswith("hydra.") or o.split("=")[0].lstrip("+~") in groups]
+            raise FtoolError(_unknown_key(unknown.group(1), composed(choices), command)) from None
         raise FtoolError(_one_line(e, e.__cause__)) from None
     hydra_cfg = cfg.hydra
     with open_dict(cfg):
@@ -352,7 +353,7 @@ def secondary_rank_dirs() -> tuple[list[str], str | None]:
             "hydra/hydra_logging=none"], tmp
 
 
-def _unknown_key(key: str, cfg) -> str:
+def _unknown_key(key: str, cfg, command: Command) -> str:
     """'trainer.epoch: no such key; trainer has: ... Did you mean 'epochs'?'"""
     from omegaconf import DictConfig, OmegaConf
 
@@ -362,9 +363,14 @@ def _unknown_key(key: str, cfg) -> str:
     node = OmegaConf.select(cfg, parent) if parent else cfg
     if not isinstance(node, DictConfig):
         return f"{key}: no such key"
-    keys = [str(k) for k in node.keys()]
-    return (f"{key}: no such key; {parent or 'the config'} has {', '.join(keys)}."
-            f"{close_matches_hint(leaf, keys)}")
+    keys = [str(k) for k in node.keys() if parent or k != "hydra"]
+    # A top-level key that one of the groups has (epochs=3) was meant for that group: trainer.epochs.
+    in_groups = [f"{k}.{leaf}" for k in keys if not parent and isinstance(node[k], DictConfig) and leaf in node[k]]
+    hint = f" Did you mean '{in_groups[0]}'?" if in_groups else close_matches_hint(leaf, keys)
+    if command.options and not parent:  # eval's ckpt_name=... was meant as one of its own options
+        hint += f" {command.name} takes {', '.join(f'{o}=' for o in command.options)}."
+        hint += close_matches_hint(leaf, list(command.options))
+    return f"{key}: no such key; {parent or 'the config'} has {', '.join(keys)}.{hint}"
 
 
 def _one_line(*errors) -> str:
@@ -479,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
                 for group, choices in config_groups(user_dir).items():
                     groups[group] = sorted(set(groups.get(group, [])) | set(choices))
             check_group_choices(overrides, groups)
-        rc, hydra_cfg = preflight(overrides, flags, config_dir)
+        rc, hydra_cfg = preflight(overrides, flags, config_dir, command)
         if command.trains and "WORLD_SIZE" not in os.environ and not set(flags) & _NO_RUN_FLAGS:
             devices = requested_devices(rc, overrides)
             if devices > 1:

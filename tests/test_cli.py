@@ -84,6 +84,8 @@ def test_default_train_then_eval_reproduces_the_test_metrics(workdir):
     assert not (workdir / "outputs").exists()  # eval writes into the run it evaluates
     assert_one_line_error(ftool("eval", f"ckpt={run}", "data=cifar10", cwd=workdir),  # its saved config has no groups
                           "data=cifar10: eval uses the config saved with the run", "set its keys instead")
+    assert_one_line_error(ftool("eval", f"ckpt={run}", "ckpt_name=best", cwd=workdir),  # not a key: a mistyped option
+                          "ckpt_name: no such key; the config has", "eval takes ckpt=, split=. Did you mean 'ckpt'?")
     result = ftool("eval", f"ckpt={run / 'checkpoints'}", cwd=workdir)  # the checkpoints folder means its run
     assert result.returncode == 0 and f"checkpoint: {run / 'checkpoints' / 'best.safetensors'}" in result.stdout
 
@@ -188,6 +190,9 @@ def test_max_steps_wins_over_epochs(workdir):
     (["trainer.epochs=-1"], ["trainer.epochs: must be >= 0, got -1"]),
     (["trainer.epoch=3"], ["trainer.epoch: no such key", "Did you mean 'epochs'?"]),
     (["optimizer.momentum=0.9"], ["optimizer.momentum: no such key", "optimizer has name, lr"]),
+    # a top-level key: not a group choice, so the keys are listed without it
+    (["epochs=3"], ["epochs: no such key; the config has optimizer, scheduler, model", "Did you mean 'trainer.epochs'?"]),
+    (["foo=1", "model=mlp"], ["foo: no such key; the config has", "finetune, imports."]),
     (["trainer.monitor=val/acc"], ["'val/acc' is never logged", "val/accuracy"]),
     (["trainer.early_stopping_patience=2", "data.val_fraction=0"],
      ["trainer.early_stopping_patience: needs validation", "data.val_fraction=0.0 holds out no data"]),
