@@ -1,6 +1,8 @@
 """`ftool predict` and `ftool export` on image models, unfreezing during fine-tuning, and
 torchvision's pretrained weights when they cannot be downloaded."""
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -51,6 +53,13 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
         ["a_bright.png", "b_dark.png", "more/c_bright.png", "b_dark.png"]
     assert [p["label"] for p in predictions] == ["cat", "dog", "cat", "dog"]
     assert predictions[0]["input"].endswith("a_bright.png") and set(predictions[0]["probabilities"]) == {"cat", "dog"}
+    # output=csv: the same predictions as rows for a spreadsheet (input, label, p(<class>) per class)
+    table = ftool("predict", f"ckpt={image_run}", f"input={folder}", f"input={folder / 'b_dark.png'}", "output=csv",
+                  cwd=tmp_path)
+    rows = list(csv.DictReader(io.StringIO(table.stdout)))
+    assert list(rows[0]) == ["input", "label", "p(cat)", "p(dog)"]
+    assert [(r["input"], r["label"], float(r["p(cat)"])) for r in rows] == \
+        [(p["input"], p["label"], p["probabilities"]["cat"]) for p in predictions]
     # The run's device and precision, as eval uses them; overrides apply (bf16 autocast where the CPU has it).
     precision = "bf16-mixed" if cpu_has_bf16() else "32"
     table = ftool("predict", f"ckpt={image_run}", f"input={folder}", f"trainer.precision={precision}", cwd=tmp_path)
@@ -199,6 +208,10 @@ def test_predict_on_a_regression_run_takes_rows_of_numbers(tmp_path):
     spaced = " ".join(f"{v:.6f}" for v in test[0][0].tolist())  # one row given on the command line
     table = ftool("predict", f"ckpt={run}", f"input={spaced}", cwd=tmp_path)
     assert table.returncode == 0 and f"{predicted[0]['prediction']:.6g}" in table.stdout
+    rows = list(csv.reader(io.StringIO(ftool("predict", f"ckpt={run}", f"input={spaced}", "output=csv",
+                                              cwd=tmp_path).stdout)))
+    assert rows[0] == ["input", "prediction"] and rows[1][0] == spaced
+    assert float(rows[1][1]) == pytest.approx(predicted[0]["prediction"])
 
 
 

@@ -25,7 +25,7 @@ COMMANDS = {c.name: c for c in (
             "own (model=hf_classifier, model.weights=...)", trains=True),
     Command("predict", "ftool.commands.predict",
             "label new inputs: ckpt=<run dir|file> input=<text|text file|table|-|image|folder|numbers> [input=...] "
-            "[output=json] [text_column=<a table's column of texts>]",
+            "[output=json|csv] [text_column=<a table's column of texts>]",
             options={"ckpt": None, "input": (), "output": "table", "text_column": ""}, reuses_run=True),
     Command("export", "ftool.commands.export",
             "export a run's model: ckpt=<run dir|file> format=safetensors|torchscript|pt2|onnx [out=<path>]",

@@ -1,16 +1,18 @@
-"""`ftool predict ckpt=<run> input=<text|file> [input=...] [output=table|json]`: label new inputs.
+"""`ftool predict ckpt=<run> input=<text|file> [input=...] [output=table|json|csv]`: label new inputs.
 
 Text models take sentences, text files with one sentence per line, or tables (CSV, TSV, JSON
 lines) with a column of texts (`text_column`; default: the run's, else `text`); image models take image
 files or folders of images; models of feature vectors take rows of numbers ("0.5,1.2,..."), or
 files of such rows. Prints a table of label and class probabilities (regression: the predicted
-values), or with output=json a JSON list: {"input", "label", "probabilities": {class: p}} per
-input (regression: {"input", "prediction"}).
+values), with output=json a JSON list: {"input", "label", "probabilities": {class: p}} per
+input (regression: {"input", "prediction"}), or with output=csv the same as CSV rows.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,8 +33,8 @@ TABLE_RUNNERS_UP = 2
 
 
 def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, text_column: str) -> list[dict]:
-    if output not in ("table", "json"):
-        raise FtoolError(f"output: must be table or json, got {output!r}")
+    if output not in ("table", "json", "csv"):
+        raise FtoolError(f"output: must be table, json or csv, got {output!r}")
     trained = load_trained(cfg, ckpt)
     info = trained.info
     if text_column and not info.text:
@@ -57,7 +59,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, te
                          f"shape {list(info.input_shape)}")
     if not shown:
         raise FtoolError(f"input: {', '.join(input)}: nothing to predict (the file or standard input is empty)")
-    # JSON on a pipe gets no progress lines: they would mix with the JSON on stdout.
+    # JSON or CSV on a pipe gets no progress lines: they would mix with it on stdout.
     progress = EvalProgress(output == "table" or console.is_terminal, "predict", -(-len(shown) // BATCH))
     outputs = _outputs(trained.model.to(acc.device), batches, acc, progress)
     if info.task == "classification":
@@ -70,6 +72,9 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, te
                    for given, values in zip(shown, outputs.tolist())]
     if output == "json":
         console.out(json.dumps(results, ensure_ascii=False, indent=2))  # not wrapped; a closed pipe is handled
+        return results
+    if output == "csv":
+        console.out(_csv(results), end="")
         return results
     if info.task == "classification":
         _print_labels(results, names)
@@ -114,6 +119,26 @@ def _vector_batches(trained: Trained, rows: list[list[float]]) -> Iterator[torch
     for start in range(0, len(rows), BATCH):
         batch = torch.tensor(rows[start:start + BATCH], dtype=torch.float32)
         yield transform(batch) if transform else batch
+
+
+def _csv(results: list[dict]) -> str:
+    text = io.StringIO()
+    rows = [_csv_row(r) for r in results]
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def _csv_row(result: dict) -> dict:
+    """input, label, p(<class>) per class; regression: input, prediction (prediction[i] per output)."""
+    if "probabilities" in result:
+        return {"input": result["input"], "label": result["label"],
+                **{f"p({name})": p for name, p in result["probabilities"].items()}}
+    values = result["prediction"]
+    if isinstance(values, list):
+        return {"input": result["input"], **{f"prediction[{i}]": v for i, v in enumerate(values)}}
+    return {"input": result["input"], "prediction": values}
 
 
 def _print_values(results: list[dict], outputs: int) -> None:
