@@ -167,6 +167,9 @@ def test_unfreeze_at_epoch_trains_the_backbone_from_then_on(tmp_path):
                    "trainer.epochs=2", "trainer.save_every_n_epochs=1", "trainer.progress=false",
                    f"hydra.run.dir={tuned}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    summary = read_json(tuned / "summary.json")  # the header says how much of the model trains at first
+    assert f"{summary['parameters']:,} parameters ({summary['finetune']['trainable_parameters']:,} trainable)" \
+        in result.stdout and summary["finetune"]["trainable_parameters"] == 128 * 10 + 10  # the head (fc 128 -> 10) only
     assert "epoch 2: 4 frozen parameters now train" in result.stdout
     start = load_file(pre / "checkpoints" / "best.safetensors")
     one, two = (load_file(tuned / "checkpoints" / f"epoch-{e}.safetensors") for e in (1, 2))

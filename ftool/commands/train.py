@@ -71,12 +71,12 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     if frozen and rc.finetune.unfreeze_at_epoch and acc.world_size > 1:
         raise FtoolError("finetune.unfreeze_at_epoch: not with several processes (DDP/FSDP fix the trained "
                          "parameters when they wrap the model); freeze for the whole run or train in one process")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)  # (frozen layers, LoRA)
     if pretrained:
         params = dict(model.named_parameters())
         summary.update(finetune={"from": rc.finetune.source or rc.model.name,
                                  "pretrained_parameters": sum(params[n].numel() for n in pretrained),
-                                 "frozen": frozen, "lora_r": rc.finetune.lora.r,
-                                 "trainable_parameters": sum(p.numel() for p in params.values() if p.requires_grad)})
+                                 "frozen": frozen, "lora_r": rc.finetune.lora.r, "trainable_parameters": trainable})
     lr_mult = finetune.lr_multipliers(model, pretrained, rc.finetune)
     if resume:
         checkpoint.load_into(model, resume[0])
@@ -107,7 +107,8 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
         at = trainer.restore(resume[1])
         summary.update(resumed_from_step=at.step)
     if acc.is_main:
-        where = f"resuming at step {at.step} (epoch {at.epoch})" if at else f"{n_params:,} parameters"
+        where = (f"resuming at step {at.step} (epoch {at.epoch})" if at else f"{n_params:,} parameters"
+                 f"{f' ({trainable:,} trainable)' if trainable < n_params else ''}")
         console.print(f"[bold]ftool {summary.data['command']}[/] {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
                       f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}"
                       f"{', compiled' if acc.compile else ''} -> {run.path}", soft_wrap=True)
