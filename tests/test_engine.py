@@ -65,6 +65,9 @@ def test_resume_auto_skips_a_completed_run_unless_it_asks_for_more_epochs(workdi
     kept = (run / "summary.json").read_bytes()
     assert "completed before; skipped" in train(workdir, run, "trainer.resume=auto", "trainer.epochs=2").stdout
     assert (run / "summary.json").read_bytes() == kept
+    # Resumed by its path, as far as it went: skipped too, not re-tested with its timing zeroed.
+    skipped = ftool("train", f"trainer.resume={run}", "trainer.epochs=2", cwd=workdir)
+    assert "completed before; skipped" in skipped.stdout and (run / "summary.json").read_bytes() == kept
 
     result = train(workdir, run, "trainer.resume=auto", "trainer.epochs=3")
     assert "resuming at step 10 (epoch 3)" in result.stdout

@@ -30,12 +30,13 @@ def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
         rc = validate(cfg)
         acc = select(rc.trainer)
         run = RunDir(Path(acc.broadcast(str(run_dir))))  # rank 0's run dir, on every process
-        # A re-run sweep with trainer.resume=auto skips the jobs that completed (and resumes the others).
-        if acc.broadcast(rc.trainer.resume == "auto" and _trained_as_asked(previous, rc)
+        # A resume of a run that completed as far as asked has nothing to train: it is skipped, not
+        # re-tested with its timing zeroed (a re-run sweep with trainer.resume=auto resumes only the rest).
+        if acc.broadcast(rc.trainer.resume is not None and _trained_as_asked(previous, rc)
                          if previous else False):
             summary.keep(previous)
             if acc.is_main:
-                console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume=auto; "
+                console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume; "
                               "more trainer.epochs would continue it)", soft_wrap=True)
             return (previous.get("best") or {}).get("value")
         return _train(rc, acc, run, summary, stop, previous)
