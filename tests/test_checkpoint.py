@@ -24,8 +24,13 @@ def test_weights_round_trip_with_metadata_and_without_wrapper_prefixes(tmp_path)
 
 def test_a_mismatched_model_gets_a_clear_error(tmp_path):
     checkpoint.save_weights(tmp_path / "w.safetensors", nn.Linear(3, 2))
-    with pytest.raises(FtoolError, match="does not fit this model"):
+    with pytest.raises(FtoolError, match=r"^ckpt: .* does not fit this model: weight is \[2, 3\] in the checkpoint, "
+                                         r"\[2, 4\] in the model; were the model's settings \(model\.\*\) changed"):
         checkpoint.load_into(nn.Linear(4, 2), tmp_path / "w.safetensors")
+    deeper = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 2), nn.Linear(2, 1))  # named by the option given
+    checkpoint.save_weights(tmp_path / "w.safetensors", nn.Sequential(nn.Linear(3, 2)))
+    with pytest.raises(FtoolError, match=r"^trainer.resume: .* 2.weight is missing; 2.bias is missing \(and 2 more\);"):
+        checkpoint.load_into(deeper, tmp_path / "w.safetensors", key="trainer.resume")
 
 
 def test_not_a_safetensors_file(tmp_path):

@@ -80,7 +80,7 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
                                  "frozen": frozen, "lora_r": rc.finetune.lora.r, "trainable_parameters": trainable})
     lr_mult = finetune.lr_multipliers(model, pretrained, rc.finetune)
     if resume:
-        checkpoint.load_into(model, resume[0])
+        checkpoint.load_into(model, resume[0], key="trainer.resume")
     model, step_model = acc.prepare(model)
     optimizer = build_optimizer(rc.optimizer, model, lr_mult)
     steps_per_epoch = -(-batches_per_epoch(loaders.train) // rc.trainer.accumulate_grad_batches)

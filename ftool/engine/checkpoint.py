@@ -68,14 +68,26 @@ def _metadata(data: bytes) -> dict[str, str]:
     return json.loads(data[8:8 + header_len]).get("__metadata__") or {}
 
 
-def load_into(model: nn.Module, path: Path) -> dict[str, str]:
-    """Load a weights checkpoint into `model`; a mismatch names the keys. Returns the metadata."""
+def load_into(model: nn.Module, path: Path, key: str = "ckpt") -> dict[str, str]:
+    """Load a weights checkpoint into `model`; a mismatch names the tensors (`key`: the option
+    that named the checkpoint). Returns the metadata."""
     tensors, meta = load_weights(path)
     try:
         unwrap(model).load_state_dict(tensors)
-    except RuntimeError as e:
-        raise FtoolError(f"ckpt: {path} does not fit this model: {one_line(e)}") from None
+    except RuntimeError:
+        raise FtoolError(f"{key}: {path} does not fit this model: {_mismatch(tensors, unwrap(model).state_dict())}; "
+                         f"were the model's settings (model.*) changed since it was saved?") from None
     return meta
+
+
+def _mismatch(saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
+    """The first few differences, briefly (torch's own message is a paragraph per tensor)."""
+    differences = [f"{name} is {list(saved[name].shape)} in the checkpoint, {list(t.shape)} in the model"
+                   for name, t in expected.items() if name in saved and saved[name].shape != t.shape]
+    differences += [f"{name} is missing" for name in expected if name not in saved]
+    differences += [f"{name} is not in the model" for name in saved if name not in expected]
+    more = f" (and {len(differences) - 2} more)" if len(differences) > 2 else ""
+    return "; ".join(differences[:2]) + more
 
 
 def save_state(path: Path, state: dict) -> None:
