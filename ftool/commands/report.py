@@ -144,9 +144,9 @@ def _report_run(job: Job, out: Path) -> None:
         table.add_row(name, f"{value:.4f}")
     if job.best:
         table.add_row(f"best {job.best.get('monitor')} (epoch {job.best.get('epoch')})", f"{job.best['value']:.4f}")
-    if job.summary.get("error"):
-        table.add_row("error", job.summary["error"])
     console.print(table)
+    if job.summary.get("error"):  # below the table: a long reason would stretch its column of numbers
+        console.print(f"error: {job.summary['error']}", markup=False, highlight=False)
 
 
 def _confusion_png(evaluated: dict, path: Path) -> None:
