@@ -148,6 +148,18 @@ def test_imagefolder_with_train_val_test_dirs_and_resize(tmp_path):
     assert next(iter(data.test))[0].shape[1:] == (3, 8, 8)
 
 
+def test_an_imagefolder_test_dir_may_hold_some_of_the_classes_labelled_as_train_labels_them(tmp_path):
+    write_image_folder(tmp_path / "train", classes=("cat", "dog", "fox"), per_class=3)
+    write_image_folder(tmp_path / "test", classes=("fox",), per_class=2)  # no cat or dog photos yet
+    data = loaders("imagefolder", root=str(tmp_path), val_fraction=0)
+    assert data.info.class_names == ["cat", "dog", "fox"]
+    assert all_samples(data.test)[1].tolist() == [2, 2]  # fox is class 2, as in training (not 0)
+    write_image_folder(tmp_path / "val", classes=("cat", "wolf"), per_class=1)
+    with pytest.raises(FtoolError, match=r"data.root: .*val has classes the train folder has not: wolf "
+                                         r"\(train: cat, dog, fox\)"):
+        loaders("imagefolder", root=str(tmp_path))
+
+
 def test_16_bit_images_are_scaled_to_8_bits_not_clipped(tmp_path):
     from PIL import Image
 

@@ -190,15 +190,24 @@ def is_visible_image(path: Path, root: Path) -> bool:
 
 
 class _VisibleImageFolder(tvd.ImageFolder):
-    """torchvision's ImageFolder, without hidden folders as classes or hidden files as images."""
+    """torchvision's ImageFolder, without hidden folders as classes or hidden files as images.
+    `classes`: label by these (the train folder's), of which this folder may hold some only."""
 
-    def __init__(self, root: Path):
-        super().__init__(str(root), is_valid_file=lambda path: is_visible_image(Path(path), root))
+    def __init__(self, root: Path, classes: list[str] | None = None):
+        self.given = classes  # (read by find_classes, which ImageFolder's constructor calls)
+        super().__init__(str(root), is_valid_file=lambda path: is_visible_image(Path(path), root),
+                         allow_empty=classes is not None)
 
     def find_classes(self, directory):
         classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
         if not classes:
             raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+        if self.given is not None:
+            unknown = [name for name in classes if name not in self.given]
+            if unknown:
+                raise FtoolError(f"data.root: {directory} has classes the train folder has not: {', '.join(unknown)} "
+                                 f"(train: {', '.join(self.given)})")
+            classes = self.given
         return classes, {name: i for i, name in enumerate(classes)}
 
 
@@ -228,9 +237,9 @@ def imagefolder(root: str, image_size: list | None = None, grayscale: bool = Fal
     split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
     train_dir = split_dirs.get("train", base)
 
-    def scan(folder: Path) -> _VisibleImageFolder:
+    def scan(folder: Path, classes: list[str] | None = None) -> _VisibleImageFolder:
         try:
-            return _VisibleImageFolder(folder)
+            return _VisibleImageFolder(folder, classes)
         except (FileNotFoundError, OSError) as e:
             raise FtoolError(f"data.root: {one_line(e)}") from None
 
@@ -241,11 +250,8 @@ def imagefolder(root: str, image_size: list | None = None, grayscale: bool = Fal
     others = {}
     for split in ("val", "test"):
         if split in split_dirs:
-            folder = scan(split_dirs[split])
-            if folder.classes != train.classes:
-                raise FtoolError(f"data.root: {split_dirs[split]} has classes {folder.classes}, "
-                                 f"train has {train.classes}")
-            others[split] = _ImageFiles(folder, size, channels)
+            # labelled by train's classes: a test folder may lack some (no photos of one yet)
+            others[split] = _ImageFiles(scan(split_dirs[split], train.classes), size, channels)
     stats = IMAGENET_STATS if channels == 3 else ((0.5,), (0.5,))
     info = DataInfo("classification", (channels, *size), len(train.classes), list(train.classes), *stats)
     return Splits(train=_ImageFiles(train, size, channels), info=info, **others)
