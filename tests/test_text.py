@@ -151,6 +151,10 @@ def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
                       label_column="sentiment", test_path=str(lines))
     assert splits.info.class_names == ["negative", "positive"]
     assert splits.train.labels.tolist() == [1, 0, 1] and splits.test.labels.tolist() == [0]
+    lines.write_text('{"review": "so-so", "sentiment": "neutral"}\n')  # a class the model would never train on
+    with pytest.raises(FtoolError, match=r"data.test_path: has labels the train table has not: neutral "
+                                         r"\(train: negative, positive\)"):
+        text_csv(str(table), load_tokenizer(str(tiny_bert)), "review", "sentiment", test_path=str(lines))
     with pytest.raises(FtoolError, match="no column 'text'; its columns: review, sentiment \\(data.text_column"):
         text_csv(str(table), load_tokenizer(str(tiny_bert)))
     lines.write_text('["awful", "negative"]\n')

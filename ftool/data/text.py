@@ -279,6 +279,13 @@ def text_csv(path: str, tokenizer, text_column: str = "text", label_column: str 
     for split, (texts, labels) in read.items():
         splits[split] = (texts, indices[at:at + len(labels)])
         at += len(labels)
+    # A class only the test (val) table has would be a class the model never trains on and never predicts.
+    trained = {names[i] for i in splits["train"][1]}
+    for split in ("test", "val"):
+        unknown = sorted({names[i] for i in splits.get(split, ((), ()))[1]} - trained, key=names.index)
+        if unknown:
+            raise FtoolError(f"data.{split}_path: has labels the train table has not: {', '.join(unknown)} "
+                             f"(train: {', '.join(n for n in names if n in trained)})")
     return text_splits(splits, names, tokenizer, max_length)
 
 
