@@ -56,7 +56,7 @@ def print_help() -> None:
                 ("ftool eval ckpt=outputs/2026-11-25/10-00-00", "re-evaluate a run's best checkpoint"),
                 ("ftool report multirun/2026-11-25/10-00-00", "a sweep's table (best first) and plots"),
                 ("ftool finetune experiment=minilm_mr data.root=mr", "a pretrained BERT on new text"),
-                ('ftool predict ckpt=RUN input="a witty film"', "label new inputs (output=json for JSON)"),
+                ('ftool predict ckpt=RUN input="a witty film"', "label new inputs (output=json or csv)"),
                 ("ftool export ckpt=RUN format=onnx", "or safetensors, torchscript, pt2; checked"),
                 ("ftool train --cfg job", "print the composed config")]
     lines += ["", "examples:", *(f"  {command:<49} {comment}".rstrip() for command, comment in examples),
