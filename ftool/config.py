@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ftool.errors import FtoolError, one_line
+from ftool.registry import close_matches_hint
 
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed", "auto")
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
@@ -26,6 +27,16 @@ ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 def _check(errors: list[str], ok: bool, name: str, rule: str, value: Any) -> None:
     if not ok:
         errors.append(f"{name}: {rule}, got {value!r}")
+
+
+def _check_choice(errors: list[str], name: str, value: Any, options: tuple, other_names: dict | None = None) -> None:
+    """'trainer.precision: must be 32, bf16-mixed, fp16-mixed or auto, got 'bf16'. Did you mean 'bf16-mixed'?'
+    `other_names`: other tools' names for an option (Lightning's accelerator=gpu), for the hint."""
+    if value not in options:
+        listed = ", ".join(map(str, options[:-1])) + f" or {options[-1]}"
+        meant = (other_names or {}).get(str(value))
+        hint = f" Did you mean '{meant}'?" if meant else close_matches_hint(str(value), list(options))
+        errors.append(f"{name}: must be {listed}, got {value!r}.{hint}")
 
 
 @dataclass
@@ -71,29 +82,25 @@ class TrainerConfig:
         _check(e, self.val_every >= 1, "trainer.val_every", "must be >= 1", self.val_every)
         _check(e, self.log_every_n_steps >= 1, "trainer.log_every_n_steps", "must be >= 1",
                self.log_every_n_steps)
-        _check(e, self.mode in (None, "max", "min"), "trainer.mode", "must be max or min", self.mode)
-        _check(e, self.loss in ("auto", "cross_entropy", "mse"), "trainer.loss",
-               "must be auto, cross_entropy or mse", self.loss)
+        if self.mode is not None:
+            _check_choice(e, "trainer.mode", self.mode, ("max", "min"))
+        _check_choice(e, "trainer.loss", self.loss, ("auto", "cross_entropy", "mse"))
         _check(e, 0.0 <= self.label_smoothing < 1.0, "trainer.label_smoothing",
                "must be in [0, 1)", self.label_smoothing)
-        _check(e, self.accelerator in ACCELERATORS, "trainer.accelerator",
-               f"must be one of {', '.join(ACCELERATORS)}", self.accelerator)
-        _check(e, self.precision in PRECISIONS, "trainer.precision",
-               f"must be one of {', '.join(PRECISIONS)}", self.precision)
+        _check_choice(e, "trainer.accelerator", self.accelerator, ACCELERATORS, {"gpu": "cuda"})
+        _check_choice(e, "trainer.precision", self.precision, PRECISIONS,
+                      {"16": "fp16-mixed", "16-mixed": "fp16-mixed", "bf16": "bf16-mixed", "32-true": "32"})
         _check(e, self.devices >= 1, "trainer.devices", "must be >= 1", self.devices)
-        _check(e, self.strategy in ("ddp", "fsdp"), "trainer.strategy", "must be ddp or fsdp", self.strategy)
+        _check_choice(e, "trainer.strategy", self.strategy, ("ddp", "fsdp"))
         _check(e, self.compile in (True, False, "strict"), "trainer.compile", "must be true, false or strict",
                self.compile)
-        _check(e, self.compile_mode in ("default", "reduce-overhead", "max-autotune"), "trainer.compile_mode",
-               "must be default, reduce-overhead or max-autotune", self.compile_mode)
+        _check_choice(e, "trainer.compile_mode", self.compile_mode, ("default", "reduce-overhead", "max-autotune"))
         _check(e, self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", "must be >= 1",
                self.accumulate_grad_batches)
         _check(e, self.grad_clip >= 0, "trainer.grad_clip", "must be >= 0", self.grad_clip)
-        _check(e, self.grad_clip_algorithm in ("norm", "value"), "trainer.grad_clip_algorithm",
-               "must be norm or value", self.grad_clip_algorithm)
+        _check_choice(e, "trainer.grad_clip_algorithm", self.grad_clip_algorithm, ("norm", "value"))
         _check(e, 0 <= self.ema_decay < 1, "trainer.ema_decay", "must be in [0, 1)", self.ema_decay)
-        _check(e, self.on_nonfinite in ("stop", "skip"), "trainer.on_nonfinite", "must be stop or skip",
-               self.on_nonfinite)
+        _check_choice(e, "trainer.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
         for name in ("early_stopping_patience", "checkpoint_every_n_steps", "save_every_n_epochs"):
             _check(e, getattr(self, name) >= 0, f"trainer.{name}", "must be >= 0", getattr(self, name))
         return e
@@ -154,8 +161,7 @@ class ModelConfig:
 
     def problems(self) -> list[str]:
         e: list[str] = []
-        _check(e, self.init in ("default", "kaiming", "xavier"), "model.init",
-               "must be default, kaiming or xavier", self.init)
+        _check_choice(e, "model.init", self.init, ("default", "kaiming", "xavier"))
         return e
 
 

@@ -45,6 +45,17 @@ def test_every_error_is_reported_at_once_with_its_key():
     assert len(errors) == 4
 
 
+def test_a_choice_not_offered_lists_the_options_and_the_one_meant():
+    errors = errors_of(base(trainer__precision="bf16", trainer__accelerator="gpu", trainer__mode="maximize",
+                            model__init="xavier_uniform", trainer__on_nonfinite="ignore"))
+    assert errors == [
+        "trainer.mode: must be max or min, got 'maximize'. Did you mean 'max'?",
+        "trainer.accelerator: must be auto, cpu, cuda or mps, got 'gpu'. Did you mean 'cuda'?",  # Lightning's name
+        "trainer.precision: must be 32, bf16-mixed, fp16-mixed or auto, got 'bf16'. Did you mean 'bf16-mixed'?",
+        "trainer.on_nonfinite: must be stop or skip, got 'ignore'.",  # nothing close: no guess
+        "model.init: must be default, kaiming or xavier, got 'xavier_uniform'. Did you mean 'xavier'?"]
+
+
 def test_wrong_type_and_unknown_key_in_schemas():
     assert errors_of(base(trainer__epochs="many"))[0].startswith("trainer.epochs: Value 'many'")
     assert errors_of(base(trainer__epoch=3))[0].startswith("trainer.epoch: Key 'epoch' not in 'TrainerConfig'")
