@@ -46,10 +46,10 @@ class Registry:
 
     def get(self, name: str) -> Callable[..., Any]:
         if name not in self._builders:
-            raise FtoolError(
-                f"{self.config_key}.name: unknown {self.kind} '{name}'; registered: "
-                f"{', '.join(self.names())}.{close_matches_hint(name, self.names())}"
-            )
+            hint = close_matches_hint(name, self.names()) or \
+                " If your own module registers it, name the module in imports=[...]."
+            raise FtoolError(f"{self.config_key}.name: unknown {self.kind} '{name}'; registered: "
+                             f"{', '.join(self.names())}.{hint}")
         return self._builders[name]
 
     def options(self, name: str) -> list[str]:

@@ -23,6 +23,9 @@ def test_build_passes_provided_and_config_arguments():
 def test_unknown_name_lists_options_and_suggests_closest():
     with pytest.raises(FtoolError, match=r"unknown model 'smal'; registered: small\. Did you mean 'small'\?"):
         make_registry().get("smal")
+    with pytest.raises(FtoolError, match=r"unknown model 'tiny'; registered: small\. If your own module registers "
+                                         r"it, name the module in imports=\[\.\.\.\]\.$"):
+        make_registry().get("tiny")  # nothing close: perhaps the user's module was not imported
 
 
 def test_registering_a_name_twice_says_where_the_first_came_from():
