@@ -54,6 +54,32 @@ def test_text_files_class_names_come_from_the_file_suffixes(texts, tiny_bert, ca
     assert ids[0].item() == 2 and ids[-1].item() == 3 and label == 0  # [CLS] ... [SEP]
 
 
+def test_text_files_reads_a_folder_per_class_one_text_per_file_as_imdbs_download(tmp_path, tiny_bert, cache):
+    tokenizer = load_tokenizer(str(tiny_bert))
+    imdb = tmp_path / "aclImdb"  # its layout: train/ and test/, a folder per class, a review per file
+    for split, name, n in (("train", "pos", 3), ("train", "neg", 2), ("test", "pos", 2)):
+        (imdb / split / name).mkdir(parents=True)
+        for i in range(n):
+            (imdb / split / name / f"{i}_9.txt").write_text(f"a {name} review,\nover two lines {i}\n")
+    (imdb / "train" / "neg" / "empty.txt").write_text("  \n")  # skipped, as a blank line is
+    (imdb / "train" / "neg" / ".DS_Store").write_text("not a review")
+    (imdb / "train" / "urls_pos.txt").write_text("http://example.com\n")  # beside the class folders: no text
+    (imdb / "README").write_text("the dataset's readme")
+    splits = text_files(str(imdb), tokenizer, max_length=16)
+    assert splits.info.class_names == ["neg", "pos"]
+    assert splits.train.labels.tolist() == [0, 0, 1, 1, 1] and splits.val is None
+    assert splits.test.labels.tolist() == [1, 1]  # the test folder holds pos only: labelled as train labels it
+    whole = tokenizer("a pos review,\nover two lines 0", truncation=True, max_length=16)["input_ids"]
+    assert splits.test[0][0].tolist() == whole  # the file's whole text is one sample
+
+    plain = text_files(str(imdb / "train"), tokenizer, max_length=16)  # class folders without split folders
+    assert plain.info.class_names == ["neg", "pos"] and len(plain.train) == 5 and plain.test is None
+    (imdb / "test" / "unsup").mkdir()
+    with pytest.raises(FtoolError, match=r"data.root: .*test has classes the train folder has not: unsup "
+                                         r"\(train: neg, pos\)"):
+        text_files(str(imdb), tokenizer, max_length=16)
+
+
 def test_a_max_length_beyond_the_models_positions_is_an_error_before_tokenizing(texts, tiny_bert, cache):
     tokenizer = load_tokenizer(str(tiny_bert))
     tokenizer.model_max_length = 64  # the tiny BERT's max_position_embeddings

@@ -198,15 +198,30 @@ def _not_a_class(path: Path) -> bool:
 
 @DATASETS.register("text_files")
 def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") -> Splits:
-    """One file per class, one text per line: root/rt-polarity.pos, root/rt-polarity.neg. The class
-    name is the file's suffix (`pos`), or its stem for .txt files (`pos.txt` -> `pos`)."""
+    """Texts whose class the folder's layout gives:
+    - one file per class, one text per line: root/rt-polarity.pos, root/rt-polarity.neg. The class
+      name is the file's suffix (`pos`), or its stem for .txt files (`pos.txt` -> `pos`);
+    - a folder per class, one text per file: root/pos/*.txt, or root/{train,val,test}/pos/*.txt
+      (IMDB's own download, aclImdb), where those folders are the splits.
+    `pattern` picks the class files, or the files in the class folders."""
     base = Path(root).expanduser().resolve()
     if not base.is_dir():
-        raise FtoolError(f"data.root: {base} is not a folder; expected one text file per class in it")
+        raise FtoolError(f"data.root: {base} is not a folder; expected one text file per class in it, or a folder "
+                         f"per class")
+    if (base / "train").is_dir():
+        train, names = _texts_of_class_folders(base / "train", pattern)
+        splits = {"train": train}
+        for split in ("val", "test"):
+            if (base / split).is_dir():  # labelled by train's classes, of which it may hold some only
+                splits[split] = _texts_of_class_folders(base / split, pattern, names)[0]
+        return text_splits(splits, names, tokenizer, max_length)
     files = sorted(p for p in base.glob(pattern) if p.is_file() and not _not_a_class(p))
+    if len(files) < 2 and _visible_folders(base):
+        train, names = _texts_of_class_folders(base, pattern)
+        return text_splits({"train": train}, names, tokenizer, max_length)
     if len(files) < 2:
         raise FtoolError(f"data.root: {base} has {len(files)} file(s) matching {pattern!r}; text_files needs one "
-                         f"file per class (at least 2), one text per line")
+                         f"file per class (at least 2), one text per line, or a folder per class")
     names = [p.stem if p.suffix in ("", ".txt") else p.suffix[1:] for p in files]
     if len(set(names)) != len(names):
         raise FtoolError(f"data.root: two files give the same class name: {', '.join(p.name for p in files)}")
@@ -217,6 +232,36 @@ def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") 
         texts += kept
         labels += [label] * len(kept)
     return text_splits({"train": (texts, labels)}, [names[i] for i in order], tokenizer, max_length)
+
+
+def _visible_folders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _texts_of_class_folders(folder: Path, pattern: str, classes: list[str] | None = None):
+    """((texts, labels), class names) of folder/<class>/<file>, a text per file (its subfolders'
+    too; empty files are skipped). `classes`: label by these (the train folder's); a folder of
+    another class is an error."""
+    found = [p.name for p in _visible_folders(folder)]
+    unknown = [name for name in found if classes is not None and name not in classes]
+    if unknown:
+        raise FtoolError(f"data.root: {folder} has classes the train folder has not: {', '.join(unknown)} "
+                         f"(train: {', '.join(classes)})")
+    names = classes or found
+    if len(names) < 2:
+        raise FtoolError(f"data.root: {folder} has {len(names)} class folder(s); a classifier needs at least 2")
+    texts, labels = [], []
+    for label, name in enumerate(names):
+        files = sorted(p for p in (folder / name).rglob(pattern) if p.is_file() and not _not_a_class(p)
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        for path in files:
+            text = read_text(path, "data.root").strip()
+            if text:
+                texts.append(text)
+                labels.append(label)
+    if not texts:
+        raise FtoolError(f"data.root: {folder}'s class folders hold no text files matching {pattern!r}")
+    return (texts, labels), names
 
 
 def read_rows(path: Path, what: str) -> list[dict]:
