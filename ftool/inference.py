@@ -13,7 +13,7 @@ from torch import nn
 from ftool import components
 from ftool.config import RunConfig, validate
 from ftool.data import DataInfo
-from ftool.data.text import TABLE_SUFFIXES, check_columns, read_rows, read_text, rows_with_text
+from ftool.data.text import TABLE_SUFFIXES, check_columns, read_rows, read_text, rows_with_text, texts_in_folder
 from ftool.engine import checkpoint
 from ftool.errors import FtoolError
 from ftool.rundir import RunDir, locate_checkpoint, read_summary
@@ -104,28 +104,29 @@ def _file_lines(value: str) -> list[tuple[str, str]] | None:
     return [(f"{source} line {n}", line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
-def text_inputs(value: str, column: str) -> list[str]:
-    """The texts `value` gives: a table's (CSV, TSV, JSON lines) `column`, a text file's lines,
-    standard input's lines for `-`, else `value` itself."""
+def text_inputs(value: str, column: str) -> list[tuple[str, str]]:
+    """(as shown, text) for each text `value` gives: a table's (CSV, TSV, JSON lines) `column`, a
+    text file's lines, standard input's lines for `-`, a folder's files (a text per file, shown by
+    its path, as data=text_files reads class folders), else `value` itself."""
     if not value.strip():
         raise FtoolError("input: an empty text; give a text to label, a file of texts (one per line) or - "
                          "for standard input")
-    if _existing(value, "dir"):
-        raise FtoolError(f"input: {value} is a folder; give the text files in it (an input=<file> for each) "
-                         f"or the texts themselves")
+    folder = _existing(value, "dir")
+    if folder:
+        return [(str(path), text) for path, text in texts_in_folder(folder, "input")]
     path = _existing(value)
     if path and path.suffix.lower() in TABLE_SUFFIXES:
         rows = read_rows(path, "input")
         check_columns(rows, path, "input", (column,), "text_column=<name> names the column of texts; "
                       "a file of one text per line without a header is read as lines when named .txt")
-        return [str(row[column]) for row in rows_with_text(rows, column)]
+        return [(str(row[column]),) * 2 for row in rows_with_text(rows, column)]
     lines = _file_lines(value)
     if lines is not None:
-        return [line for _, line in lines]
+        return [(line, line) for _, line in lines]
     if not any(c.isspace() for c in value) and Path(value).suffix.lower() in _TEXT_FILE_SUFFIXES:
         raise FtoolError(f"input: {value} does not exist; give an existing file of texts, one per line, "
                          f"or the text itself")
-    return [value]
+    return [(value, value)]
 
 
 def vector_inputs(value: str, size: int) -> list[tuple[str, list[float]]]:

@@ -281,23 +281,36 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
     _check_exports_match(run, predictions)
 
 
+def texts(value, column):
+    return [text for _, text in text_inputs(value, column)]
+
+
 def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(tmp_path):
     (tmp_path / "reviews.txt").write_text("superb and moving\n\nflat and dull\n")
-    assert text_inputs(str(tmp_path / "reviews.txt"), "text") == ["superb and moving", "flat and dull"]
-    assert text_inputs("great!", "text") == ["great!"]
+    assert texts(str(tmp_path / "reviews.txt"), "text") == ["superb and moving", "flat and dull"]
+    assert texts("great!", "text") == ["great!"]
     review = "a long and winding film about memory, " * 8  # longer than a file name may be (255 bytes)
-    assert text_inputs(review, "text") == [review]
-    assert text_inputs("a film to watch, not a .txt", "text") == ["a film to watch, not a .txt"]
+    assert texts(review, "text") == [review]
+    assert texts("a film to watch, not a .txt", "text") == ["a film to watch, not a .txt"]
     with pytest.raises(FtoolError, match="input: revews.txt does not exist"):  # not labelled as a text
-        text_inputs("revews.txt", "text")
-    with pytest.raises(FtoolError, match=f"input: {tmp_path} is a folder; give the text files in it"):
-        text_inputs(str(tmp_path), "text")
+        texts("revews.txt", "text")
     for blank in ("", "  "):  # input= with nothing after it: not a text to label
         with pytest.raises(FtoolError, match="input: an empty text"):
-            text_inputs(blank, "text")
+            texts(blank, "text")
     (tmp_path / "latin.txt").write_bytes("un film très beau\n".encode("latin-1"))
     with pytest.raises(FtoolError, match=r"input: .*latin.txt is not UTF-8 text \(invalid continuation byte"):
-        text_inputs(str(tmp_path / "latin.txt"), "text")
+        texts(str(tmp_path / "latin.txt"), "text")
+
+
+def test_predict_reads_a_folder_as_a_text_per_file_shown_by_its_path(tmp_path):
+    reviews = tmp_path / "reviews"  # as data=text_files reads a class folder (IMDB's aclImdb/test/pos)
+    (reviews / "more").mkdir(parents=True)
+    (reviews / "1_9.txt").write_text("superb,\nmoving\n")
+    (reviews / "more" / "2_1.txt").write_text("flat and dull")
+    (reviews / "3_5.txt").write_text("\n")  # empty: no text
+    (reviews / ".DS_Store").write_text("macOS metadata")
+    assert text_inputs(str(reviews), "text") == [(str(reviews / "1_9.txt"), "superb,\nmoving"),
+                                                  (str(reviews / "more" / "2_1.txt"), "flat and dull")]
 
 
 def test_predict_reads_a_tables_column_of_texts(tmp_path):
@@ -306,14 +319,14 @@ def test_predict_reads_a_tables_column_of_texts(tmp_path):
               "a.JSONL": '{"text": "superb, moving", "label": 1}\n{"text": ""}\n\n{"text": "flat and dull"}\n'}
     for name, content in tables.items():  # the header and the labels are no texts; empty texts are skipped
         (tmp_path / name).write_text(content)
-        assert text_inputs(str(tmp_path / name), "text") == ["superb, moving", "flat and dull"]
+        assert texts(str(tmp_path / name), "text") == ["superb, moving", "flat and dull"]
     quoted = tmp_path / "quoted.tsv"  # a quote that opens a sentence must not swallow the rows after it
     quoted.write_text('text\tlabel\n"superb\tpos\nit is "flat"\tneg\n')
-    assert text_inputs(str(quoted), "text") == ['"superb', 'it is "flat"']
+    assert texts(str(quoted), "text") == ['"superb', 'it is "flat"']
     with pytest.raises(FtoolError, match=r"input: .*a.csv row 1 has no column 'review'; its columns: text, label "
                                          r"\(text_column=<name> names the column of texts; a file of one text per line "
                                          r"without a header is read as lines when named .txt\)"):
-        text_inputs(str(tmp_path / "a.csv"), "review")
+        texts(str(tmp_path / "a.csv"), "review")
 
 
 def _check_exports_match(run, predictions):

@@ -1,7 +1,8 @@
 """`ftool predict ckpt=<run> input=<text|file> [input=...] [output=table|json|csv]`: label new inputs.
 
-Text models take sentences, text files with one sentence per line, or tables (CSV, TSV, JSON
-lines) with a column of texts (`text_column`; default: the run's, else `text`); image models take image
+Text models take sentences, text files with one sentence per line, folders of text files (a text
+per file), or tables (CSV, TSV, JSON lines) with a column of texts (`text_column`; default: the
+run's, else `text`); image models take image
 files or folders of images; models of feature vectors take rows of numbers ("0.5,1.2,..."), or
 files of such rows. Prints a table of label and class probabilities (regression: the predicted
 values), with output=json a JSON list: {"input", "label", "probabilities": {class: p}} per
@@ -44,8 +45,9 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, te
     if info.text:
         # a table's column of texts: the one the run trained on (text_csv's), else `text`
         column = text_column or trained.rc.data.args.get("text_column", "text")
-        shown = [t for value in input for t in text_inputs(value, column)]
-        batches = _text_batches(trained, shown)
+        pairs = [pair for value in input for pair in text_inputs(value, column)]
+        shown = [given for given, _ in pairs]
+        batches = _text_batches(trained, [text for _, text in pairs])
     elif info.is_image:
         files = [f for value in input for f in image_files(value)]
         shown = [str(f) for f in files]

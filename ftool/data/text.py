@@ -238,6 +238,15 @@ def _visible_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def texts_in_folder(folder: Path, what: str, pattern: str = "*") -> list[tuple[Path, str]]:
+    """(file, its whole text) for each text file under `folder`, its subfolders' too; hidden files,
+    READMEs and files of other formats are skipped, and empty files left out."""
+    files = sorted(p for p in folder.rglob(pattern) if p.is_file() and not _not_a_class(p)
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    read = ((path, read_text(path, what).strip()) for path in files)
+    return [(path, text) for path, text in read if text]
+
+
 def _texts_of_class_folders(folder: Path, pattern: str, classes: list[str] | None = None):
     """((texts, labels), class names) of folder/<class>/<file>, a text per file (its subfolders'
     too; empty files are skipped). `classes`: label by these (the train folder's); a folder of
@@ -252,13 +261,9 @@ def _texts_of_class_folders(folder: Path, pattern: str, classes: list[str] | Non
         raise FtoolError(f"data.root: {folder} has {len(names)} class folder(s); a classifier needs at least 2")
     texts, labels = [], []
     for label, name in enumerate(names):
-        files = sorted(p for p in (folder / name).rglob(pattern) if p.is_file() and not _not_a_class(p)
-                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-        for path in files:
-            text = read_text(path, "data.root").strip()
-            if text:
-                texts.append(text)
-                labels.append(label)
+        found = [text for _, text in texts_in_folder(folder / name, "data.root", pattern)]
+        texts += found
+        labels += [label] * len(found)
     if not texts:
         raise FtoolError(f"data.root: {folder}'s class folders hold no text files matching {pattern!r}")
     return (texts, labels), names
