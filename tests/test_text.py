@@ -281,25 +281,25 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
     _check_exports_match(run, predictions)
 
 
-def texts(value, column):
+def given_texts(value, column):
     return [text for _, text in text_inputs(value, column)]
 
 
 def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(tmp_path):
     (tmp_path / "reviews.txt").write_text("superb and moving\n\nflat and dull\n")
-    assert texts(str(tmp_path / "reviews.txt"), "text") == ["superb and moving", "flat and dull"]
-    assert texts("great!", "text") == ["great!"]
+    assert given_texts(str(tmp_path / "reviews.txt"), "text") == ["superb and moving", "flat and dull"]
+    assert given_texts("great!", "text") == ["great!"]
     review = "a long and winding film about memory, " * 8  # longer than a file name may be (255 bytes)
-    assert texts(review, "text") == [review]
-    assert texts("a film to watch, not a .txt", "text") == ["a film to watch, not a .txt"]
+    assert given_texts(review, "text") == [review]
+    assert given_texts("a film to watch, not a .txt", "text") == ["a film to watch, not a .txt"]
     with pytest.raises(FtoolError, match="input: revews.txt does not exist"):  # not labelled as a text
-        texts("revews.txt", "text")
+        given_texts("revews.txt", "text")
     for blank in ("", "  "):  # input= with nothing after it: not a text to label
         with pytest.raises(FtoolError, match="input: an empty text"):
-            texts(blank, "text")
+            given_texts(blank, "text")
     (tmp_path / "latin.txt").write_bytes("un film très beau\n".encode("latin-1"))
     with pytest.raises(FtoolError, match=r"input: .*latin.txt is not UTF-8 text \(invalid continuation byte"):
-        texts(str(tmp_path / "latin.txt"), "text")
+        given_texts(str(tmp_path / "latin.txt"), "text")
 
 
 def test_predict_reads_a_folder_as_a_text_per_file_shown_by_its_path(tmp_path):
@@ -319,14 +319,14 @@ def test_predict_reads_a_tables_column_of_texts(tmp_path):
               "a.JSONL": '{"text": "superb, moving", "label": 1}\n{"text": ""}\n\n{"text": "flat and dull"}\n'}
     for name, content in tables.items():  # the header and the labels are no texts; empty texts are skipped
         (tmp_path / name).write_text(content)
-        assert texts(str(tmp_path / name), "text") == ["superb, moving", "flat and dull"]
+        assert given_texts(str(tmp_path / name), "text") == ["superb, moving", "flat and dull"]
     quoted = tmp_path / "quoted.tsv"  # a quote that opens a sentence must not swallow the rows after it
     quoted.write_text('text\tlabel\n"superb\tpos\nit is "flat"\tneg\n')
-    assert texts(str(quoted), "text") == ['"superb', 'it is "flat"']
+    assert given_texts(str(quoted), "text") == ['"superb', 'it is "flat"']
     with pytest.raises(FtoolError, match=r"input: .*a.csv row 1 has no column 'review'; its columns: text, label "
                                          r"\(text_column=<name> names the column of texts; a file of one text per line "
                                          r"without a header is read as lines when named .txt\)"):
-        texts(str(tmp_path / "a.csv"), "review")
+        given_texts(str(tmp_path / "a.csv"), "review")
 
 
 def _check_exports_match(run, predictions):
