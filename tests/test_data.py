@@ -155,7 +155,7 @@ def test_an_imagefolder_test_dir_may_hold_some_of_the_classes_labelled_as_train_
     assert data.info.class_names == ["cat", "dog", "fox"]
     assert all_samples(data.test)[1].tolist() == [2, 2]  # fox is class 2, as in training (not 0)
     write_image_folder(tmp_path / "val", classes=("cat", "wolf"), per_class=1)
-    with pytest.raises(FtoolError, match=r"data.root: .*val has classes the train folder has not: wolf "
+    with pytest.raises(FtoolError, match=r"data.root: .*val has classes the train data has not: wolf "
                                          r"\(train: cat, dog, fox\)"):
         loaders("imagefolder", root=str(tmp_path))
 

@@ -75,7 +75,7 @@ def test_text_files_reads_a_folder_per_class_one_text_per_file_as_imdbs_download
     plain = text_files(str(imdb / "train"), tokenizer, max_length=16)  # class folders without split folders
     assert plain.info.class_names == ["neg", "pos"] and len(plain.train) == 5 and plain.test is None
     (imdb / "test" / "unsup").mkdir()
-    with pytest.raises(FtoolError, match=r"data.root: .*test has classes the train folder has not: unsup "
+    with pytest.raises(FtoolError, match=r"data.root: .*test has classes the train data has not: unsup "
                                          r"\(train: neg, pos\)"):
         text_files(str(imdb), tokenizer, max_length=16)
 
@@ -178,7 +178,7 @@ def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
     assert splits.info.class_names == ["negative", "positive"]
     assert splits.train.labels.tolist() == [1, 0, 1] and splits.test.labels.tolist() == [0]
     lines.write_text('{"review": "so-so", "sentiment": "neutral"}\n')  # a class the model would never train on
-    with pytest.raises(FtoolError, match=r"data.test_path: has labels the train table has not: neutral "
+    with pytest.raises(FtoolError, match=r"data.test_path: .*test.jsonl has classes the train data has not: neutral "
                                          r"\(train: negative, positive\)"):
         text_csv(str(table), load_tokenizer(str(tiny_bert)), "review", "sentiment", test_path=str(lines))
     with pytest.raises(FtoolError, match="no column 'text'; its columns: review, sentiment \\(data.text_column"):

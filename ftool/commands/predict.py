@@ -60,7 +60,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, te
         raise FtoolError(f"predict: takes texts, images or rows of numbers; this run's model takes tensors of "
                          f"shape {list(info.input_shape)}")
     if not shown:
-        raise FtoolError(f"input: {', '.join(input)}: nothing to predict (the file or standard input is empty)")
+        raise FtoolError(f"input: {', '.join(input)}: nothing to predict (the file, folder or standard input is empty)")
     # JSON or CSV on a pipe gets no progress lines: they would mix with it on stdout.
     progress = EvalProgress(output == "table" or console.is_terminal, "predict", -(-len(shown) // BATCH))
     outputs = _outputs(trained.model.to(acc.device), batches, acc, progress)

@@ -12,6 +12,15 @@ from ftool.data import Splits
 from ftool.errors import FtoolError
 
 
+def check_split_classes(where: str, found: list[str], train: list[str]) -> None:
+    """A val or test split may hold some of train's classes (labelled as train labels them); a class
+    train has not would be one the model never learns, so it is an error (`where`: the setting, the path)."""
+    unknown = [name for name in found if name not in train]
+    if unknown:
+        raise FtoolError(f"{where} has classes the train data has not: {', '.join(unknown)} "
+                         f"(train: {', '.join(train)})")
+
+
 class ClassSubset(Dataset):
     """The samples of `base` whose label is in `mapping`, with the label mapped."""
 

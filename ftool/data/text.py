@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ftool import hub
 from ftool.data import DataInfo, Splits
+from ftool.data.classes import check_split_classes
 from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
 
@@ -252,10 +253,8 @@ def _texts_of_class_folders(folder: Path, pattern: str, classes: list[str] | Non
     too; empty files are skipped). `classes`: label by these (the train folder's); a folder of
     another class is an error."""
     found = [p.name for p in _visible_folders(folder)]
-    unknown = [name for name in found if classes is not None and name not in classes]
-    if unknown:
-        raise FtoolError(f"data.root: {folder} has classes the train folder has not: {', '.join(unknown)} "
-                         f"(train: {', '.join(classes)})")
+    if classes is not None:
+        check_split_classes(f"data.root: {folder}", found, classes)
     names = classes or found
     if len(names) < 2:
         raise FtoolError(f"data.root: {folder} has {len(names)} class folder(s); a classifier needs at least 2")
@@ -329,13 +328,11 @@ def text_csv(path: str, tokenizer, text_column: str = "text", label_column: str 
     for split, (texts, labels) in read.items():
         splits[split] = (texts, indices[at:at + len(labels)])
         at += len(labels)
-    # A class only the test (val) table has would be a class the model never trains on and never predicts.
-    trained = {names[i] for i in splits["train"][1]}
+    seen = {split: set(labels) for split, (_, labels) in splits.items()}
+    present = {split: [name for i, name in enumerate(names) if i in seen[split]] for split in splits}
     for split in ("test", "val"):
-        unknown = sorted({names[i] for i in splits.get(split, ((), ()))[1]} - trained, key=names.index)
-        if unknown:
-            raise FtoolError(f"data.{split}_path: has labels the train table has not: {', '.join(unknown)} "
-                             f"(train: {', '.join(n for n in names if n in trained)})")
+        if split in splits:
+            check_split_classes(f"data.{split}_path: {tables[split]}", present[split], present["train"])
     return text_splits(splits, names, tokenizer, max_length)
 
 

@@ -19,6 +19,7 @@ from torchvision import datasets as tvd
 from torchvision.datasets.utils import download_and_extract_archive
 
 from ftool.data import DataInfo, Splits
+from ftool.data.classes import check_split_classes
 from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
 
@@ -203,10 +204,7 @@ class _VisibleImageFolder(tvd.ImageFolder):
         if not classes:
             raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
         if self.given is not None:
-            unknown = [name for name in classes if name not in self.given]
-            if unknown:
-                raise FtoolError(f"data.root: {directory} has classes the train folder has not: {', '.join(unknown)} "
-                                 f"(train: {', '.join(self.given)})")
+            check_split_classes(f"data.root: {directory}", classes, self.given)
             classes = self.given
         return classes, {name: i for i, name in enumerate(classes)}
 
