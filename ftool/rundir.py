@@ -126,7 +126,8 @@ def failed_jobs(sweep: Path, since: float) -> list[RunDir]:
 
 def evaluated_scope(split: str, samples: int) -> str:
     """What an `ftool eval` scored, as its table's title and the report's confusion matrix say it."""
-    return f"all {samples:,} samples" if split == "all" else f"{split} split, {samples:,} samples"
+    counted = f"{samples:,} sample{'' if samples == 1 else 's'}"
+    return f"all {counted}" if split == "all" else f"{split} split, {counted}"
 
 
 def read_records(metrics: Path) -> list[dict]:

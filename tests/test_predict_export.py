@@ -96,6 +96,11 @@ def test_eval_on_other_images_needs_the_runs_classes_and_input_shape(image_run, 
     per_class = read_json(image_run / "eval.json")["per_class"]
     assert per_class["classes"] == ["cat", "dog"] and per_class["support"] == [5, 0]
     assert per_class["confusion_matrix"][0][0] >= 4  # bright images: cats, scored against the cat output
+    # A single new photo: split=all holds nothing out, so data too small to split evaluates.
+    write_image_folder(tmp_path / "one", classes=("cat",), per_class=1)
+    result = ftool("eval", f"ckpt={image_run}", "data.root=one", "split=all", cwd=tmp_path)
+    assert result.returncode == 0 and "eval (all 1 sample)" in result.stdout, result.stderr
+    assert read_json(image_run / "eval.json")["per_class"]["support"] == [1, 0]
     # Other class names would score each label against another class's output: refused.
     write_image_folder(tmp_path / "renamed", classes=("cat", "fox"), per_class=5)
     assert_one_line_error(ftool("eval", f"ckpt={image_run}", "data.root=renamed", cwd=tmp_path),

@@ -4,6 +4,7 @@ write eval.json in the run dir."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -26,6 +27,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
         raise FtoolError(f"split: must be test, val or all, got {split!r}")
     run, weights = locate_checkpoint(ckpt)
     rc = validate(cfg)
+    if split == "all":  # every sample is read, so nothing is held out: a folder of a few new photos evaluates too
+        rc = dataclasses.replace(rc, data=dataclasses.replace(rc.data, val_fraction=0.0, test_size=0))
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
     acc = select(rc.trainer, training=False)
     trained = (read_summary(run) or {}).get("data")
