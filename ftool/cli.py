@@ -95,7 +95,9 @@ def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list
             overrides.append(shell_like(arg))
     missing = [k for k, v in options.items() if v is None or v == ()]
     if missing and not set(flags) & {"-h", "--help", "--hydra-help"}:
-        raise FtoolError(f"{command.name} needs {', '.join(f'{k}=...' for k in missing)}")
+        bare = [a for a in overrides if "=" not in a]  # `ftool eval outputs/run`: the value without its key
+        hint = f"; {bare[0]!r} has no key: {missing[0]}={bare[0]}?" if bare else ""
+        raise FtoolError(f"{command.name} needs {', '.join(f'{k}=...' for k in missing)}{hint}")
     return options, flags, overrides
 
 

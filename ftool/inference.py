@@ -4,6 +4,8 @@ normalization) from summary.json, so no dataset is needed."""
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,24 @@ def _existing(value: str, kind: str = "file") -> Path | None:
         return path if (path.is_dir() if kind == "dir" else path.is_file()) else None
     except OSError:  # the name is too long for a file: it is a text
         return None
+
+
+def expand_patterns(values: tuple[str, ...], image: bool) -> list[str]:
+    """`values` with each file pattern (`photos/*.jpg`, `reviews/**/*.txt`: quoted, or as part of
+    input=... where the shell leaves it) replaced by the files it matches, sorted. For text and
+    numbers, only a word that looks like a path is a pattern: "what a film?" is a text."""
+    expanded = []
+    for value in values:
+        path_like = image or (not any(c.isspace() for c in value)
+                              and ("/" in value or Path(value).suffix.lower() in _TEXT_FILE_SUFFIXES))
+        if not (path_like and glob.has_magic(value)) or _existing(value) or _existing(value, "dir"):
+            expanded.append(value)
+            continue
+        matches = sorted(glob.glob(os.path.expanduser(value), recursive=True))
+        if not matches:
+            raise FtoolError(f"input: {value!r} matches no file")
+        expanded += matches
+    return expanded
 
 
 def image_files(value: str) -> list[Path]:

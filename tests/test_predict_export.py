@@ -53,9 +53,10 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
         ["a_bright.png", "b_dark.png", "more/c_bright.png", "b_dark.png"]
     assert [p["label"] for p in predictions] == ["cat", "dog", "cat", "dog"]
     assert predictions[0]["input"].endswith("a_bright.png") and set(predictions[0]["probabilities"]) == {"cat", "dog"}
-    # output=csv: the same predictions as rows for a spreadsheet (input, label, p(<class>) per class)
-    table = ftool("predict", f"ckpt={image_run}", f"input={folder}", f"input={folder / 'b_dark.png'}", "output=csv",
-                  cwd=tmp_path)
+    # output=csv: the same predictions as rows for a spreadsheet (input, label, p(<class>) per class),
+    # here of a file pattern matching the same images (glob's ** skips hidden folders too)
+    table = ftool("predict", f"ckpt={image_run}", f"input={folder}/**/*.png", f"input={folder / 'b_dark.png'}",
+                  "output=csv", cwd=tmp_path)
     rows = list(csv.DictReader(io.StringIO(table.stdout)))
     assert list(rows[0]) == ["input", "label", "p(cat)", "p(dog)"]
     assert [(r["input"], r["label"], float(r["p(cat)"])) for r in rows] == \

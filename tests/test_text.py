@@ -4,6 +4,7 @@ The model is a tiny random BERT saved to a temp dir (tests/conftest.py): nothing
 import json
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -300,6 +301,20 @@ def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(t
     (tmp_path / "latin.txt").write_bytes("un film très beau\n".encode("latin-1"))
     with pytest.raises(FtoolError, match=r"input: .*latin.txt is not UTF-8 text \(invalid continuation byte"):
         given_texts(str(tmp_path / "latin.txt"), "text")
+
+
+def test_predict_expands_file_patterns_and_leaves_texts_alone(tmp_path, monkeypatch):
+    from ftool.inference import expand_patterns
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("b.txt", "a.txt", "sub/c.txt", "d.png"):
+        Path(name).parent.mkdir(exist_ok=True)
+        Path(name).write_text("a text\n")
+    texts = ("*.txt", "**/*.txt", "is it good?", "what*", "[sic]", "so * so")  # patterns look like paths
+    assert expand_patterns(texts, image=False) == ["a.txt", "b.txt", "a.txt", "b.txt", "sub/c.txt", *texts[2:]]
+    assert expand_patterns(("*.png", "d.png"), image=True) == ["d.png", "d.png"]
+    with pytest.raises(FtoolError, match=r"input: 'photos/\*\.jpg' matches no file"):
+        expand_patterns(("photos/*.jpg",), image=True)
 
 
 def test_predict_reads_a_folder_as_a_text_per_file_shown_by_its_path(tmp_path):

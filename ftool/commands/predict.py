@@ -26,7 +26,8 @@ from ftool.data.transforms import make_transform
 from ftool.engine.accelerator import Accelerator, select
 from ftool.engine.progress import EvalProgress, console
 from ftool.errors import FtoolError
-from ftool.inference import Trained, image_files, load_trained, read_image, text_inputs, vector_inputs
+from ftool.inference import (Trained, expand_patterns, image_files, load_trained, read_image, text_inputs,
+                             vector_inputs)
 
 BATCH = 64
 TABLE_CLASSES = 5  # more classes than this: the table shows the likeliest few, not a column each
@@ -42,6 +43,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, te
         raise FtoolError("text_column: names a table's column of texts, and this run's model takes no text")
     # The run's device and precision (a GPU where there is one); predict does not compile the model.
     acc = select(dataclasses.replace(trained.rc.trainer, compile=False), training=False)
+    input = expand_patterns(input, info.is_image)
     if info.text:
         # a table's column of texts: the one the run trained on (text_csv's), else `text`
         column = text_column or trained.rc.data.args.get("text_column", "text")
