@@ -41,6 +41,18 @@ def test_mlp_hidden_sizes_and_dropout_are_configurable():
     assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in model.modules())
 
 
+def test_layer_sizes_below_one_are_errors_and_one_hidden_size_is_one_layer():
+    one = build("mlp", (1, 8, 8), hidden=16)  # model.hidden=16, not a list
+    assert [m.out_features for m in one.modules() if isinstance(m, torch.nn.Linear)] == [16, 10]
+    for name, sizes, message in (("mlp", {"hidden": [64, 0]}, "model.hidden: mlp's layer sizes must be whole numbers "
+                                  ">= 1, got [64, 0]"),  # a layer of nothing: only the output biases would learn
+                                 ("simplecnn", {"hidden": -5}, "model.hidden: simplecnn's"),  # torch's traceback
+                                 ("simplecnn", {"channels": 0}, "model.channels: simplecnn's"),
+                                 ("convnet", {"hidden": 0}, "model.hidden: convnet's")):
+        with pytest.raises(FtoolError, match=re.escape(message)):
+            build(name, (1, 8, 8), **sizes)
+
+
 def test_linear_regression_model():
     model = build("linear", (10,), num_outputs=1)
     assert n_params(model) == 11 and model(torch.randn(4, 10)).shape == (4, 1)

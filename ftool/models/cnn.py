@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from ftool.models.shapes import flat_features, image_channels
+from ftool.models.shapes import check_sizes, flat_features, image_channels
 from ftool.registry import MODELS
 
 
@@ -18,6 +18,7 @@ class SimpleCNN(nn.Module):
     def __init__(self, input_shape, num_outputs, channels: int = 32, hidden: int = 128,
                  padding: int = 0, dropout: float = 0.0):
         super().__init__()
+        check_sizes(self.NAME, channels=channels, hidden=hidden)
         self.features = nn.Sequential(
             nn.Conv2d(image_channels(input_shape, self.NAME), channels, 5, padding=padding), nn.MaxPool2d(2)
         )
@@ -41,6 +42,7 @@ class ConvNet(nn.Module):
 
     def __init__(self, input_shape, num_outputs, hidden: int = 128, dropout: float = 0.0):
         super().__init__()
+        check_sizes(self.NAME, hidden=hidden)
         self.features = nn.Sequential(
             nn.Conv2d(image_channels(input_shape, self.NAME), 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

@@ -4,13 +4,16 @@ import math
 
 from torch import nn
 
+from ftool.models.shapes import check_sizes
 from ftool.registry import MODELS
 
 
 @MODELS.register("mlp")
 class MLP(nn.Module):
-    def __init__(self, input_shape, num_outputs, hidden: list = (128, 64), dropout: float = 0.0):
+    def __init__(self, input_shape, num_outputs, hidden: list | int = (128, 64), dropout: float = 0.0):
         super().__init__()
+        hidden = [hidden] if isinstance(hidden, int) else list(hidden)  # hidden=64: one layer
+        check_sizes("mlp", hidden=hidden)
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for size in hidden:

@@ -21,3 +21,12 @@ def flat_features(features: nn.Module, input_shape, model: str) -> int:
         except RuntimeError as e:
             raise FtoolError(f"model: {model} cannot take inputs of shape {tuple(input_shape)}, too small for its "
                              f"layers ({one_line(e)}); give larger images (data.image_size=[H,W])") from None
+
+
+def check_sizes(model: str, **sizes) -> None:
+    """Layer sizes a user sets (`hidden=128`, `hidden=[128, 64]`): a size below 1 would be a layer of
+    nothing (a model left with its output biases) or torch's traceback."""
+    for key, value in sizes.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+            raise FtoolError(f"model.{key}: {model}'s layer sizes must be whole numbers >= 1, got {value}")
