@@ -60,6 +60,8 @@ def constant(total_steps, steps_per_epoch):
 
 @SCHEDULERS.register("cosine")
 def cosine(total_steps, steps_per_epoch, min_lr_ratio: float = 0.0):
+    if not 0.0 <= min_lr_ratio <= 1.0:
+        raise FtoolError(f"scheduler.min_lr_ratio: must be in [0, 1] (of optimizer.lr), got {min_lr_ratio}")
     return lambda step: min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
 
 
@@ -73,6 +75,8 @@ def step_decay(total_steps, steps_per_epoch, step_size: int = 10, gamma: float =
     """Multiply the LR by `gamma` every `step_size` epochs."""
     if step_size < 1:
         raise FtoolError(f"scheduler.step_size: must be >= 1 epoch, got {step_size}")
+    if gamma <= 0:  # (a negative LR would climb the loss)
+        raise FtoolError(f"scheduler.gamma: must be > 0, got {gamma}")
     return lambda step: gamma ** (step // (step_size * steps_per_epoch))
 
 

@@ -7,3 +7,8 @@ def is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_size(value) -> bool:
+    """A layer's or an image's size: a whole number >= 1 (not a bool, which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -1,4 +1,5 @@
 import pickle
+import re
 import shutil
 
 import numpy as np
@@ -146,6 +147,10 @@ def test_imagefolder_with_train_val_test_dirs_and_resize(tmp_path):
     data = loaders("imagefolder", root=str(tmp_path), image_size=[8, 8])
     assert [len(d.dataset) for d in (data.train, data.val, data.test)] == [6, 6, 6]
     assert next(iter(data.test))[0].shape[1:] == (3, 8, 8)
+    for bad in ([0, 0], [8]):  # torch's traceback at the first resize, before
+        with pytest.raises(FtoolError, match=re.escape(f"data.image_size: expected a list of 2 positive sizes such "
+                                                        f"as [32,32], got {bad}")):
+            loaders("imagefolder", root=str(tmp_path), image_size=bad)
 
 
 def test_an_imagefolder_test_dir_may_hold_some_of_the_classes_labelled_as_train_labels_them(tmp_path):
@@ -231,6 +236,9 @@ def test_synthetic_and_regression_shapes():
     assert x.shape[1:] == (1, 28, 28) and int(y.max()) < 4
     reg = loaders("regression", num_features=5, train_size=50, test_size=10)
     assert reg.info.task == "regression" and next(iter(reg.train))[1].shape[1:] == (1,)
+    with pytest.raises(FtoolError, match=re.escape("data.shape: expected a list of positive sizes such as "
+                                                   "[3,32,32], got [3, 0, 32]")):
+        loaders("synthetic", shape=[3, 0, 32])
 
 
 def test_digits_are_the_scikit_learn_images():

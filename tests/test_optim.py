@@ -1,10 +1,12 @@
 import math
+import re
 
 import pytest
 import torch
 from torch import nn
 
 from ftool.config import OptimizerConfig, SchedulerConfig
+from ftool.errors import FtoolError
 from ftool.optim import build_optimizer, build_scheduler, l1_penalty
 
 
@@ -57,6 +59,16 @@ def test_warmup_then_cosine_decay():
 def test_step_schedule_decays_every_step_size_epochs():
     values = lrs(SchedulerConfig(name="step", args={"step_size": 1, "gamma": 0.5}), total=10, per_epoch=5)
     assert values == pytest.approx([1.0] * 5 + [0.5] * 5)
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("step", {"gamma": -1.0}, "scheduler.gamma: must be > 0, got -1.0"),  # a negative LR climbs the loss
+    ("step", {"step_size": 0}, "scheduler.step_size: must be >= 1 epoch, got 0"),
+    ("cosine", {"min_lr_ratio": 2.0}, "scheduler.min_lr_ratio: must be in [0, 1] (of optimizer.lr), got 2.0"),
+])
+def test_schedule_settings_out_of_range_are_errors(name, args, message):
+    with pytest.raises(FtoolError, match=re.escape(message)):
+        lrs(SchedulerConfig(name=name, args=args))
 
 
 def test_onecycle_is_torchs_and_peaks_at_the_optimizer_lr():

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 from torch.utils.data import Dataset
 
 from ftool.errors import FtoolError
+from ftool.values import is_size
 
 
 @dataclass
@@ -39,6 +40,15 @@ class Splits:
     test: Optional[Dataset] = None
     val: Optional[Dataset] = None
     collate: Optional[Callable] = None  # the DataLoader's collate_fn (text: dynamic padding)
+
+
+def checked_shape(key: str, sizes, example: str, dims: int | None = None) -> tuple[int, ...]:
+    """A shape a user sets (data.shape, data.image_size): sizes >= 1, `dims` of them where given."""
+    shape = tuple(sizes)
+    if not shape or (dims and len(shape) != dims) or not all(map(is_size, shape)):
+        raise FtoolError(f"{key}: expected a list of {dims or ''}{' ' if dims else ''}positive sizes such as "
+                         f"{example}, got {list(shape)}")
+    return shape
 
 
 def check_data_fits_run(info: DataInfo, trained: dict | None, command: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from ftool.data import DataInfo, Splits
+from ftool.data import DataInfo, Splits, checked_shape
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
 
@@ -23,18 +23,11 @@ def digits() -> Splits:
     return Splits(train=TensorDataset(images, labels), info=info)
 
 
-def _check_shape(shape) -> tuple[int, ...]:
-    shape = tuple(shape)
-    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise FtoolError(f"data.shape: expected a list of positive sizes such as [3,32,32], got {list(shape)}")
-    return shape
-
-
 @DATASETS.register("synthetic")
 def synthetic(shape: list = (3, 32, 32), num_classes: int = 10, train_size: int = 8192,
               test_size: int = 1024, seed: int = 0) -> Splits:
     """Standard-normal inputs labelled by a fixed random linear teacher: learnable, any shape."""
-    shape = _check_shape(shape)
+    shape = checked_shape("data.shape", shape, "[3,32,32]")
     if num_classes < 2 or train_size < 1 or test_size < 1:
         raise FtoolError("data: synthetic needs num_classes >= 2, train_size >= 1 and test_size >= 1")
     g = torch.Generator().manual_seed(seed)

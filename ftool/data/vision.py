@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets as tvd
 from torchvision.datasets.utils import download_and_extract_archive
 
-from ftool.data import DataInfo, Splits
+from ftool.data import DataInfo, Splits, checked_shape
 from ftool.data.classes import check_split_classes
 from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
@@ -244,7 +244,8 @@ def imagefolder(root: str, image_size: list | None = None, grayscale: bool = Fal
     train = scan(train_dir)
     channels = 1 if grayscale else 3
     first = train.samples[0][0]
-    size = tuple(image_size or _read_image(first, "data.root", lambda image: (image.height, image.width)))
+    size = checked_shape("data.image_size", image_size, "[32,32]", dims=2) if image_size else \
+        _read_image(first, "data.root", lambda image: (image.height, image.width))
     others = {}
     for split in ("val", "test"):
         if split in split_dirs:

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from ftool.errors import FtoolError, one_line
+from ftool.values import is_size
 
 
 def image_channels(input_shape, model: str) -> int:
@@ -28,5 +29,5 @@ def check_sizes(model: str, **sizes) -> None:
     nothing (a model left with its output biases) or torch's traceback."""
     for key, value in sizes.items():
         values = value if isinstance(value, (list, tuple)) else [value]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+        if not all(map(is_size, values)):
             raise FtoolError(f"model.{key}: {model}'s layer sizes must be whole numbers >= 1, got {value}")
