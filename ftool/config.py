@@ -101,6 +101,8 @@ class TrainerConfig:
         _check_choice(e, "trainer.grad_clip_algorithm", self.grad_clip_algorithm, ("norm", "value"))
         _check(e, 0 <= self.ema_decay < 1, "trainer.ema_decay", "must be in [0, 1)", self.ema_decay)
         _check_choice(e, "trainer.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
+        _check(e, self.early_stopping_min_delta >= 0, "trainer.early_stopping_min_delta", "must be >= 0",
+               self.early_stopping_min_delta)  # (a negative one counts a worse result as an improvement)
         for name in ("early_stopping_patience", "checkpoint_every_n_steps", "save_every_n_epochs"):
             _check(e, getattr(self, name) >= 0, f"trainer.{name}", "must be >= 0", getattr(self, name))
         return e

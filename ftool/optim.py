@@ -84,6 +84,11 @@ def step_decay(total_steps, steps_per_epoch, step_size: int = 10, gamma: float =
 def onecycle(total_steps, steps_per_epoch, pct_start: float = 0.3, div_factor: float = 25.0,
              final_div_factor: float = 1e4):
     """Marker for torch's OneCycleLR (built in `build_scheduler`: it also cycles momentum)."""
+    if not 0.0 < pct_start < 1.0:
+        raise FtoolError(f"scheduler.pct_start: must be in (0, 1) (the share of the run spent rising), got {pct_start}")
+    for key, value in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
+        if value <= 0:
+            raise FtoolError(f"scheduler.{key}: must be > 0, got {value}")
     return {"pct_start": pct_start, "div_factor": div_factor, "final_div_factor": final_div_factor}
 
 

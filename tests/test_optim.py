@@ -65,6 +65,8 @@ def test_step_schedule_decays_every_step_size_epochs():
     ("step", {"gamma": -1.0}, "scheduler.gamma: must be > 0, got -1.0"),  # a negative LR climbs the loss
     ("step", {"step_size": 0}, "scheduler.step_size: must be >= 1 epoch, got 0"),
     ("cosine", {"min_lr_ratio": 2.0}, "scheduler.min_lr_ratio: must be in [0, 1] (of optimizer.lr), got 2.0"),
+    ("onecycle", {"pct_start": 2.0}, "scheduler.pct_start: must be in (0, 1)"),  # torch's traceback, before
+    ("onecycle", {"div_factor": 0.0}, "scheduler.div_factor: must be > 0, got 0.0"),
 ])
 def test_schedule_settings_out_of_range_are_errors(name, args, message):
     with pytest.raises(FtoolError, match=re.escape(message)):
