@@ -226,6 +226,8 @@ class FinetuneConfig:
         _check(e, self.backbone_lr_mult > 0, "finetune.backbone_lr_mult", "must be > 0", self.backbone_lr_mult)
         _check(e, 0 < self.layer_lr_decay <= 1, "finetune.layer_lr_decay", "must be in (0, 1]", self.layer_lr_decay)
         _check(e, self.lora.r >= 0, "finetune.lora.r", "must be >= 0", self.lora.r)
+        _check(e, self.lora.alpha > 0, "finetune.lora.alpha", "must be > 0 (0 scales the adapters to nothing)",
+               self.lora.alpha)
         _check(e, not (self.lora.r and self.freeze != "none"), "finetune.freeze",
                "must be none with LoRA (finetune.lora.r > 0 already freezes the pretrained weights)", self.freeze)
         _check(e, not (self.lora.r and self.backbone_lr_mult != 1.0), "finetune.backbone_lr_mult",

@@ -18,7 +18,7 @@ def base(**changes) -> dict:
         node = cfg
         *parents, leaf = dotted.split("__")
         for p in parents:
-            node = node[p]
+            node = node.setdefault(p, {})
         node[leaf] = value
     return cfg
 
@@ -38,13 +38,14 @@ def test_valid_config_becomes_typed_with_builder_arguments_apart():
 
 def test_every_error_is_reported_at_once_with_its_key():
     errors = errors_of(base(optimizer__lr=-1.0, trainer__epochs=-1, model__padding="x", data__batch_size=0,
-                            trainer__early_stopping_min_delta=-0.1))
+                            trainer__early_stopping_min_delta=-0.1, finetune__lora__alpha=0))
     assert "optimizer.lr: must be > 0, got -1.0" in errors
     assert "trainer.epochs: must be >= 0, got -1" in errors
     assert "model.padding: expected int, got 'x'" in errors
     assert "data.batch_size: must be >= 1, got 0" in errors
     assert "trainer.early_stopping_min_delta: must be >= 0, got -0.1" in errors
-    assert len(errors) == 5
+    assert "finetune.lora.alpha: must be > 0 (0 scales the adapters to nothing), got 0.0" in errors
+    assert len(errors) == 6
 
 
 def test_a_choice_not_offered_lists_the_options_and_the_one_meant():

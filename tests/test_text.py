@@ -16,6 +16,7 @@ from ftool.data.loaders import EpochSampler
 from ftool.data.text import PadBatch, TokenizedTexts, text_csv, text_files, tokenize
 from ftool.errors import FtoolError
 from ftool.inference import text_inputs
+from ftool.registry import MODELS
 from ftool.models.hf import load_tokenizer
 from tests.conftest import assert_one_line_error, closed_port, ftool, read_json, read_jsonl, sentiment_sentences
 
@@ -518,6 +519,8 @@ def test_a_missing_weights_package_and_a_text_set_without_tokenizer_are_explaine
             resolve(path)
     with pytest.raises(FtoolError, match="use a text model \\(model=hf_classifier\\)"):
         text_files(str(texts), tokenizer=None)
+    with pytest.raises(FtoolError, match=r"^model.dropout: must be in \[0, 1\), got 2.0$"):  # not "cannot load"
+        MODELS.build("hf_classifier", {"name_or_path": "/no/such/model", "dropout": 2.0}, num_outputs=2)
 
 
 def test_a_text_model_on_image_data_is_one_line(tmp_path, tiny_bert, cache):

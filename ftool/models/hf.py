@@ -103,6 +103,8 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
 
     if pooling not in ("cls", "mean"):
         raise FtoolError(f"model.pooling: must be cls or mean, got {pooling!r}")
+    if dropout is not None and not 0 <= dropout < 1:  # (else transformers' refusal reads as weights failing to load)
+        raise FtoolError(f"model.dropout: must be in [0, 1), got {dropout}")
     _quiet_transformers()
     source = resolve(name_or_path)
     try:
