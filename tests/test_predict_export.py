@@ -182,6 +182,10 @@ def test_unfreeze_at_epoch_trains_the_backbone_from_then_on(tmp_path):
     assert torch.equal(one["features.0.weight"], start["features.0.weight"])  # frozen in epoch 1
     assert not torch.equal(two["features.0.weight"], one["features.0.weight"])  # trained in epoch 2
     assert not torch.equal(one["head.4.weight"], start["head.4.weight"])
+    assert_one_line_error(ftool("finetune", f"finetune.from={pre}", "finetune.freeze=backbone",
+                                "finetune.unfreeze_at_epoch=3", "trainer.epochs=2", cwd=tmp_path),
+                          "finetune.unfreeze_at_epoch: 3 is after the run's last epoch (2); the frozen layers would "
+                          "never train")
 
 
 def test_torchvision_weights_offline_name_the_file_to_provide(tmp_path):

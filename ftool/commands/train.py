@@ -84,7 +84,10 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     model, step_model = acc.prepare(model)
     optimizer = build_optimizer(rc.optimizer, model, lr_mult)
     steps_per_epoch = -(-batches_per_epoch(loaders.train) // rc.trainer.accumulate_grad_batches)
-    _, total_steps = plan_steps(rc.trainer, steps_per_epoch)
+    epochs, total_steps = plan_steps(rc.trainer, steps_per_epoch)
+    if frozen and rc.finetune.unfreeze_at_epoch > epochs:
+        raise FtoolError(f"finetune.unfreeze_at_epoch: {rc.finetune.unfreeze_at_epoch} is after the run's last epoch "
+                         f"({epochs}); the frozen layers would never train")
     scheduler = build_scheduler(rc.scheduler, optimizer, total_steps, steps_per_epoch)
     ema = None
     if rc.trainer.ema_decay:
