@@ -164,6 +164,10 @@ def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path,
 def test_export_errors_are_one_line(image_run, tmp_path):
     assert_one_line_error(ftool("export", f"ckpt={image_run}", "format=pickle", cwd=tmp_path),
                           "format: must be one of safetensors, torchscript, pt2, onnx")
+    assert_one_line_error(ftool("export", f"ckpt={image_run}", "out=model.onnx", cwd=tmp_path),  # format= forgotten
+                          "out: model.onnx has the suffix of format=onnx, and this export is format=safetensors; "
+                          "give format=onnx, or out=<name>.safetensors")
+    assert not (tmp_path / "model.onnx").exists()
 
 
 def test_unfreeze_at_epoch_trains_the_backbone_from_then_on(tmp_path):

@@ -89,6 +89,12 @@ def _target(out: str, trained: Trained, hf_folder: bool, format: str) -> Path:
     target = Path(out).expanduser()
     if hf_folder and target.is_file():
         raise FtoolError(f"out: {target} is a file; this export is a folder (Hugging Face's save_pretrained)")
+    # out=model.onnx with the default format would write safetensors under an ONNX name
+    meant = next((f for f, file in FORMATS.items() if Path(file).suffix == target.suffix.lower()), format)
+    if meant != format and not target.is_dir():
+        wanted = "<folder>" if hf_folder else f"<name>{Path(FORMATS[format]).suffix}"
+        raise FtoolError(f"out: {target.name} has the suffix of format={meant}, and this export is format={format}; "
+                         f"give format={meant}, or out={wanted}")
     return target / name if target.is_dir() and not hf_folder else target
 
 
