@@ -46,8 +46,8 @@ def checked_shape(key: str, sizes, example: str, dims: int | None = None) -> tup
     """A shape a user sets (data.shape, data.image_size): sizes >= 1, `dims` of them where given."""
     shape = tuple(sizes)
     if not shape or (dims and len(shape) != dims) or not all(map(is_size, shape)):
-        raise FtoolError(f"{key}: expected a list of {dims or ''}{' ' if dims else ''}positive sizes such as "
-                         f"{example}, got {list(shape)}")
+        count = f"{dims} " if dims else ""
+        raise FtoolError(f"{key}: expected a list of {count}positive sizes such as {example}, got {list(shape)}")
     return shape
 
 

@@ -74,8 +74,9 @@ def load_into(model: nn.Module, path: Path, key: str = "ckpt") -> dict[str, str]
     tensors, meta = load_weights(path)
     try:
         unwrap(model).load_state_dict(tensors)
-    except RuntimeError:
-        raise FtoolError(f"{key}: {path} does not fit this model: {_mismatch(tensors, unwrap(model).state_dict())}; "
+    except RuntimeError as e:  # (named by tensor; torch's own words where no name or shape differs)
+        why = _mismatch(tensors, unwrap(model).state_dict()) or one_line(e)
+        raise FtoolError(f"{key}: {path} does not fit this model: {why}; "
                          f"were the model's settings (model.*) changed since it was saved?") from None
     return meta
 
