@@ -76,6 +76,11 @@ def test_text_files_reads_a_folder_per_class_one_text_per_file_as_imdbs_download
 
     plain = text_files(str(imdb / "train"), tokenizer, max_length=16)  # class folders without split folders
     assert plain.info.class_names == ["neg", "pos"] and len(plain.train) == 5 and plain.test is None
+    (imdb / "train" / "unsup").mkdir()  # an empty class folder: a class the model could not learn
+    with pytest.raises(FtoolError, match=r"data.root: .*train/unsup holds no text files matching '\*'; each class "
+                                         r"folder needs some"):
+        text_files(str(imdb), tokenizer, max_length=16)
+    (imdb / "train" / "unsup").rmdir()
     (imdb / "test" / "unsup").mkdir()
     with pytest.raises(FtoolError, match=r"data.root: .*test has classes the train data has not: unsup "
                                          r"\(train: neg, pos\)"):

@@ -261,6 +261,9 @@ def _texts_of_class_folders(folder: Path, pattern: str, classes: list[str] | Non
     texts, labels = [], []
     for label, name in enumerate(names):
         found = [text for _, text in texts_in_folder(folder / name, "data.root", pattern)]
+        if not found and classes is None:  # a training class with nothing to learn from
+            raise FtoolError(f"data.root: {folder / name} holds no text files matching {pattern!r}; each class "
+                             f"folder needs some")
         texts += found
         labels += [label] * len(found)
     if not texts:
