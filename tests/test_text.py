@@ -54,6 +54,9 @@ def test_text_files_class_names_come_from_the_file_suffixes(texts, tiny_bert, ca
     assert max(splits.train.lengths()) == 8  # cut to max_length, [CLS] and [SEP] included
     ids, label = splits.train[0]
     assert ids[0].item() == 2 and ids[-1].item() == 3 and label == 0  # [CLS] ... [SEP]
+    (texts / "rt-polarity.neutral").write_text("\n \n")  # a class with nothing to learn from
+    with pytest.raises(FtoolError, match=r"data.root: .*rt-polarity.neutral holds no text; each class file needs some"):
+        text_files(str(texts), load_tokenizer(str(tiny_bert)), max_length=8)
 
 
 def test_text_files_reads_a_folder_per_class_one_text_per_file_as_imdbs_download(tmp_path, tiny_bert, cache):

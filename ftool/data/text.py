@@ -230,6 +230,8 @@ def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") 
     texts, labels = [], []
     for label, i in enumerate(order):
         kept = [ln.strip() for ln in read_text(files[i], "data.root").splitlines() if ln.strip()]
+        if not kept:  # a class with nothing to learn from
+            raise FtoolError(f"data.root: {files[i]} holds no text; each class file needs some, one per line")
         texts += kept
         labels += [label] * len(kept)
     return text_splits({"train": (texts, labels)}, [names[i] for i in order], tokenizer, max_length)
