@@ -10,6 +10,7 @@ as token ids, which `Splits.collate` pads into batches (`ftool.data.text`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 from torch.utils.data import Dataset
@@ -40,6 +41,12 @@ class Splits:
     test: Optional[Dataset] = None
     val: Optional[Dataset] = None
     collate: Optional[Callable] = None  # the DataLoader's collate_fn (text: dynamic padding)
+
+
+def is_hidden(path: Path, root: Path) -> bool:
+    """A hidden file or folder, or one inside a hidden folder, under `root` (Jupyter's
+    .ipynb_checkpoints/, macOS's ._photo.png): no data, whatever its name says."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def checked_shape(key: str, sizes, example: str, dims: int | None = None) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ftool import hub
-from ftool.data import DataInfo, Splits
+from ftool.data import DataInfo, Splits, is_hidden
 from ftool.data.classes import check_split_classes
 from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
@@ -245,7 +245,7 @@ def texts_in_folder(folder: Path, what: str, pattern: str = "*") -> list[tuple[P
     """(file, its whole text) for each text file under `folder`, its subfolders' too; hidden files,
     READMEs and files of other formats are skipped, and empty files left out."""
     files = sorted(p for p in folder.rglob(pattern) if p.is_file() and not _not_a_class(p)
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                   and not is_hidden(p, folder))
     read = ((path, read_text(path, what).strip()) for path in files)
     return [(path, text) for path, text in read if text]
 

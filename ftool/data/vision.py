@@ -18,7 +18,7 @@ from torch.utils.data import Dataset, TensorDataset
 from torchvision import datasets as tvd
 from torchvision.datasets.utils import download_and_extract_archive
 
-from ftool.data import DataInfo, Splits, checked_shape
+from ftool.data import DataInfo, Splits, checked_shape, is_hidden
 from ftool.data.classes import check_split_classes
 from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
@@ -186,8 +186,7 @@ def load_image(path, channels: int, size: tuple[int, int], what: str) -> torch.T
 def is_visible_image(path: Path, root: Path) -> bool:
     """An image file by its suffix, with no hidden folder or name under `root`: Jupyter's
     .ipynb_checkpoints/ and macOS's ._photo.png (metadata, not an image) are not data."""
-    return (path.suffix.lower() in tvd.folder.IMG_EXTENSIONS
-            and not any(part.startswith(".") for part in path.relative_to(root).parts))
+    return path.suffix.lower() in tvd.folder.IMG_EXTENSIONS and not is_hidden(path, root)
 
 
 class _VisibleImageFolder(tvd.ImageFolder):
