@@ -23,8 +23,7 @@ from ftool.errors import FtoolError, RunInterrupted, machine_errors, one_line
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
                      "-cd", "--config-dir", "--experimental-rerun"}
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
-_NO_RUN_FLAGS = {"-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help", "--version",
-                 "-sc", "--shell-completion"}
+_NO_RUN_FLAGS = {"-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help", "--version"}
 
 
 def config_root() -> Path:
@@ -204,6 +203,7 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
     from omegaconf.errors import OmegaConfBaseException
 
     from ftool.config import validate
+    from ftool.key_hints import unknown_key
 
     def composed(chosen: list[str]):
         with initialize_config_dir(str(config_dir), version_base="1.3"):
@@ -219,7 +219,8 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
             # Compose with only the group choices and Hydra's settings to list the keys that exist.
             groups = {d.name for root in (config_dir, *user_dirs) for d in root.iterdir() if d.is_dir()}
             choices = [o for o in overrides if o.startswith("hydra.") or o.split("=")[0].lstrip("+~") in groups]
-            raise FtoolError(_unknown_key(unknown.group(1), composed(choices), command)) from None
+            raise FtoolError(unknown_key(unknown.group(1), composed(choices), [config_dir, *user_dirs],
+                                         tuple(command.options), command.name)) from None
         raise FtoolError(_one_line(e, e.__cause__)) from None
     hydra_cfg = cfg.hydra
     with open_dict(cfg):
@@ -355,26 +356,6 @@ def secondary_rank_dirs() -> tuple[list[str], str | None]:
             "hydra/hydra_logging=none"], tmp
 
 
-def _unknown_key(key: str, cfg, command: Command) -> str:
-    """'trainer.epoch: no such key; trainer has: ... Did you mean 'epochs'?'"""
-    from omegaconf import DictConfig, OmegaConf
-
-    from ftool.registry import close_matches_hint
-
-    parent, _, leaf = key.rpartition(".")
-    node = OmegaConf.select(cfg, parent) if parent else cfg
-    if not isinstance(node, DictConfig):
-        return f"{key}: no such key"
-    keys = [str(k) for k in node.keys() if parent or k != "hydra"]
-    # A top-level key that one of the groups has (epochs=3) was meant for that group: trainer.epochs.
-    in_groups = [f"{k}.{leaf}" for k in keys if not parent and isinstance(node[k], DictConfig) and leaf in node[k]]
-    hint = f" Did you mean '{in_groups[0]}'?" if in_groups else close_matches_hint(leaf, keys)
-    if command.options and not parent:  # eval's ckpt_name=... was meant as one of its own options
-        hint += f" {command.name} takes {', '.join(f'{o}=' for o in command.options)}."
-        hint += close_matches_hint(leaf, list(command.options))
-    return f"{key}: no such key; {parent or 'the config'} has {', '.join(keys)}.{hint}"
-
-
 def _one_line(*errors) -> str:
     return "; ".join(one_line(e) for e in errors if e is not None)
 
@@ -457,6 +438,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     name, rest = args[0], args[1:]
     try:
+        if {"-sc", "--shell-completion"} & set(args):  # tab completion, for any command: before one is typed
+            from ftool.completion import shell_completion
+
+            sys.exit(shell_completion(args))
         if name not in COMMANDS:
             from ftool.registry import close_matches_hint
 

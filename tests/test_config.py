@@ -132,3 +132,38 @@ def test_running_out_of_memory_is_one_line_saying_what_needs_less():
     with pytest.raises(RuntimeError, match="mat1 and mat2 shapes"):  # any other RuntimeError: a bug's traceback
         with machine_errors():
             raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    # a top-level key: not a group choice, so the keys are listed without the groups' own
+    (["foo=1", "model=mlp"], "foo: no such key; the config has optimizer, scheduler, model, data, trainer, logger, "
+                             "finetune, imports."),
+    (["epochs=3"], "epochs: no such key; the config has optimizer, scheduler, model, data, trainer, logger, "
+                   "finetune, imports. Did you mean 'trainer.epochs'?"),  # a key of a group
+    (["trainer.lr=0.1"], "trainer.lr: no such key; trainer has epochs, ... Did you mean 'optimizer.lr'?"),  # another's
+    # what Lightning's, Hugging Face's and torchtune's users type
+    (["max_epochs=3"], "max_epochs: no such key; the config has optimizer, ... Did you mean 'trainer.epochs'?"),
+    (["learning_rate=1e-3"], "learning_rate: no such key; the config has optimizer, ... Did you mean 'optimizer.lr'?"),
+    (["fp16=true"], "fp16: no such key; the config has optimizer, ... Did you mean 'trainer.precision=fp16-mixed'?"),
+    (["trainer.gpus=2"], "trainer.gpus: no such key; trainer has epochs, ... Did you mean 'trainer.devices'?"),
+    (["output_dir=runs/a"], "output_dir: no such key; the config has optimizer, ... Did you mean 'hydra.run.dir'?"),
+    # a setting of another option of the group
+    (["optimizer.momentum=0.9"], "optimizer.momentum: no such key; optimizer has name, lr, weight_decay, l1, betas, "
+                                 "eps. It is a setting of optimizer=sgd."),
+    (["data.root=x"], "data.root: no such key; data has batch_size, ... It is a setting of data=cifar10, cifar100, "
+                      "fashion_mnist, imagefolder, mnist or text_files."),
+    (["scheduler=cosine", "scheduler.gama=0.5"], "scheduler.gama: no such key; scheduler has name, warmup_epochs, "
+                                                 "min_lr_ratio. Did you mean 'gamma'? It is a setting of scheduler=step."),
+    (["optimizer.weight_decy=0.1"], "optimizer.weight_decy: no such key; optimizer has name, ... Did you mean "
+                                    "'weight_decay'?"),  # its own key first
+    (["modle.hidden=[8]"], "modle: no such key; the config has optimizer, ... Did you mean 'model'?"),
+    (["trainer.epochs.x=1"], "trainer.epochs.x: no such key; trainer.epochs is a value, not a group of settings"),
+])
+def test_an_unknown_key_says_which_key_was_meant(overrides, message):
+    from ftool.cli import config_root, preflight
+    from ftool.commands import COMMANDS
+
+    with pytest.raises(FtoolError) as info:
+        preflight(overrides, [], config_root(), COMMANDS["train"])
+    start, _, end = message.partition(", ... ")  # "..." stands for the listed keys
+    assert str(info.value).startswith(start) and str(info.value).endswith(end or start)
