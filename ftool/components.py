@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 import ftool.data  # noqa: F401  (registers the datasets)
@@ -31,15 +33,22 @@ def build_tokenizer(run: RunConfig):
     return load_tokenizer(MODELS.build_args(run.model.name, run.model.args)["name_or_path"])
 
 
-def build_data(run: RunConfig, rank: int = 0, world_size: int = 1, run_classes: list[str] | None = None) -> Loaders:
-    """The data's loaders for this process. `run_classes`: a trained run's classes, which data given
-    to evaluate it is labelled by, by name (it may lack some)."""
+def build_data(run: RunConfig, rank: int = 0, world_size: int = 1, trained: dict | None = None) -> Loaders:
+    """The data's loaders for this process. `trained`: a trained run's description of its data
+    (summary.json's `data`); data given to evaluate it is labelled by its classes, by name (it may
+    lack some), and normalized as it trained (a new table's own mean and std would shift its inputs)."""
     provided = {"tokenizer": build_tokenizer(run)} if DATASETS.accepts(run.data.name, "tokenizer") else {}
-    splits = DATASETS.build(run.data.name, run.data.args, **provided)
+    args = run.data.args
+    if trained and trained.get("columns"):  # a table's columns the run chose by default: a new table's may differ
+        args = {**args, **{key: names for key, names in trained["columns"].items() if args.get(key) is None}}
+    splits = DATASETS.build(run.data.name, args, **provided)
     if run.data.classes:
         splits = select_classes(splits, run.data.classes)
-    if run_classes:
-        splits = align_classes(splits, run_classes)
+    if trained:
+        splits = align_classes(splits, trained["class_names"])
+        if trained["mean"] is not None:
+            info = dataclasses.replace(splits.info, mean=tuple(trained["mean"]), std=tuple(trained["std"]))
+            splits = dataclasses.replace(splits, info=info)
     info = splits.info
     if info.task == "classification" and info.num_outputs < 2:
         raise FtoolError(f"data: found {info.num_outputs} class ({', '.join(info.class_names) or 'unnamed'}); "

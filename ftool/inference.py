@@ -15,7 +15,8 @@ from torch import nn
 from ftool import components
 from ftool.config import RunConfig, validate
 from ftool.data import DataInfo
-from ftool.data.text import TABLE_SUFFIXES, check_columns, read_rows, read_text, rows_with_text, texts_in_folder
+from ftool.data.tables import TABLE_SUFFIXES, check_columns, read_rows, read_text
+from ftool.data.text import rows_with_text, texts_in_folder
 from ftool.engine import checkpoint
 from ftool.errors import FtoolError
 from ftool.rundir import RunDir, locate_checkpoint, read_summary
@@ -41,7 +42,7 @@ def data_info(run: RunDir) -> DataInfo:
                          f"one that failed before training); train it again with this version")
     return DataInfo(data["task"], tuple(data["input_shape"]), data["num_outputs"], data["class_names"],
                     tuple(data["mean"]) if data["mean"] else None, tuple(data["std"]) if data["std"] else None,
-                    text=data["text"])
+                    text=data["text"], columns=data.get("columns", {}))
 
 
 def load_trained(cfg, ckpt: str) -> Trained:
@@ -149,10 +150,20 @@ def text_inputs(value: str, column: str) -> list[tuple[str, str]]:
     return [(value, value)]
 
 
-def vector_inputs(value: str, size: int) -> list[tuple[str, list[float]]]:
+def vector_inputs(value: str, size: int, features: list[str] = ()) -> list[tuple[str, list[float]]]:
     """(as given, numbers) for a model that takes `size` numbers: `value` itself ("0.5,1.2,..."), or
     a file (`-`: standard input) with one input per line, numbers separated by commas or spaces. A
-    file's first line without a number in it is a CSV header, and skipped."""
+    file's first line without a number in it is a CSV header, and skipped. A run trained on a table
+    (`features`: its columns) reads a table with those columns by name, whatever else it holds."""
+    path = _existing(value) if features and value != "-" else None
+    if path and path.suffix.lower() in TABLE_SUFFIXES:
+        rows = read_rows(path, "input")
+        if path.suffix.lower() in (".jsonl", ".json") or (rows and all(f in rows[0] for f in features)):
+            from ftool.data.tabular import table_numbers
+
+            check_columns(rows, path, "input", tuple(features), "the run's model takes these columns")
+            numbers = table_numbers(rows, features, path, "input").tolist()
+            return [(",".join(str(row[f]) for f in features), row_numbers) for row, row_numbers in zip(rows, numbers)]
     lines = _file_lines(value)
     if lines and not any(is_number(field) for field in lines[0][1].replace(",", " ").split()):
         lines = lines[1:]

@@ -45,8 +45,8 @@ def build_loss(cfg: TrainerConfig, info: DataInfo) -> nn.Module:
         raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {fits} (or auto)")
     if fits == "mse":
         if cfg.label_smoothing:
-            raise FtoolError(f"trainer.label_smoothing: smooths class labels; this data is regression (MSE): "
-                             f"leave it at 0")
+            raise FtoolError("trainer.label_smoothing: smooths class labels; this data is regression (MSE): "
+                             "leave it at 0")
         return nn.MSELoss()
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 

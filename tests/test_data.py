@@ -251,3 +251,48 @@ def test_digits_are_the_scikit_learn_images():
     assert torch.allclose(x[0], torch.tensor(load_digits().images[i], dtype=torch.float32) / 16)
     assert y == int(load_digits().target[i])
     assert np.isclose(float(data.info.std[0]), 0.4, atol=0.1)
+
+
+def test_a_table_predicts_its_last_column_from_the_others_or_the_columns_named(tmp_path):
+    houses = tmp_path / "houses.csv"
+    houses.write_text("area,rooms,price\n100,3,250.5\n50,1,120\n90,2,200\n60,2,130\n")
+    data = DATASETS.build("table", {"path": str(houses)})
+    info = data.info
+    assert (info.task, info.input_shape, info.num_outputs) == ("regression", (2,), 1)
+    assert info.columns == {"features": ["area", "rooms"], "target": ["price"]}
+    x, y = data.train.tensors
+    assert x.tolist() == [[100, 3], [50, 1], [90, 2], [60, 2]] and y.flatten().tolist() == [250.5, 120, 200, 130]
+    assert info.mean == pytest.approx((75.0, 2.0)) and info.std == pytest.approx((x[:, 0].std().item(), x[:, 1].std().item()))
+    # what the model sees: each feature standardized by the table's mean and spread (areas and rooms alike)
+    seen = torch.cat([xb for xb, _ in loaders("table", path=str(houses), val_fraction=0, test_fraction=0.25).everything])
+    assert seen.mean(0).abs().max() < 1e-6 and seen.std(0).tolist() == pytest.approx([1.0, 1.0])
+
+    two = DATASETS.build("table", {"path": str(houses), "target": ["price", "area"], "features": ["rooms"]})
+    assert two.info.num_outputs == 2 and two.train.tensors[1][0].tolist() == [250.5, 100]
+
+
+def test_a_table_with_words_as_the_target_is_a_classifier_labelled_by_name(tmp_path):
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text('{"w": 1.5, "h": 2, "kind": "b"}\n{"w": 0.5, "h": 1, "kind": "a"}\n{"w": 9, "h": 0, "kind": "c"}\n')
+    test.write_text('{"h": 1, "w": 0.5, "kind": "c"}\n')  # columns in another order, one class of three
+    data = DATASETS.build("table", {"path": str(train), "test_path": str(test)})
+    assert data.info.task == "classification" and data.info.class_names == ["a", "b", "c"]
+    assert data.train.tensors[1].tolist() == [1, 0, 2] and data.test.tensors[0].tolist() == [[0.5, 1.0]]
+    assert data.test.tensors[1].tolist() == [2]
+    numbered = tmp_path / "numbered.csv"  # class numbers: a classifier when data.task says so
+    numbered.write_text("x,label\n0.1,0\n0.9,1\n0.2,0\n")
+    as_classes = DATASETS.build("table", {"path": str(numbered), "task": "classification"})
+    assert as_classes.info.class_names == ["0", "1"] and as_classes.train.tensors[1].dtype == torch.long
+
+    test.write_text('{"w": 1, "h": 1, "kind": "d"}\n')
+    with pytest.raises(FtoolError, match="data.test_path: .*test.jsonl has classes the train data has not: d"):
+        DATASETS.build("table", {"path": str(train), "test_path": str(test)})
+    gaps = tmp_path / "gaps.csv"
+    gaps.write_text("w,h,kind\n1,2,a\n3,,b\n")
+    with pytest.raises(FtoolError, match=r"data: .*gaps.csv row 2: 'h' is '', not a number .*fill or drop missing"):
+        DATASETS.build("table", {"path": str(gaps)})
+    for args, message in [({"features": ["kind"]}, "data.features: 'kind' is the target too"),
+                          ({"target": ["kind", "w"]}, "data.target: a classifier predicts one column, got 2"),
+                          ({"target": "size"}, "row 1 has no column 'size'; its columns: w, h, kind")]:
+        with pytest.raises(FtoolError, match=re.escape(message)):
+            DATASETS.build("table", {"path": str(train), **args})

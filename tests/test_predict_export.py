@@ -232,6 +232,34 @@ def test_predict_on_a_regression_run_takes_rows_of_numbers(tmp_path):
 
 
 
+def test_a_table_run_reads_new_tables_by_column_name_and_scales_them_as_it_trained(tmp_path):
+    """Weights in grams and heights in metres: learnable because each column is standardized by the
+    training table's mean and spread, which eval, predict and the exported model keep for new tables."""
+    rng = np.random.default_rng(0)
+    kind = rng.integers(0, 2, 200)
+    grams, metres = 1000 + 800 * kind + rng.normal(0, 150, 200), 0.5 + 0.3 * kind + rng.normal(0, 0.05, 200)
+    lines = [f"{g:.1f},{m:.3f},{['small', 'big'][k]}" for g, m, k in zip(grams, metres, kind)]
+    (tmp_path / "animals.csv").write_text("grams,metres,kind\n" + "\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    result = ftool("train", "model=linear", "data=table", "data.path=animals.csv", "trainer.epochs=5",
+                   f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_json(run / "summary.json")["metrics"]["test/accuracy"] >= 0.95
+    # New animals, big ones only (their own mean would shift them), in other columns and order.
+    (tmp_path / "big.csv").write_text("id,metres,kind,grams\n1,0.81,big,1790\n2,0.78,big,1850\n3,0.83,big,1760\n")
+    result = ftool("eval", f"ckpt={run}", "data.path=big.csv", "split=all", cwd=tmp_path)
+    assert result.returncode == 0 and "all/accuracy  │ 1.0000" in result.stdout, result.stdout + result.stderr
+    predicted = json.loads(ftool("predict", f"ckpt={run}", "input=big.csv", "output=json", cwd=tmp_path).stdout)
+    assert [p["input"] for p in predicted] == ["1790,0.81", "1850,0.78", "1760,0.83"]  # grams, metres: its order
+    assert [p["label"] for p in predicted] == ["big"] * 3
+
+    exported = tmp_path / "model.pt2"  # takes the numbers as they are: the scaling is inside
+    assert ftool("export", f"ckpt={run}", "format=pt2", f"out={exported}", cwd=tmp_path).returncode == 0
+    graph = torch.export.load(exported).module()
+    probabilities = graph(torch.tensor([[1790.0, 0.81]])).softmax(-1)[0].tolist()
+    assert probabilities == pytest.approx([predicted[0]["probabilities"][name] for name in ("big", "small")], abs=1e-5)
+
+
 def test_feature_vector_inputs_are_checked_row_by_row(tmp_path):
     from ftool.inference import vector_inputs
 

@@ -32,7 +32,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
     acc = select(rc.trainer, training=False)
     trained = (read_summary(run) or {}).get("data")
-    loaders = components.build_data(rc, run_classes=(trained or {}).get("class_names"))
+    loaders = components.build_data(rc, trained=trained)
     check_data_fits_run(loaders.info, trained, "eval")
     loader = {"test": loaders.test, "val": loaders.val, "all": loaders.everything}[split]
     if loader is None:

@@ -47,17 +47,19 @@ class TextLogits(nn.Module):
 
 
 class Normalized(nn.Module):
-    """An image model with the data's normalization inside: it takes images scaled to [0, 1], as
-    image libraries read them, so nobody outside ftool has to know the training set's mean and std."""
+    """A model with the data's normalization inside: it takes images scaled to [0, 1], as image
+    libraries read them, or a table's numbers as they are, so nobody outside ftool has to know the
+    training set's mean and std (per channel of an image, per feature of a vector)."""
 
-    def __init__(self, model: nn.Module, mean, std):
+    def __init__(self, model: nn.Module, mean, std, input_dims: int):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1))
+        per_channel = (-1, *[1] * (input_dims - 1))  # (C, 1, 1) for images, (F,) for vectors
+        self.register_buffer("mean", torch.tensor(mean).view(per_channel))
+        self.register_buffer("std", torch.tensor(std).view(per_channel))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model((images - self.mean) / self.std)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model((inputs - self.mean) / self.std)
 
 
 def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dict:
@@ -116,7 +118,8 @@ def _traceable(trained: Trained) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
 def _metadata(trained: Trained) -> dict[str, str]:
     info = trained.info
     return {"model": trained.rc.model.name, "task": info.task, "input_shape": json.dumps(list(info.input_shape)),
-            "class_names": json.dumps(info.class_names), "mean": json.dumps(info.mean), "std": json.dumps(info.std)}
+            "class_names": json.dumps(info.class_names), "mean": json.dumps(info.mean), "std": json.dumps(info.std),
+            "columns": json.dumps(info.columns)}
 
 
 def _safetensors(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
@@ -129,12 +132,12 @@ def _safetensors(trained: Trained, module: nn.Module, example, target: Path) -> 
 
 def _exportable(model: nn.Module, trained: Trained) -> nn.Module:
     """`model` as it is exported: a text model taking positional tensors (it takes a dict of them),
-    an image model with the normalization inside."""
+    an image or table model with the normalization inside."""
     info = trained.info
     if info.text:
         return TextLogits(model).eval()
-    if info.is_image and trained.rc.data.normalize and info.mean is not None:
-        return Normalized(model, info.mean, info.std).eval()
+    if trained.rc.data.normalize and info.mean is not None:
+        return Normalized(model, info.mean, info.std, len(info.input_shape)).eval()
     return model
 
 

@@ -28,6 +28,9 @@ class DataInfo:
     mean: Optional[tuple[float, ...]] = None  # per-channel normalization; None: leave inputs as is
     std: Optional[tuple[float, ...]] = None
     text: bool = False  # token ids (input_shape is (max_length,)): batches are dicts for text models
+    # data=table's columns as read, {"features": [...], "target": [...]}: new tables given to the run
+    # (eval, predict) are read by these names, whatever their order
+    columns: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def is_image(self) -> bool:

@@ -1,11 +1,16 @@
-"""In-memory datasets: scikit-learn's bundled digits and synthetic data for benchmarks and tests."""
+"""In-memory datasets: a table of numbers (yours), scikit-learn's bundled digits, and synthetic data
+for benchmarks and tests."""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import torch
 from torch.utils.data import TensorDataset
 
 from ftool.data import DataInfo, Splits, checked_shape
+from ftool.data.tables import check_columns, read_rows, split_labels
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
 
@@ -54,3 +59,80 @@ def regression(num_features: int = 10, num_outputs: int = 1, train_size: int = 1
     info = DataInfo("regression", (num_features,), num_outputs)
     return Splits(train=TensorDataset(x[:train_size], y[:train_size]), info=info,
                   test=TensorDataset(x[train_size:], y[train_size:]))
+
+
+@DATASETS.register("table")
+def table(path: str, target: str | list | None = None, features: list | None = None, task: str = "auto",
+          test_path: str | None = None, val_path: str | None = None) -> Splits:
+    """Rows of numbers in a CSV, TSV or JSON-lines table: the `features` columns (default: every column
+    but the target) predict the `target` column (default: the last; a list: several values), a value
+    (regression) or a class (classification; `auto`: when a target is not a number). Without
+    test_path (val_path) a test (validation) split is held out of path."""
+    if task not in ("auto", "regression", "classification"):
+        raise FtoolError(f"data.task: must be auto, regression or classification, got {task!r}")
+    files = {split: Path(p).expanduser().resolve() for split, p in
+             {"train": path, "test": test_path, "val": val_path}.items() if p}
+    rows = {split: read_rows(file, _path_key(split)) for split, file in files.items()}
+    for split, found in rows.items():
+        if not found:
+            raise FtoolError(f"{_path_key(split)}: {files[split]} holds no rows")
+    columns = list(rows["train"][0])
+    targets = [target] if isinstance(target, str) else list(target or columns[-1:])
+    inputs = list(features) if features else [c for c in columns if c not in targets]
+    both = [c for c in inputs if c in targets]
+    if both or not inputs:
+        raise FtoolError(f"data.features: {both[0]!r} is the target too" if both else
+                         f"data.features: {files['train']} has no column left to predict from (its columns: "
+                         f"{', '.join(columns)})")
+    for split, file in files.items():
+        check_columns(rows[split], file, _path_key(split), (*inputs, *targets),
+                      "data.features and data.target name them")
+    x = {split: table_numbers(found, inputs, files[split]) for split, found in rows.items()}
+    labels = {split: [row[targets[0]] for row in found] for split, found in rows.items()}
+    if task == "classification" or (task == "auto" and not all(map(_is_number, labels["train"]))):
+        if len(targets) > 1:
+            raise FtoolError(f"data.target: a classifier predicts one column, got {len(targets)} ({', '.join(targets)})")
+        for split, found in labels.items():
+            _check_filled(found, files[split], targets[0])
+        indices, names = split_labels(labels, {split: str(file) for split, file in files.items()})
+        y = {split: torch.tensor(found, dtype=torch.long) for split, found in indices.items()}
+        kind, outputs = "classification", len(names)
+    else:
+        y = {split: table_numbers(found, targets, files[split]) for split, found in rows.items()}
+        kind, outputs, names = "regression", len(targets), []
+    # Each feature scaled by the training table's spread (data.normalize), which SGD needs when
+    # columns differ in scale (square metres and rooms); a constant column keeps its values.
+    mean, std = x["train"].mean(0), x["train"].std(0).nan_to_num(1.0)
+    std[std == 0] = 1.0
+    info = DataInfo(kind, (len(inputs),), outputs, names, mean=tuple(mean.tolist()), std=tuple(std.tolist()),
+                    columns={"features": inputs, "target": targets})
+    datasets = {split: TensorDataset(x[split], y[split]) for split in files}
+    return Splits(train=datasets["train"], info=info, test=datasets.get("test"), val=datasets.get("val"))
+
+
+def _path_key(split: str) -> str:
+    return "data.path" if split == "train" else f"data.{split}_path"
+
+
+def _is_number(value) -> bool:
+    try:
+        return math.isfinite(float(value)) and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_filled(labels: list, file: Path, column: str) -> None:
+    for n, label in enumerate(labels, 1):
+        if label is None or str(label).strip() == "":
+            raise FtoolError(f"data: {file} row {n} has no {column!r} (it is empty)")
+
+
+def table_numbers(rows: list[dict], columns: list[str], file: Path, what: str = "data") -> torch.Tensor:
+    """The `columns` of every row as a float tensor (rows, columns); a cell that is not a finite
+    number is an error naming it (a missing value, a word; `what`: the setting that gave the file)."""
+    for n, row in enumerate(rows, 1):
+        for column in columns:
+            if not _is_number(row[column]):
+                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {row[column]!r}, not a number (data.features "
+                                 f"names the columns of numbers; fill or drop missing values)")
+    return torch.tensor([[float(row[c]) for c in columns] for row in rows], dtype=torch.float32)

@@ -9,12 +9,9 @@ labels), the dict the text models take.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -23,6 +20,7 @@ from torch.utils.data import Dataset
 from ftool import hub
 from ftool.data import DataInfo, Splits, is_hidden
 from ftool.data.classes import check_split_classes
+from ftool.data.tables import TABLE_SUFFIXES, check_columns, read_rows, read_text, split_labels
 from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
 
@@ -156,35 +154,6 @@ def text_splits(splits: dict[str, tuple[list[str], list[int]]], class_names: lis
                   collate=PadBatch(tokenizer.pad_token_id or 0))
 
 
-def read_text(path: Path | None, what: str) -> str:
-    """A UTF-8 text file (None: standard input), without the byte-order mark Excel and Notepad put
-    first; another encoding is a one-line error (`what` names the setting that gave the path)."""
-    data = sys.stdin.buffer.read() if path is None else path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise FtoolError(f"{what}: {path or 'standard input'} is not UTF-8 text ({e.reason} at byte {e.start}); "
-                         f"save it as UTF-8") from None
-
-
-def _labels_to_indices(labels: list) -> tuple[list[int], list[str]]:
-    """Labels as given -> (indices, class names in index order). Whole numbers are classes in numeric
-    order, named by their number: 0..k-1 keep their index, and 1-5 star ratings or -1/+1 make as many
-    classes, with no empty class 0. Other labels are names, in text order."""
-    def number(v):
-        text = str(v).strip()
-        return int(text) if not isinstance(v, bool) and text.lstrip("+-").isdigit() else None
-
-    if labels and all(number(v) is not None for v in labels):
-        values = sorted({number(v) for v in labels})
-        index = {v: i for i, v in enumerate(values)}
-        return [index[number(v)] for v in labels], [str(v) for v in values]
-    names = sorted({str(v) for v in labels})
-    index = {name: i for i, name in enumerate(names)}
-    return [index[str(v)] for v in labels], names
-
-
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, as .jsonl
 # Files a data folder often holds beside its class files (MR's own download has a README .txt).
 _NOT_CLASS_SUFFIXES = {*TABLE_SUFFIXES, ".md", ".rst", ".html", ".pdf", ".yaml", ".yml", ".py", ".sh", ".zip", ".gz",
                        ".tar", ".tgz", ".bz2", ".xz", ".7z"}
@@ -273,36 +242,6 @@ def _texts_of_class_folders(folder: Path, pattern: str, classes: list[str] | Non
     return (texts, labels), names
 
 
-def read_rows(path: Path, what: str) -> list[dict]:
-    """The rows of a CSV or TSV file with a header, or of a JSON-lines file (`what` names the setting
-    that gave the path, for errors)."""
-    if not path.is_file():
-        raise FtoolError(f"{what}: {path} does not exist")
-    text, suffix = read_text(path, what), path.suffix.lower()
-    if suffix == ".tsv":  # TSV quotes nothing (GLUE's files, pandas' quoting=3): a quote is part of the text
-        return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
-    if suffix not in (".jsonl", ".json"):
-        return list(csv.DictReader(io.StringIO(text, newline="")))
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise FtoolError(f"{what}: {path}:{n} is not a JSON object ({e.msg})") from None
-            if not isinstance(rows[-1], dict):
-                raise FtoolError(f"{what}: {path}:{n} is not a JSON object (a {type(rows[-1]).__name__})")
-    return rows
-
-
-def check_columns(rows: list[dict], path: Path, what: str, columns: tuple[str, ...], hint: str) -> None:
-    for n, row in enumerate(rows, 1):
-        missing = [c for c in columns if c not in row]
-        if missing:
-            raise FtoolError(f"{what}: {path} row {n} has no column {missing[0]!r}; its columns: {', '.join(row)} "
-                             f"({hint})")
-
-
 def rows_with_text(rows: list[dict], column: str) -> list[dict]:
     """The rows with a text in `column`: the others are skipped, like text_files' blank lines."""
     return [r for r in rows if r[column] is not None and str(r[column]).strip()]
@@ -327,17 +266,8 @@ def text_csv(path: str, tokenizer, text_column: str = "text", label_column: str 
     tables = {"train": path, "test": test_path, "val": val_path}
     read = {split: _read_table(Path(p).expanduser().resolve(), text_column, label_column)
             for split, p in tables.items() if p}
-    all_labels = [v for _, labels in read.values() for v in labels]
-    indices, names = _labels_to_indices(all_labels)
-    splits, at = {}, 0
-    for split, (texts, labels) in read.items():
-        splits[split] = (texts, indices[at:at + len(labels)])
-        at += len(labels)
-    seen = {split: set(labels) for split, (_, labels) in splits.items()}
-    present = {split: [name for i, name in enumerate(names) if i in seen[split]] for split in splits}
-    for split in ("test", "val"):
-        if split in splits:
-            check_split_classes(f"data.{split}_path: {tables[split]}", present[split], present["train"])
+    indices, names = split_labels({split: labels for split, (_, labels) in read.items()}, tables)
+    splits = {split: (texts, indices[split]) for split, (texts, _) in read.items()}
     return text_splits(splits, names, tokenizer, max_length)
 
 

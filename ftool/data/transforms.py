@@ -35,5 +35,15 @@ def make_transform(cfg: DataConfig, info: DataInfo, train: bool, stored_dtype: t
         if aug.rotation > 0:
             ops.append(v2.RandomRotation(aug.rotation))
     if cfg.normalize and info.mean is not None:
-        ops.append(v2.Normalize(list(info.mean), list(info.std)))
+        ops.append(v2.Normalize(list(info.mean), list(info.std)) if info.is_image else Standardize(info.mean, info.std))
     return v2.Compose(ops) if ops else None
+
+
+class Standardize:
+    """(x - mean) / std per feature of a vector, or of a batch of them (v2.Normalize takes images only)."""
+
+    def __init__(self, mean, std):
+        self.mean, self.std = torch.tensor(mean), torch.tensor(std)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std

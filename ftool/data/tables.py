@@ -1,0 +1,87 @@
+"""Tables and text files as people save them: CSV, TSV (quoting nothing) and JSON lines, UTF-8 with
+or without the byte-order mark; labels as names or whole numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from ftool.data.classes import check_split_classes
+from ftool.errors import FtoolError
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, as .jsonl
+
+
+def read_text(path: Path | None, what: str) -> str:
+    """A UTF-8 text file (None: standard input), without the byte-order mark Excel and Notepad put
+    first; another encoding is a one-line error (`what` names the setting that gave the path)."""
+    data = sys.stdin.buffer.read() if path is None else path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FtoolError(f"{what}: {path or 'standard input'} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                         f"save it as UTF-8") from None
+
+
+def labels_to_indices(labels: list) -> tuple[list[int], list[str]]:
+    """Labels as given -> (indices, class names in index order). Whole numbers are classes in numeric
+    order, named by their number: 0..k-1 keep their index, and 1-5 star ratings or -1/+1 make as many
+    classes, with no empty class 0. Other labels are names, in text order."""
+    def number(v):
+        text = str(v).strip()
+        return int(text) if not isinstance(v, bool) and text.lstrip("+-").isdigit() else None
+
+    if labels and all(number(v) is not None for v in labels):
+        values = sorted({number(v) for v in labels})
+        index = {v: i for i, v in enumerate(values)}
+        return [index[number(v)] for v in labels], [str(v) for v in values]
+    names = sorted({str(v) for v in labels})
+    index = {name: i for i, name in enumerate(names)}
+    return [index[str(v)] for v in labels], names
+
+
+def read_rows(path: Path, what: str) -> list[dict]:
+    """The rows of a CSV or TSV file with a header, or of a JSON-lines file (`what` names the setting
+    that gave the path, for errors)."""
+    if not path.is_file():
+        raise FtoolError(f"{what}: {path} does not exist")
+    text, suffix = read_text(path, what), path.suffix.lower()
+    if suffix == ".tsv":  # TSV quotes nothing (GLUE's files, pandas' quoting=3): a quote is part of the text
+        return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+    if suffix not in (".jsonl", ".json"):
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise FtoolError(f"{what}: {path}:{n} is not a JSON object ({e.msg})") from None
+            if not isinstance(rows[-1], dict):
+                raise FtoolError(f"{what}: {path}:{n} is not a JSON object (a {type(rows[-1]).__name__})")
+    return rows
+
+
+def check_columns(rows: list[dict], path: Path, what: str, columns: tuple[str, ...], hint: str) -> None:
+    for n, row in enumerate(rows, 1):
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise FtoolError(f"{what}: {path} row {n} has no column {missing[0]!r}; its columns: {', '.join(row)} "
+                             f"({hint})")
+
+
+def split_labels(labels: dict[str, list], tables: dict[str, str]) -> tuple[dict[str, list[int]], list[str]]:
+    """Each split's labels (train, test, val: read from `tables`) as class indices that all splits
+    share, and the class names. A test or val table's class that train's lacks is an error."""
+    indices, names = labels_to_indices([v for values in labels.values() for v in values])
+    by_split, at = {}, 0
+    for split, values in labels.items():
+        by_split[split], at = indices[at:at + len(values)], at + len(values)
+    present = {split: [names[i] for i in sorted(set(found))] for split, found in by_split.items()}
+    for split in ("test", "val"):
+        if split in by_split:
+            check_split_classes(f"data.{split}_path: {tables[split]}", present[split], present["train"])
+    return by_split, names
