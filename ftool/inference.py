@@ -56,7 +56,7 @@ def load_trained(cfg, ckpt: str) -> Trained:
 
 def read_image(path: Path, info: DataInfo) -> torch.Tensor:
     """An image file as the model's input (C, H, W) uint8, read as in training."""
-    from ftool.data.vision import load_image
+    from ftool.data.image_files import load_image
 
     channels, height, width = info.input_shape
     return load_image(path, channels, (height, width), "input")
@@ -95,7 +95,7 @@ def image_files(value: str) -> list[Path]:
     `data=imagefolder` reads, hidden ones skipped as it skips them), sorted."""
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    from ftool.data.vision import is_visible_image
+    from ftool.data.image_files import is_visible_image
 
     folder = _existing(value, "dir")
     if folder:

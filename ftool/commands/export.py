@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from ftool import components
+from ftool.data.transforms import Standardize
 from ftool.engine import checkpoint
 from ftool.engine.atomic import atomic_write
 from ftool.engine.progress import console
@@ -44,22 +45,6 @@ class TextLogits(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model({"input_ids": input_ids, "attention_mask": attention_mask})
-
-
-class Normalized(nn.Module):
-    """A model with the data's normalization inside: it takes images scaled to [0, 1], as image
-    libraries read them, or a table's numbers as they are, so nobody outside ftool has to know the
-    training set's mean and std (per channel of an image, per feature of a vector)."""
-
-    def __init__(self, model: nn.Module, mean, std, input_dims: int):
-        super().__init__()
-        self.model = model
-        per_channel = (-1, *[1] * (input_dims - 1))  # (C, 1, 1) for images, (F,) for vectors
-        self.register_buffer("mean", torch.tensor(mean).view(per_channel))
-        self.register_buffer("std", torch.tensor(std).view(per_channel))
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model((inputs - self.mean) / self.std)
 
 
 def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dict:
@@ -132,12 +117,14 @@ def _safetensors(trained: Trained, module: nn.Module, example, target: Path) -> 
 
 def _exportable(model: nn.Module, trained: Trained) -> nn.Module:
     """`model` as it is exported: a text model taking positional tensors (it takes a dict of them),
-    an image or table model with the normalization inside."""
+    an image or table model with the normalization inside: it takes images scaled to [0, 1], as image
+    libraries read them, or a table's numbers as they are, so nobody outside ftool has to know the
+    training set's mean and std."""
     info = trained.info
     if info.text:
         return TextLogits(model).eval()
-    if trained.rc.data.normalize and info.mean is not None:
-        return Normalized(model, info.mean, info.std, len(info.input_shape)).eval()
+    if trained.rc.data.normalize and info.mean is not None:  # the training transform's own, in the graph
+        return nn.Sequential(Standardize(info.mean, info.std, len(info.input_shape)), model).eval()
     return model
 
 

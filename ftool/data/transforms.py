@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torchvision.transforms import v2
+from torch import nn
 
 from ftool.config import DataConfig
 from ftool.data import DataInfo
@@ -22,28 +22,38 @@ def check_augment(cfg: DataConfig, info: DataInfo) -> bool:
 
 def make_transform(cfg: DataConfig, info: DataInfo, train: bool, stored_dtype: torch.dtype):
     """The transform for one split, or None when samples need none (the fast path: a per-sample
-    call costs ~5% of a small model's step time)."""
+    call costs ~5% of a small model's step time). torchvision is imported only for what needs it
+    (uint8 images, augmentation): it takes over a second, which digits or a table does not need."""
     ops = []
-    if info.is_image and stored_dtype == torch.uint8:
-        ops.append(v2.ToDtype(torch.float32, scale=True))  # uint8 -> [0, 1]
-    aug = cfg.augment
-    if train and check_augment(cfg, info):
-        if aug.crop_padding > 0:
-            ops.append(v2.RandomCrop(list(info.input_shape[1:]), padding=aug.crop_padding))
-        if aug.hflip:
+    to_float, augment = info.is_image and stored_dtype == torch.uint8, train and check_augment(cfg, info)
+    if to_float or augment:
+        from torchvision.transforms import v2
+
+        if to_float:
+            ops.append(v2.ToDtype(torch.float32, scale=True))  # uint8 -> [0, 1]
+        if augment and cfg.augment.crop_padding > 0:
+            ops.append(v2.RandomCrop(list(info.input_shape[1:]), padding=cfg.augment.crop_padding))
+        if augment and cfg.augment.hflip:
             ops.append(v2.RandomHorizontalFlip())
-        if aug.rotation > 0:
-            ops.append(v2.RandomRotation(aug.rotation))
+        if augment and cfg.augment.rotation > 0:
+            ops.append(v2.RandomRotation(cfg.augment.rotation))
     if cfg.normalize and info.mean is not None:
-        ops.append(v2.Normalize(list(info.mean), list(info.std)) if info.is_image else Standardize(info.mean, info.std))
-    return v2.Compose(ops) if ops else None
+        ops.append(Standardize(info.mean, info.std, len(info.input_shape)))
+    if len(ops) > 1:  # (one of them is torchvision's: v2 is imported)
+        return v2.Compose(ops)
+    return ops[0] if ops else None
 
 
-class Standardize:
-    """(x - mean) / std per feature of a vector, or of a batch of them (v2.Normalize takes images only)."""
+class Standardize(nn.Module):
+    """(x - mean) / std per channel of an image or per feature of a vector (`dims`: the input's),
+    of one input or a batch of them, as torchvision's Normalize computes it. A module, so exported
+    graphs carry it (ftool/commands/export.py)."""
 
-    def __init__(self, mean, std):
-        self.mean, self.std = torch.tensor(mean), torch.tensor(std)
+    def __init__(self, mean, std, dims: int):
+        super().__init__()
+        per_channel = (-1, *[1] * (dims - 1))  # (C, 1, 1) for images, (F,) for vectors
+        self.register_buffer("mean", torch.tensor(mean).view(per_channel))
+        self.register_buffer("std", torch.tensor(std).view(per_channel))
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std

@@ -7,19 +7,14 @@ and nothing else, so a doctored data file cannot run code.
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import Dataset, TensorDataset
-from torchvision import datasets as tvd
-from torchvision.datasets.utils import download_and_extract_archive
+from torch.utils.data import TensorDataset
 
-from ftool.data import DataInfo, Splits, checked_shape, is_hidden
-from ftool.data.classes import check_split_classes
+from ftool.data import DataInfo, Splits, checked_shape
 from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
 
@@ -72,6 +67,12 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]
     return np.asarray(entry["data"], dtype=np.uint8), list(entry[label_key])
 
 
+def _download_and_extract(*args, **kwargs):
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    download_and_extract_archive(*args, **kwargs)
+
+
 def _cifar(cls, root: str, download: bool, stats, label_key: str, names_key: str) -> Splits:
     base = Path(root).expanduser().resolve()
     folder = base / cls.base_folder
@@ -79,7 +80,7 @@ def _cifar(cls, root: str, download: bool, stats, label_key: str, names_key: str
     test_files = [name for name, _ in cls.test_list]
     meta_file = cls.meta["filename"]
     _require_files(cls.__name__, folder, train_files + test_files + [meta_file], download,
-                   lambda: download_and_extract_archive(cls.url, str(base), filename=cls.filename,
+                   lambda: _download_and_extract(cls.url, str(base), filename=cls.filename,
                                                         md5=cls.tgz_md5))
 
     def load(files):
@@ -95,11 +96,15 @@ def _cifar(cls, root: str, download: bool, stats, label_key: str, names_key: str
 
 @DATASETS.register("cifar10")
 def cifar10(root: str = "data", download: bool = False) -> Splits:
+    from torchvision import datasets as tvd  # (imported here: it takes a second)
+
     return _cifar(tvd.CIFAR10, root, download, CIFAR10_STATS, "labels", "label_names")
 
 
 @DATASETS.register("cifar100")
 def cifar100(root: str = "data", download: bool = False) -> Splits:
+    from torchvision import datasets as tvd
+
     return _cifar(tvd.CIFAR100, root, download, CIFAR100_STATS, "fine_labels", "fine_label_names")
 
 
@@ -139,94 +144,24 @@ def _mnist_like(cls, root: str, download: bool, stats) -> Splits:
 
 @DATASETS.register("mnist")
 def mnist(root: str = "data", download: bool = False) -> Splits:
+    from torchvision import datasets as tvd
+
     return _mnist_like(tvd.MNIST, root, download, MNIST_STATS)
 
 
 @DATASETS.register("fashion_mnist")
 def fashion_mnist(root: str = "data", download: bool = False) -> Splits:
+    from torchvision import datasets as tvd
+
     return _mnist_like(tvd.FashionMNIST, root, download, FASHION_MNIST_STATS)
-
-
-_ORIENTATION = 0x0112  # the EXIF tag
-
-
-def _read_image(path, what: str, read):
-    """`read(image)` of the image file at `path`, turned upright as its EXIF orientation says (a phone
-    stores a portrait photo sideways, with that tag); a file that is not an image (a truncated
-    download) is a one-line error naming it (`what`: the setting that gave it)."""
-    from PIL import ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            upright = image.getexif().get(_ORIENTATION, 1) == 1  # (exif_transpose copies even these)
-            return read(image if upright else ImageOps.exif_transpose(image))
-    except (UnidentifiedImageError, OSError) as e:
-        raise FtoolError(f"{what}: {path} is not an image ({one_line(e)}); replace or remove it") from None
-
-
-def _eight_bit(image: Image.Image) -> Image.Image:
-    """A 16-bit grayscale image (medical, scientific: PIL's modes I;16 and I) scaled to 8 bits;
-    PIL's own conversion would clip every value above 255 to white."""
-    if image.mode != "I" and not image.mode.startswith("I;16"):
-        return image
-    scaled = np.clip(np.rint(np.asarray(image, dtype=np.float64) / 257), 0, 255)
-    return Image.fromarray(scaled.astype(np.uint8), "L")
-
-
-def load_image(path, channels: int, size: tuple[int, int], what: str) -> torch.Tensor:
-    """An image file as uint8 (C, H, W), converted to `channels` and resized to `size`: the same for
-    training and `predict`."""
-    from torchvision.transforms.v2 import functional
-
-    tensor = _read_image(path, what, lambda image: functional.pil_to_tensor(
-        _eight_bit(image).convert("L" if channels == 1 else "RGB")))
-    return functional.resize(tensor, list(size), antialias=True)
-
-
-def is_visible_image(path: Path, root: Path) -> bool:
-    """An image file by its suffix, with no hidden folder or name under `root`: Jupyter's
-    .ipynb_checkpoints/ and macOS's ._photo.png (metadata, not an image) are not data."""
-    return path.suffix.lower() in tvd.folder.IMG_EXTENSIONS and not is_hidden(path, root)
-
-
-class _VisibleImageFolder(tvd.ImageFolder):
-    """torchvision's ImageFolder, without hidden folders as classes or hidden files as images.
-    `classes`: label by these (the train folder's), of which this folder may hold some only."""
-
-    def __init__(self, root: Path, classes: list[str] | None = None):
-        self.given = classes  # (read by find_classes, which ImageFolder's constructor calls)
-        super().__init__(str(root), is_valid_file=lambda path: is_visible_image(Path(path), root),
-                         allow_empty=classes is not None)
-
-    def find_classes(self, directory):
-        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
-        if not classes:
-            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
-        if self.given is not None:
-            check_split_classes(f"data.root: {directory}", classes, self.given)
-            classes = self.given
-        return classes, {name: i for i, name in enumerate(classes)}
-
-
-class _ImageFiles(Dataset):
-    """torchvision's ImageFolder's files, decoded to uint8 (C, H, W) tensors of one size."""
-
-    def __init__(self, folder: _VisibleImageFolder, size: tuple[int, int], channels: int):
-        self.samples, self.size, self.channels = folder.samples, size, channels
-        self.labels = torch.tensor([label for _, label in folder.samples])  # data.classes reads no image
-
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, i):
-        path, label = self.samples[i]
-        return load_image(path, self.channels, self.size, "data.root"), label
 
 
 @DATASETS.register("imagefolder")
 def imagefolder(root: str, image_size: list | None = None, grayscale: bool = False) -> Splits:
     """Images in class folders: root/{train,val,test}/<class>/*.png, or root/<class>/*.png (then
     val and test are held out of it). `image_size` [H, W] defaults to the first image's size."""
+    from ftool.data.image_files import ImageFiles, VisibleImageFolder, read_image
+
     base = Path(root).expanduser().resolve()
     if not base.is_dir():
         raise FtoolError(f"data.root: image folder {base} does not exist; expected <root>/<class>/<image> "
@@ -234,9 +169,9 @@ def imagefolder(root: str, image_size: list | None = None, grayscale: bool = Fal
     split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
     train_dir = split_dirs.get("train", base)
 
-    def scan(folder: Path, classes: list[str] | None = None) -> _VisibleImageFolder:
+    def scan(folder: Path, classes: list[str] | None = None) -> VisibleImageFolder:
         try:
-            return _VisibleImageFolder(folder, classes)
+            return VisibleImageFolder(folder, classes)
         except (FileNotFoundError, OSError) as e:
             raise FtoolError(f"data.root: {one_line(e)}") from None
 
@@ -244,12 +179,12 @@ def imagefolder(root: str, image_size: list | None = None, grayscale: bool = Fal
     channels = 1 if grayscale else 3
     first = train.samples[0][0]
     size = checked_shape("data.image_size", image_size, "[32,32]", dims=2) if image_size else \
-        _read_image(first, "data.root", lambda image: (image.height, image.width))
+        read_image(first, "data.root", lambda image: (image.height, image.width))
     others = {}
     for split in ("val", "test"):
         if split in split_dirs:
             # labelled by train's classes: a test folder may lack some (no photos of one yet)
-            others[split] = _ImageFiles(scan(split_dirs[split], train.classes), size, channels)
+            others[split] = ImageFiles(scan(split_dirs[split], train.classes), size, channels)
     stats = IMAGENET_STATS if channels == 3 else ((0.5,), (0.5,))
     info = DataInfo("classification", (channels, *size), len(train.classes), list(train.classes), *stats)
-    return Splits(train=_ImageFiles(train, size, channels), info=info, **others)
+    return Splits(train=ImageFiles(train, size, channels), info=info, **others)

@@ -37,7 +37,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=False)
+    if deterministic != torch.are_deterministic_algorithms_enabled():  # (the call imports the compiler: 1.3 s)
+        torch.use_deterministic_algorithms(deterministic, warn_only=False)
 
 
 def rng_state() -> dict:

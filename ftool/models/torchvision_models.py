@@ -5,7 +5,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models as tvm
 
 from ftool.errors import FtoolError, one_line
 from ftool.models.shapes import image_channels
@@ -15,6 +14,8 @@ from ftool.registry import MODELS
 def pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
     """torchvision's weights for `arch`, through its weights API and torch hub's cache (downloaded
     once); loaded with weights_only=True, so the file cannot run code."""
+    from torchvision import models as tvm  # (imported when used: it takes over a second)
+
     options = tvm.get_model_weights(arch)
     try:
         chosen = options[weights]
@@ -31,6 +32,8 @@ def pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
 
 def _resnet(arch: str):
     def build(input_shape, num_outputs, pretrained=True, weights: str | None = None):
+        from torchvision import models as tvm
+
         channels = image_channels(input_shape, arch)
         if weights is not None and channels != 3:
             raise FtoolError(f"model.weights: {arch}'s pretrained weights take 3-channel images; this data has "
