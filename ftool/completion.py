@@ -7,6 +7,7 @@ Hydra completes after it (config groups, their options, keys) or the command's o
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 
@@ -34,11 +35,20 @@ def shell_completion(args: list[str]) -> int:
         if command is None:
             return 0
         if command.reuses_run or not command.hydra:  # eval ckpt=...; report: folders, the shell's own completion
-            print(" ".join(f"{option}=" for option in command.options))
+            key, typed_value, value = ("" if line.endswith(" ") else words[-1]).partition("=")
+            if typed_value and key in command.options:  # ckpt=runs/m<Tab>: the files and folders there
+                print(" ".join(f"{key}={path}" for path in _paths(value)))
+            else:
+                print(" ".join(f"{option}=" for option in command.options))
             return 0
         # Hydra completes a line of overrides after the program's name: the command's word goes.
         os.environ["COMP_LINE"] = "ftool" + line[line.index(words[1]) + len(words[1]):]
     return _hydra_completion(request)
+
+
+def _paths(prefix: str) -> list[str]:
+    """The files and folders whose path starts with `prefix`; a folder's ends in / (Tab goes on into it)."""
+    return sorted(path + "/" if os.path.isdir(path) else path for path in glob.glob(glob.escape(prefix) + "*"))
 
 
 def _hydra_completion(request: str) -> int:

@@ -30,12 +30,15 @@ def test_tab_completion_in_bash_gives_the_command_then_its_config_keys(workdir):
     """The script a user installs, run by a real bash asking as it does when Tab is pressed."""
     script = ('eval "$(ftool -sc install=bash)"; complete -p ftool\n'
               'ask() { COMP_LINE="$1"; COMP_POINT=${#1}; COMP_CWORD=$2; hydra_bash_completion; echo "${COMPREPLY[*]}"; }\n'
-              'ask "ftool fi" 1; ask "ftool train optimizer=sgd optimizer.mo" 3; ask "ftool eval " 2')
+              'ask "ftool fi" 1; ask "ftool train optimizer=sgd optimizer.mo" 3; ask "ftool eval " 2\n'
+              'ask "ftool eval ckpt=runs/m" 2')
+    (workdir / "runs" / "mnist").mkdir(parents=True)  # eval's ckpt= takes a run folder
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # where pip put the `ftool` script
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=workdir,
                             env={**os.environ, "PATH": path}, timeout=120)
     assert result.stdout.splitlines() == ["complete -o default -o nospace -F hydra_bash_completion ftool",
-                                          "finetune", "optimizer.momentum=", "ckpt= split="], result.stderr
+                                          "finetune", "optimizer.momentum=", "ckpt= split=", "ckpt=runs/mnist/"], \
+        result.stderr
     assert_one_line_error(ftool("-sc", "install=tcsh", cwd=workdir),
                           "-sc needs install=, uninstall= or query= with bash, zsh or fish, got install=tcsh")
 
