@@ -203,7 +203,6 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
     from omegaconf.errors import OmegaConfBaseException
 
     from ftool.config import validate
-    from ftool.key_hints import unknown_key
 
     def composed(chosen: list[str]):
         with initialize_config_dir(str(config_dir), version_base="1.3"):
@@ -219,6 +218,8 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
             # Compose with only the group choices and Hydra's settings to list the keys that exist.
             groups = {d.name for root in (config_dir, *user_dirs) for d in root.iterdir() if d.is_dir()}
             choices = [o for o in overrides if o.startswith("hydra.") or o.split("=")[0].lstrip("+~") in groups]
+            from ftool.key_hints import unknown_key
+
             raise FtoolError(unknown_key(unknown.group(1), composed(choices), [config_dir, *user_dirs],
                                          tuple(command.options), command.name)) from None
         raise FtoolError(_one_line(e, e.__cause__)) from None

@@ -55,7 +55,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, te
         shown = [str(f) for f in files]
         batches = _image_batches(trained, files)
     elif len(info.input_shape) == 1:
-        rows = [row for value in input for row in vector_inputs(value, info.input_shape[0], info.columns.get("features", []))]
+        features = info.columns.get("features", [])  # a table run reads tables by these column names
+        rows = [row for value in input for row in vector_inputs(value, info.input_shape[0], features)]
         shown = [given for given, _ in rows]
         batches = _vector_batches(trained, [numbers for _, numbers in rows])
     else:

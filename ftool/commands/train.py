@@ -98,7 +98,8 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     n_params = components.count_parameters(model)
     summary.update(data={"task": info.task, "input_shape": list(info.input_shape), "num_outputs": info.num_outputs,
                          "class_names": info.class_names, "text": info.text, "mean": info.mean, "std": info.std,
-                         "columns": info.columns, "train_size": len(loaders.train.dataset)},  # (each process samples its share of it)
+                         "columns": info.columns,
+                         "train_size": len(loaders.train.dataset)},  # (each process samples its share of it)
                    parameters=n_params)
 
     logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main,
