@@ -1,4 +1,4 @@
-"""Values as users write them (on the command line, in files), read without torch."""
+"""Values as users write them (on the command line, in files) and as ftool shows them, without torch."""
 
 
 def is_number(text: str) -> bool:
@@ -12,3 +12,9 @@ def is_number(text: str) -> bool:
 def is_size(value) -> bool:
     """A layer's or an image's size: a whole number >= 1 (not a bool, which Python counts as one)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def figure(value: float) -> str:
+    """A metric as the tables show it: 4 decimals; a huge one (a diverging loss: 1.674e+19) in
+    powers of ten, which 20 digits would hide."""
+    return f"{value:.4f}" if abs(value) < 1e6 else f"{value:.4g}"

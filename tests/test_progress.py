@@ -100,3 +100,9 @@ def test_the_per_class_table_shows_the_worst_present_classes_of_many_with_their_
     rows = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
     assert len(rows) == 10 and rows[:2] == ["c5", "c7"] and "c0" not in rows
     assert "c7 (8)" in next(line for line in lines if line.startswith("│ c5 "))
+
+
+def test_the_results_table_shows_a_diverged_loss_in_powers_of_ten(capsys):
+    progress.print_metrics("results", {"train/loss": 16739798451075678208.0, "val/r2": -0.25, "test/mse": float("nan")})
+    out = capsys.readouterr().out
+    assert "1.674e+19" in out and "-0.2500" in out and "nan" in out and "16739798451075678208" not in out

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from ftool.errors import FtoolError
 from ftool.rundir import RunDir, evaluated_scope, read_json, read_records, read_saved, read_summary, sweep_jobs
-from ftool.values import is_number
+from ftool.values import figure, is_number
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
@@ -141,9 +141,9 @@ def _report_run(job: Job, out: Path) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in (job.summary.get("metrics") or {}).items():
-        table.add_row(name, f"{value:.4f}")
+        table.add_row(name, figure(value))
     if job.best:
-        table.add_row(f"best {job.best.get('monitor')} (epoch {job.best.get('epoch')})", f"{job.best['value']:.4f}")
+        table.add_row(f"best {job.best.get('monitor')} (epoch {job.best.get('epoch')})", figure(job.best["value"]))
     console.print(table)
     if job.summary.get("error"):  # below the table: a long reason would stretch its column of numbers
         console.print(f"error: {job.summary['error']}", markup=False, highlight=False)
@@ -270,7 +270,7 @@ def _file_name(key: str) -> str:
 
 
 def _fmt(value) -> str:
-    return "" if value is None else f"{value:.4f}"
+    return "" if value is None else figure(value)
 
 
 def _short(text: str) -> str:

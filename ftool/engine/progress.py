@@ -12,6 +12,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
+from ftool.values import figure
+
 
 class _Console(Console):
     def on_broken_pipe(self) -> None:
@@ -56,7 +58,7 @@ class TrainProgress:
             return
         fields = {}
         if loss is not None:
-            fields["stats"] = f"loss {loss:.4f} {f'{samples_per_s:,.0f}' if samples_per_s else '-'} samples/s"
+            fields["stats"] = f"loss {figure(loss)} {f'{samples_per_s:,.0f}' if samples_per_s else '-'} samples/s"
         if self.bar is not None:
             self.bar.update(self.task, completed=step, **fields)
         elif fields and time.monotonic() - self.last_line >= PLAIN_LINE_SECONDS:
@@ -67,7 +69,7 @@ class TrainProgress:
 
     def end_epoch(self, metrics: dict[str, float], monitor: str) -> None:
         if self.enabled:
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k in ("train/loss", "val/loss", monitor))
+            shown = "  ".join(f"{k} {figure(v)}" for k, v in metrics.items() if k in ("train/loss", "val/loss", monitor))
             console.print(f"epoch {self.epoch}/{self.epochs}  {shown}")
             self.last_line = time.monotonic()
 
@@ -125,7 +127,7 @@ def print_metrics(title: str, metrics: dict[str, float], where: str = "") -> Non
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
-        table.add_row(name, f"{value:.4f}")
+        table.add_row(name, figure(value))
     console.print(table)
     if where:
         console.print(where, soft_wrap=True)
