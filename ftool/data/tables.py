@@ -13,11 +13,16 @@ from ftool.data.classes import check_split_classes
 from ftool.errors import FtoolError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, as .jsonl
+_OTHER_FORMATS = {".xlsx": "an Excel workbook", ".xls": "an Excel workbook", ".ods": "a spreadsheet",
+                  ".parquet": "a Parquet file", ".feather": "a Feather file", ".pkl": "a pickle", ".pickle": "a pickle"}
 
 
 def read_text(path: Path | None, what: str) -> str:
     """A UTF-8 text file (None: standard input), without the byte-order mark Excel and Notepad put
     first; another encoding is a one-line error (`what` names the setting that gave the path)."""
+    if path is not None and path.suffix.lower() in _OTHER_FORMATS:  # (else: "not UTF-8 text")
+        raise FtoolError(f"{what}: {path} is {_OTHER_FORMATS[path.suffix.lower()]}; ftool reads text, CSV, TSV and "
+                         f"JSON-lines files: save it as CSV")
     data = sys.stdin.buffer.read() if path is None else path.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -47,7 +52,8 @@ def read_rows(path: Path, what: str) -> list[dict]:
     """The rows of a CSV or TSV file with a header, or of a JSON-lines file (`what` names the setting
     that gave the path, for errors)."""
     if not path.is_file():
-        raise FtoolError(f"{what}: {path} does not exist")
+        raise FtoolError(f"{what}: {path} is a folder; give a table file (CSV, TSV, JSON lines)" if path.is_dir()
+                         else f"{what}: {path} does not exist")
     text, suffix = read_text(path, what), path.suffix.lower()
     if suffix == ".tsv":  # TSV quotes nothing (GLUE's files, pandas' quoting=3): a quote is part of the text
         return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
