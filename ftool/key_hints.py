@@ -36,7 +36,8 @@ OTHER_TOOLS_NAMES = {
     **dict.fromkeys(("model_name_or_path", "pretrained_model_name_or_path"), "model.name_or_path"),
     **dict.fromkeys(("num_classes", "num_labels"), "data.classes"),  # the head follows the data's classes
 }
-_ABSENT = object()
+
+_ABSENT = object()  # (a key set to null is there)
 
 
 def unknown_key(key: str, cfg: DictConfig, config_dirs: list[Path], options: tuple = (), command: str = "") -> str:

@@ -67,20 +67,18 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]
     return np.asarray(entry["data"], dtype=np.uint8), list(entry[label_key])
 
 
-def _download_and_extract(*args, **kwargs):
+def _cifar(name: str, root: str, download: bool, stats, label_key: str, names_key: str) -> Splits:
+    from torchvision import datasets  # (imported here, for these data only: it takes over a second)
     from torchvision.datasets.utils import download_and_extract_archive
 
-    download_and_extract_archive(*args, **kwargs)
-
-
-def _cifar(cls, root: str, download: bool, stats, label_key: str, names_key: str) -> Splits:
+    cls = getattr(datasets, name)
     base = Path(root).expanduser().resolve()
     folder = base / cls.base_folder
     train_files = [name for name, _ in cls.train_list]
     test_files = [name for name, _ in cls.test_list]
     meta_file = cls.meta["filename"]
     _require_files(cls.__name__, folder, train_files + test_files + [meta_file], download,
-                   lambda: _download_and_extract(cls.url, str(base), filename=cls.filename,
+                   lambda: download_and_extract_archive(cls.url, str(base), filename=cls.filename,
                                                         md5=cls.tgz_md5))
 
     def load(files):
@@ -96,16 +94,12 @@ def _cifar(cls, root: str, download: bool, stats, label_key: str, names_key: str
 
 @DATASETS.register("cifar10")
 def cifar10(root: str = "data", download: bool = False) -> Splits:
-    from torchvision import datasets as tvd  # (imported here: it takes a second)
-
-    return _cifar(tvd.CIFAR10, root, download, CIFAR10_STATS, "labels", "label_names")
+    return _cifar("CIFAR10", root, download, CIFAR10_STATS, "labels", "label_names")
 
 
 @DATASETS.register("cifar100")
 def cifar100(root: str = "data", download: bool = False) -> Splits:
-    from torchvision import datasets as tvd
-
-    return _cifar(tvd.CIFAR100, root, download, CIFAR100_STATS, "fine_labels", "fine_label_names")
+    return _cifar("CIFAR100", root, download, CIFAR100_STATS, "fine_labels", "fine_label_names")
 
 
 def _gunzip_missing(folder: Path, files: list[str]) -> None:
@@ -127,7 +121,10 @@ def _gunzip_missing(folder: Path, files: list[str]) -> None:
             atomic_write(folder / name, data)
 
 
-def _mnist_like(cls, root: str, download: bool, stats) -> Splits:
+def _mnist_like(name: str, root: str, download: bool, stats) -> Splits:
+    from torchvision import datasets
+
+    cls = getattr(datasets, name)
     base = Path(root).expanduser().resolve()
     raw = base / cls.__name__ / "raw"
     files = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
@@ -144,16 +141,12 @@ def _mnist_like(cls, root: str, download: bool, stats) -> Splits:
 
 @DATASETS.register("mnist")
 def mnist(root: str = "data", download: bool = False) -> Splits:
-    from torchvision import datasets as tvd
-
-    return _mnist_like(tvd.MNIST, root, download, MNIST_STATS)
+    return _mnist_like("MNIST", root, download, MNIST_STATS)
 
 
 @DATASETS.register("fashion_mnist")
 def fashion_mnist(root: str = "data", download: bool = False) -> Splits:
-    from torchvision import datasets as tvd
-
-    return _mnist_like(tvd.FashionMNIST, root, download, FASHION_MNIST_STATS)
+    return _mnist_like("FashionMNIST", root, download, FASHION_MNIST_STATS)
 
 
 @DATASETS.register("imagefolder")
