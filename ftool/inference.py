@@ -154,11 +154,13 @@ def vector_inputs(value: str, size: int, features: list[str] = ()) -> list[tuple
     """(as given, numbers) for a model that takes `size` numbers: `value` itself ("0.5,1.2,..."), or
     a file (`-`: standard input) with one input per line, numbers separated by commas or spaces. A
     file's first line without a number in it is a CSV header, and skipped. A run trained on a table
-    (`features`: its columns) reads a table with those columns by name, whatever else it holds."""
+    (`features`: its columns) reads a table with a header by its column names, whatever else it holds
+    (other names are an error, not numbers read by position)."""
     path = _existing(value) if features and value != "-" else None
     if path and path.suffix.lower() in TABLE_SUFFIXES:
         rows = read_rows(path, "input")
-        if path.suffix.lower() in (".jsonl", ".json") or (rows and all(f in rows[0] for f in features)):
+        headed = rows and not all(is_number(str(name)) for name in rows[0])  # (else its first row is numbers)
+        if path.suffix.lower() in (".jsonl", ".json") or headed:
             from ftool.data.tabular import table_numbers
 
             check_columns(rows, path, "input", tuple(features), "the run's model takes these columns")

@@ -266,6 +266,14 @@ def test_feature_vector_inputs_are_checked_row_by_row(tmp_path):
     assert vector_inputs("0.5, 1 -2", 3) == [("0.5, 1 -2", [0.5, 1.0, -2.0])]  # commas or spaces
     many = ",".join(["0.123456789"] * 30)  # longer than a file name may be
     assert vector_inputs(many, 30) == [(many, [0.123456789] * 30)]
+    table = tmp_path / "table.csv"  # a table run reads a header's columns by name, in any order
+    table.write_text("z,x,y\n3,1,2\n")
+    assert vector_inputs(str(table), 3, ["x", "y", "z"]) == [("1,2,3", [1.0, 2.0, 3.0])]
+    table.write_text("a,b,c\n1,2,3\n")  # other names: not read by position
+    with pytest.raises(FtoolError, match="table.csv row 1 has no column 'x'; its columns: a, b, c"):
+        vector_inputs(str(table), 3, ["x", "y", "z"])
+    table.write_text("1,2,3\n4,5,6\n")  # no header: numbers by position, as for any vector run
+    assert [numbers for _, numbers in vector_inputs(str(table), 3, ["x", "y", "z"])] == [[1, 2, 3], [4, 5, 6]]
     with pytest.raises(FtoolError, match="input: '1,2' has 2 numbers; this run's model takes 10"):
         vector_inputs("1,2", 10)
     with pytest.raises(FtoolError, match="input: 'rows.cvs' is neither a file nor numbers"):  # a mistyped file name
