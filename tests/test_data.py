@@ -269,6 +269,9 @@ def test_a_table_predicts_its_last_column_from_the_others_or_the_columns_named(t
 
     two = DATASETS.build("table", {"path": str(houses), "target": ["price", "area"], "features": ["rooms"]})
     assert two.info.num_outputs == 2 and two.train.tensors[1][0].tolist() == [250.5, 100]
+    (tmp_path / "years.csv").write_text("1990,2000\n1,2\n3,4\n")  # columns named by numbers, as Hydra reads them
+    by_number = DATASETS.build("table", {"path": str(tmp_path / "years.csv"), "target": 2000, "features": [1990]})
+    assert by_number.info.columns == {"features": ["1990"], "target": ["2000"]}
 
 
 def test_a_table_with_words_as_the_target_is_a_classifier_labelled_by_name(tmp_path):

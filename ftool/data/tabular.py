@@ -79,8 +79,10 @@ def table(path: str, target: str | list | None = None, features: list | None = N
         if not found:
             raise FtoolError(f"{_path_key(split)}: {files[split]} holds no rows")
     columns = list(rows["train"][0])
-    targets = [target] if isinstance(target, str) else list(target or columns[-1:])
-    inputs = list(features) if features else [c for c in columns if c not in targets]
+    if isinstance(target, (str, int, float)):  # one column (Hydra reads data.target=5 as a number)
+        target = [target]
+    targets = [str(c) for c in target] if target else columns[-1:]  # a header's names are text
+    inputs = [str(c) for c in features] if features else [c for c in columns if c not in targets]
     both = [c for c in inputs if c in targets]
     if both or not inputs:
         raise FtoolError(f"data.features: {both[0]!r} is the target too" if both else
