@@ -14,12 +14,14 @@ from ftool.data import DataInfo
 from ftool.data.classes import align_classes, select_classes
 from ftool.data.loaders import Loaders, build_loaders
 from ftool.errors import FtoolError
-from ftool.models import apply_init
+from ftool.models import apply_init, scale_outputs
 from ftool.registry import DATASETS, LOGGERS, MODELS, OPTIMIZERS, SCHEDULERS
 
 REGISTRIES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
               "logger": LOGGERS}
 
+
+SCALES = ("mean", "std", "target_mean", "target_std")  # how a run scaled its data: new data is scaled the same
 
 TEXT_MODELS = ("hf_classifier",)  # models that take tokenized text; the others take tensors
 
@@ -39,16 +41,17 @@ def build_data(run: RunConfig, rank: int = 0, world_size: int = 1, trained: dict
     lack some), and normalized as it trained (a new table's own mean and std would shift its inputs)."""
     provided = {"tokenizer": build_tokenizer(run)} if DATASETS.accepts(run.data.name, "tokenizer") else {}
     args = run.data.args
-    if trained and trained.get("columns"):  # a table's columns the run chose by default: a new table's may differ
+    if trained and trained.get("columns"):  # a table's columns and categories as the run read them, not a new table's
         args = {**args, **{key: names for key, names in trained["columns"].items() if args.get(key) is None}}
     splits = DATASETS.build(run.data.name, args, **provided)
     if run.data.classes:
         splits = select_classes(splits, run.data.classes)
+    if not run.data.normalize:  # the targets as they are, as the inputs are
+        splits = dataclasses.replace(splits, info=dataclasses.replace(splits.info, target_mean=None, target_std=None))
     if trained:
         splits = align_classes(splits, trained["class_names"])
-        if trained["mean"] is not None:
-            info = dataclasses.replace(splits.info, mean=tuple(trained["mean"]), std=tuple(trained["std"]))
-            splits = dataclasses.replace(splits, info=info)
+        run_scales = {key: value for key, value in vars(DataInfo.from_json(trained)).items() if key in SCALES}
+        splits = dataclasses.replace(splits, info=dataclasses.replace(splits.info, **run_scales))
     info = splits.info
     if info.task == "classification" and info.num_outputs < 2:
         raise FtoolError(f"data: found {info.num_outputs} class ({', '.join(info.class_names) or 'unnamed'}); "
@@ -68,6 +71,8 @@ def build_model(run: RunConfig, info: DataInfo, pretrained: bool = True, lora: b
     model = MODELS.build(run.model.name, run.model.args, input_shape=tuple(info.input_shape),
                          num_outputs=info.num_outputs, pretrained=pretrained)
     apply_init(model, run.model.init)
+    if info.target_mean is not None:
+        scale_outputs(model, info.target_mean, info.target_std)
     if pretrained and run.finetune.source:
         from ftool.finetune import load_pretrained
 

@@ -4,6 +4,7 @@ normalization) from summary.json, so no dataset is needed."""
 
 from __future__ import annotations
 
+import csv
 import glob
 import os
 from dataclasses import dataclass
@@ -40,9 +41,7 @@ def data_info(run: RunDir) -> DataInfo:
     if not data or "text" not in data:
         raise FtoolError(f"ckpt: {run.summary} does not describe the run's data (a run from an older ftool, or "
                          f"one that failed before training); train it again with this version")
-    return DataInfo(data["task"], tuple(data["input_shape"]), data["num_outputs"], data["class_names"],
-                    tuple(data["mean"]) if data["mean"] else None, tuple(data["std"]) if data["std"] else None,
-                    text=data["text"], columns=data.get("columns", {}))
+    return DataInfo.from_json(data)
 
 
 def load_trained(cfg, ckpt: str) -> Trained:
@@ -150,23 +149,32 @@ def text_inputs(value: str, column: str) -> list[tuple[str, str]]:
     return [(value, value)]
 
 
-def vector_inputs(value: str, size: int, features: list[str] = ()) -> list[tuple[str, list[float]]]:
+def vector_inputs(value: str, size: int, features: list[str] = (),
+                  categories: dict[str, list[str]] | None = None) -> list[tuple[str, list[float]]]:
     """(as given, numbers) for a model that takes `size` numbers: `value` itself ("0.5,1.2,..."), or
     a file (`-`: standard input) with one input per line, numbers separated by commas or spaces. A
     file's first line without a number in it is a CSV header, and skipped. A run trained on a table
-    (`features`: its columns) reads a table with a header by its column names, whatever else it holds
-    (other names are an error, not numbers read by position)."""
+    (`features`: its columns; `categories`: those it one-hot encodes, and their values) reads a table
+    with a header by its column names, whatever else it holds (other names are an error, not numbers
+    read by position), and rows of its features' values separated by commas."""
     path = _existing(value) if features and value != "-" else None
     if path and path.suffix.lower() in TABLE_SUFFIXES:
         rows = read_rows(path, "input")
         headed = rows and not all(is_number(str(name)) for name in rows[0])  # (else its first row is numbers)
         if path.suffix.lower() in (".jsonl", ".json") or headed:
-            from ftool.data.tabular import table_numbers
-
             check_columns(rows, path, "input", tuple(features), "the run's model takes these columns")
-            numbers = table_numbers(rows, features, path, "input").tolist()
-            return [(",".join(str(row[f]) for f in features), row_numbers) for row, row_numbers in zip(rows, numbers)]
+            return _encoded(rows, features, categories, path)
     lines = _file_lines(value)
+    if categories:  # words among the values: a row's fields by position, as the run's features
+        given = [(where, next(csv.reader([line]))) for where, line in
+                 (lines if lines is not None else [(repr(value), value)])]
+        rows = []
+        for where, fields in given[1:] if lines and given[0][1] == list(features) else given:  # (a header)
+            if len(fields) != len(features):
+                raise FtoolError(f"input: {where} has {len(fields)} values; this run's model takes {len(features)} "
+                                 f"({', '.join(features)})")
+            rows.append(dict(zip(features, fields)))
+        return _encoded(rows, features, categories, "standard input" if value == "-" else value)
     if lines and not any(is_number(field) for field in lines[0][1].replace(",", " ").split()):
         lines = lines[1:]
     rows = []
@@ -180,3 +188,10 @@ def vector_inputs(value: str, size: int, features: list[str] = ()) -> list[tuple
             raise FtoolError(f"input: {where} has {len(numbers)} numbers; this run's model takes {size}")
         rows.append((line, numbers))
     return rows
+
+
+def _encoded(rows: list[dict], features: list[str], categories: dict | None, where) -> list[tuple[str, list[float]]]:
+    from ftool.data.tabular import encode_features
+
+    encoded = encode_features(rows, features, categories or {}, where, "input").tolist()
+    return [(",".join(str(row[f]) for f in features), numbers) for row, numbers in zip(rows, encoded)]

@@ -39,7 +39,7 @@ def monitor_mode(monitor: str, mode: str | None) -> str:
     return "min" if monitor.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "max"
 
 
-def build_loss(cfg: TrainerConfig, info: DataInfo) -> nn.Module:
+def build_loss(cfg: TrainerConfig, info: DataInfo, device: torch.device) -> nn.Module:
     fits = "mse" if info.task == "regression" else "cross_entropy"
     if cfg.loss not in ("auto", fits):
         raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {fits} (or auto)")
@@ -47,8 +47,21 @@ def build_loss(cfg: TrainerConfig, info: DataInfo) -> nn.Module:
         if cfg.label_smoothing:
             raise FtoolError("trainer.label_smoothing: smooths class labels; this data is regression (MSE): "
                              "leave it at 0")
-        return nn.MSELoss()
+        return (StandardizedMSE(info.target_std) if info.target_std is not None else nn.MSELoss()).to(device)
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+
+class StandardizedMSE(nn.Module):
+    """MSE of the errors in units of each target's std (the model's outputs are scaled by it:
+    ftool.models.scale_outputs), so the loss and its gradients are those of standardized targets:
+    1.0 is the loss of always predicting the mean."""
+
+    def __init__(self, std):
+        super().__init__()
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(outputs / self.std, targets / self.std)
 
 
 class EpochMeter:

@@ -266,6 +266,8 @@ def test_a_table_predicts_its_last_column_from_the_others_or_the_columns_named(t
     # what the model sees: each feature standardized by the table's mean and spread (areas and rooms alike)
     seen = torch.cat([xb for xb, _ in loaders("table", path=str(houses), val_fraction=0, test_fraction=0.25).everything])
     assert seen.mean(0).abs().max() < 1e-6 and seen.std(0).tolist() == pytest.approx([1.0, 1.0])
+    # the targets' scale, which the model learns them in (the dataset keeps them in their units)
+    assert info.target_mean == pytest.approx((175.125,)) and info.target_std == pytest.approx((y.std().item(),))
 
     two = DATASETS.build("table", {"path": str(houses), "target": ["price", "area"], "features": ["rooms"]})
     assert two.info.num_outputs == 2 and two.train.tensors[1][0].tolist() == [250.5, 100]
@@ -299,6 +301,36 @@ def test_a_table_with_words_as_the_target_is_a_classifier_labelled_by_name(tmp_p
                           ({"target": "size"}, "row 1 has no column 'size'; its columns: w, h, kind")]:
         with pytest.raises(FtoolError, match=re.escape(message)):
             DATASETS.build("table", {"path": str(train), **args})
+
+
+def test_a_tables_columns_of_words_are_one_hot_encoded_by_the_training_tables_values(tmp_path, capsys):
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("city,zip,area,price\nParis,75001,30,300\nBerlin,10115,50,250\nParis,75002,40,380\n")
+    test.write_text("city,zip,area,price\nRome,75001,60,200\nBerlin,10115,20,100\n")
+    data = DATASETS.build("table", {"path": str(train), "test_path": str(test), "categorical": ["zip"]})
+    info = data.info
+    assert info.columns["categorical"] == {"city": ["Berlin", "Paris"], "zip": ["10115", "75001", "75002"]}
+    assert info.input_shape == (6,)  # city: 2 inputs, zip: 3, area: 1
+    assert data.train.tensors[0][0].tolist() == [0, 1, 0, 1, 0, 30]
+    # Rome is none of the training table's cities: all 0, and a warning on stderr
+    assert data.test.tensors[0].tolist() == [[0, 0, 0, 1, 0, 60], [1, 0, 1, 0, 0, 20]]
+    warned = capsys.readouterr()
+    assert "warning: data: " in warned.err and "'city' has values the training table has not (Rome)" in warned.err
+    assert "warning" not in warned.out
+    # the values given, in their order: a missing one is all 0
+    fixed = DATASETS.build("table", {"path": str(train), "features": ["city"], "categorical": {"city": ["Rome", "Paris"]}})
+    assert fixed.train.tensors[0].tolist() == [[0, 1], [0, 0], [0, 1]]
+
+    assert DATASETS.build("table", {"path": str(train), "categorical": "zip"}).info.input_shape == (6,)  # one column
+    with pytest.raises(FtoolError, match=r"data.categorical: 'town' is not among the features \(city, zip, area\)"):
+        DATASETS.build("table", {"path": str(train), "categorical": ["town"]})
+    test.write_text("city,zip,area,price\nParis,75001,,200\n")  # a missing value is not a word
+    with pytest.raises(FtoolError, match=r"data: .*test.csv row 1: 'area' is '', not a number"):
+        DATASETS.build("table", {"path": str(train), "test_path": str(test)})
+    ids = tmp_path / "ids.csv"  # a column naming every row: an input per row
+    ids.write_text("name,x,y\n" + "".join(f"p{i},{i},{i % 2}\n" for i in range(30)))
+    DATASETS.build("table", {"path": str(ids)})
+    assert "warning: data.categorical: 'name' has 30 values in 30 rows" in capsys.readouterr().err
 
 
 def test_a_table_path_to_a_folder_or_a_workbook_says_what_it_needs(tmp_path):

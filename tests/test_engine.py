@@ -278,7 +278,7 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step(workdir):
 
     skipped = workdir / "skipped"
     result = ftool("train", *diverge, "trainer.on_nonfinite=skip", f"hydra.run.dir={skipped}", cwd=workdir)
-    assert result.returncode == 0 and "non-finite loss, step skipped" in result.stdout
+    assert result.returncode == 0 and "non-finite loss, step skipped" in result.stderr
     assert all(torch.isfinite(t).all() for t in weights(skipped).values())
 
 

@@ -99,7 +99,7 @@ def test_per_class_figures_and_confusion_matrix_equal_scikit_learns():
 def test_label_smoothing_is_for_class_labels_only():
     regression = DataInfo("regression", (10,), 1)
     with pytest.raises(FtoolError, match="trainer.label_smoothing: smooths class labels; this data is regression"):
-        build_loss(TrainerConfig(label_smoothing=0.1), regression)
-    assert isinstance(build_loss(TrainerConfig(), regression), torch.nn.MSELoss)
-    loss = build_loss(TrainerConfig(label_smoothing=0.1), DataInfo("classification", (10,), 3))
+        build_loss(TrainerConfig(label_smoothing=0.1), regression, torch.device("cpu"))
+    assert isinstance(build_loss(TrainerConfig(), regression, torch.device("cpu")), torch.nn.MSELoss)
+    loss = build_loss(TrainerConfig(label_smoothing=0.1), DataInfo("classification", (10,), 3), torch.device("cpu"))
     assert loss.label_smoothing == 0.1

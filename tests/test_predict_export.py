@@ -260,6 +260,79 @@ def test_a_table_run_reads_new_tables_by_column_name_and_scales_them_as_it_train
     assert probabilities == pytest.approx([predicted[0]["probabilities"][name] for name in ("big", "small")], abs=1e-5)
 
 
+def test_a_table_regression_learns_prices_standardized_and_answers_in_their_units(tmp_path):
+    """An MLP with Adam (the defaults) on house prices: Adam's steps are about the LR in size, so on
+    the prices as they are its outputs would take a hundred thousand steps to reach them (R2 < 0);
+    standardized, it fits, and every output (eval's metrics, predict, exports) is in the target's units."""
+    rng = np.random.default_rng(0)
+    area = rng.uniform(50, 250, 300)
+    price = 50_000 + 2_000 * area + rng.normal(0, 5_000, 300)
+    (tmp_path / "houses.csv").write_text("area,price\n" + "".join(f"{a:.1f},{p:.0f}\n" for a, p in zip(area, price)))
+    run = tmp_path / "run"
+    result = ftool("train", "model=mlp", "data=table", "data.path=houses.csv", "trainer.epochs=20",
+                   f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = read_json(run / "summary.json")
+    assert summary["metrics"]["test/r2"] > 0.99 and summary["metrics"]["test/mae"] < 6_000
+    assert summary["metrics"]["test/loss"] < 0.02  # the MSE in units of the price's std
+    # the training rows' mean and std: a random 80% of the table's
+    assert summary["data"]["target_mean"] == pytest.approx([price.mean()], rel=0.05)
+    assert summary["data"]["target_std"] == pytest.approx([price.std()], rel=0.1)
+
+    (tmp_path / "new.csv").write_text("area,price\n100,250000\n200,450000\n")
+    result = ftool("eval", f"ckpt={run}", "data.path=new.csv", "split=all", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    scored = read_json(run / "eval.json")["metrics"]
+    predicted = json.loads(ftool("predict", f"ckpt={run}", "input=new.csv", "output=json", cwd=tmp_path).stdout)
+    values = [p["prediction"] for p in predicted]
+    assert values == pytest.approx([250_000, 450_000], abs=5_000)
+    assert scored["all/mae"] == pytest.approx((abs(values[0] - 250_000) + abs(values[1] - 450_000)) / 2, abs=1)
+
+    exported = tmp_path / "model.onnx"  # area in, price out: both scalings are inside the graph
+    result = ftool("export", f"ckpt={run}", "format=onnx", f"out={exported}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    session = onnxruntime.InferenceSession(str(exported))
+    out = session.run(None, {session.get_inputs()[0].name: np.array([[100.0], [200.0]], dtype=np.float32)})[0]
+    assert out.flatten().tolist() == pytest.approx(values, rel=1e-5)
+
+    raw = tmp_path / "raw"  # data.normalize=false: the targets as they are, the loss their MSE
+    result = ftool("train", "model=mlp", "data=table", "data.path=houses.csv", "data.normalize=false",
+                   "trainer.epochs=1", f"hydra.run.dir={raw}", cwd=tmp_path)
+    summary = read_json(raw / "summary.json")
+    assert summary["data"]["target_mean"] is None and summary["metrics"]["test/loss"] > 1e10
+    assert summary["metrics"]["test/loss"] == pytest.approx(summary["metrics"]["test/mse"], rel=1e-4)
+
+
+def test_a_table_run_with_categories_predicts_from_their_names(tmp_path):
+    """Rent by city and area: the city is one-hot encoded by the training table's cities, and new
+    rows (a table by column name, or values by position) are encoded as it was."""
+    rng = np.random.default_rng(0)
+    cities, base = ["Berlin", "Paris", "Rome"], {"Berlin": 1000, "Paris": 2000, "Rome": 1500}
+    rows = [(rng.choice(cities), rng.uniform(20, 120)) for _ in range(400)]
+    (tmp_path / "rents.csv").write_text("city,area,rent\n" + "".join(
+        f"{c},{a:.0f},{base[c] + 10 * a + rng.normal(0, 20):.0f}\n" for c, a in rows))
+    run = tmp_path / "run"
+    result = ftool("train", "model=linear", "optimizer=sgd", "data=table", "data.path=rents.csv", "trainer.epochs=20",
+                   f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_json(run / "summary.json")["metrics"]["test/r2"] > 0.99
+
+    (tmp_path / "new.csv").write_text("area,city\n50,Paris\n50,Madrid\n")
+    result = ftool("predict", f"ckpt={run}", "input=new.csv", "input=Rome,100", "output=json", cwd=tmp_path)
+    predicted = json.loads(result.stdout)  # the warning about Madrid is on stderr
+    assert [p["input"] for p in predicted] == ["Paris,50", "Madrid,50", "Rome,100"]
+    assert predicted[0]["prediction"] == pytest.approx(2500, abs=50)
+    assert predicted[2]["prediction"] == pytest.approx(2500, abs=50)
+    assert "'city' has values the training table has not (Madrid)" in result.stderr
+    result = ftool("predict", f"ckpt={run}", "input=Paris", cwd=tmp_path)
+    assert_one_line_error(result, "input: 'Paris' has 1 values; this run's model takes 2 (city, area)")
+    # a table of one city evaluates with the run's three (its own one would make another shape)
+    (tmp_path / "paris.csv").write_text("city,area,rent\nParis,50,2500\nParis,100,3000\n")
+    result = ftool("eval", f"ckpt={run}", "data.path=paris.csv", "split=all", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert read_json(run / "eval.json")["metrics"]["all/mae"] < 50
+
+
 def test_feature_vector_inputs_are_checked_row_by_row(tmp_path):
     from ftool.inference import vector_inputs
 

@@ -148,7 +148,7 @@ def test_a_damaged_or_unwritable_token_cache_costs_time_not_the_run(tiny_bert, c
     monkeypatch.setenv("FTOOL_CACHE_DIR", str(entry))  # a file, not a folder: nothing can be written under it
     again = tokenize(["a great film", "boring"], tokenizer, 16)
     assert [t.tolist() for t in again] == [t.tolist() for t in first]
-    assert "warning: tokenized texts not cached" in capsys.readouterr().out
+    assert "warning: tokenized texts not cached" in capsys.readouterr().err
 
 
 def test_batches_are_padded_to_their_longest_text():
@@ -380,7 +380,7 @@ def test_lora_trains_adapters_only_exports_merged_and_carries_over_to_finetune_f
                    f"data.root={texts}", "data.max_length=16", "finetune.lora.r=4", "optimizer.lr=0.01",
                    "trainer.epochs=3", "trainer.progress=false", f"hydra.run.dir={run}", cwd=tmp_path, env=_env(cache))
     assert result.returncode == 0, result.stderr
-    assert "warning" not in result.stdout  # (lr 0.01: no LoRA LR warning)
+    assert "warning:" not in result.stderr  # (lr 0.01: no LoRA LR warning)
     summary = read_json(run / "summary.json")
     assert summary["finetune"]["lora_r"] == 4
     assert summary["finetune"]["trainable_parameters"] < summary["parameters"] / 5
@@ -409,7 +409,7 @@ def test_lora_trains_adapters_only_exports_merged_and_carries_over_to_finetune_f
                    "data=text_files", f"data.root={texts}", "data.max_length=16", "finetune.lora.r=4",
                    "trainer.max_steps=1", "trainer.progress=false", f"hydra.run.dir={adapted}", cwd=tmp_path, env=_env(cache))
     assert result.returncode == 0, result.stderr
-    assert "warning: optimizer.lr=2e-05 is a full fine-tune's LR: LoRA adapters start at zero" in result.stdout
+    assert "warning: optimizer.lr=2e-05 is a full fine-tune's LR: LoRA adapters start at zero" in result.stderr
     assert torch.equal(load_file(adapted / "checkpoints" / "last.safetensors")[f"hf.base_model.model.{query}.base_layer.weight"],
                        merged[f"{query}.weight"])
 

@@ -41,7 +41,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     meta = checkpoint.load_into(model, weights)
     model, step_model = acc.prepare(model)
     meter = EpochMeter(loaders.info, acc.device)
-    metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info), acc, loaders.info, split,
+    metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info, acc.device), acc, loaders.info, split,
                        EvalProgress(rc.trainer.progress, split, len(loader)), meter)
     per_class = meter.per_class()
     samples = len(loader.dataset)  # (of new data given in data.*, only its held-out split unless split=all)

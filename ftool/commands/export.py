@@ -33,7 +33,9 @@ from ftool.finetune import merge_lora
 from ftool.inference import Trained, load_trained
 
 FORMATS = {"safetensors": "model.safetensors", "torchscript": "model.pt", "pt2": "model.pt2", "onnx": "model.onnx"}
-TOLERANCE = 1e-4  # float32 outputs of a re-ordered graph differ by rounding only
+# float32 outputs of a re-ordered graph differ by rounding only: relative to outputs larger than 1
+# (a regression's prices: float32 steps by 0.03 at 300,000)
+TOLERANCE = 1e-4
 
 
 class TextLogits(nn.Module):
@@ -60,9 +62,10 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dic
     exported = {"safetensors": _hf_folder if hf_folder else _safetensors, "torchscript": _torchscript,
                 "pt2": _pt2, "onnx": _onnx}[format](trained, module, example, target)
     difference = float((exported - expected).abs().max())
-    if not difference <= TOLERANCE:
+    tolerance = TOLERANCE * max(1.0, float(expected.abs().max()))
+    if not difference <= tolerance:
         raise FtoolError(f"export: {target} gives outputs up to {difference:.3g} away from the checkpoint's "
-                         f"(tolerance {TOLERANCE}); do not use it")
+                         f"(tolerance {tolerance:.3g}); do not use it")
     console.print(f"exported {trained.weights} -> {target} ({format}); checked on an example batch: "
                   f"max |difference| {difference:.2g}", soft_wrap=True)
     return {"path": str(target), "max_abs_difference": difference}
@@ -104,6 +107,7 @@ def _metadata(trained: Trained) -> dict[str, str]:
     info = trained.info
     return {"model": trained.rc.model.name, "task": info.task, "input_shape": json.dumps(list(info.input_shape)),
             "class_names": json.dumps(info.class_names), "mean": json.dumps(info.mean), "std": json.dumps(info.std),
+            "target_mean": json.dumps(info.target_mean), "target_std": json.dumps(info.target_std),
             "columns": json.dumps(info.columns)}
 
 

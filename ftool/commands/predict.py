@@ -55,8 +55,9 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, te
         shown = [str(f) for f in files]
         batches = _image_batches(trained, files)
     elif len(info.input_shape) == 1:
-        features = info.columns.get("features", [])  # a table run reads tables by these column names
-        rows = [row for value in input for row in vector_inputs(value, info.input_shape[0], features)]
+        # a table run reads tables by its columns' names, and encodes its categories as it trained
+        features, categories = info.columns.get("features", []), info.columns.get("categorical")
+        rows = [row for value in input for row in vector_inputs(value, info.input_shape[0], features, categories)]
         shown = [given for given, _ in rows]
         batches = _vector_batches(trained, [numbers for _, numbers in rows])
     else:

@@ -14,7 +14,7 @@ from ftool.data import check_data_fits_run
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.loggers import Loggers
-from ftool.engine.progress import EvalProgress, console, print_metrics
+from ftool.engine.progress import EvalProgress, console, print_metrics, warn
 from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
 from ftool.errors import FtoolError
 from ftool.metrics import build_loss, default_monitor, metric_names
@@ -94,11 +94,9 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(rc.trainer.ema_decay), use_buffers=True)
-    loss_fn = build_loss(rc.trainer, info)
+    loss_fn = build_loss(rc.trainer, info, acc.device)
     n_params = components.count_parameters(model)
-    summary.update(data={"task": info.task, "input_shape": list(info.input_shape), "num_outputs": info.num_outputs,
-                         "class_names": info.class_names, "text": info.text, "mean": info.mean, "std": info.std,
-                         "columns": info.columns,
+    summary.update(data={**info.to_json(),
                          "train_size": len(loaders.train.dataset)},  # (each process samples its share of it)
                    parameters=n_params)
 
@@ -119,12 +117,11 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
                       f"{', compiled' if acc.compile else ''} -> {run.path}", soft_wrap=True)
         warmup = warmup_steps(rc.scheduler, steps_per_epoch)
         if warmup >= total_steps:  # a short trial (trainer.max_steps) of a transformer recipe, say
-            console.print(f"[yellow]warning: scheduler.warmup_epochs={rc.scheduler.warmup_epochs} is {warmup} steps, "
-                          f"the run {total_steps}: the learning rate is still rising to optimizer.lr when the run "
-                          f"ends", soft_wrap=True)
+            warn(f"scheduler.warmup_epochs={rc.scheduler.warmup_epochs} is {warmup} steps, the run {total_steps}: "
+                 f"the learning rate is still rising to optimizer.lr when the run ends")
         if rc.finetune.lora.r and rc.optimizer.lr < 1e-4:  # hf_classifier's 2e-5 is a full fine-tune's LR
-            console.print(f"[yellow]warning: optimizer.lr={rc.optimizer.lr:g} is a full fine-tune's LR: LoRA adapters "
-                          f"start at zero and usually train at 1e-4 to 1e-3 (optimizer.lr=5e-4)", soft_wrap=True)
+            warn(f"optimizer.lr={rc.optimizer.lr:g} is a full fine-tune's LR: LoRA adapters start at zero and "
+                 f"usually train at 1e-4 to 1e-3 (optimizer.lr=5e-4)")
     try:
         result = trainer.fit(loaders.train, loaders.val, at)
         metrics = dict(result.metrics)

@@ -9,6 +9,7 @@ as token ids, which `Splits.collate` pads into batches (`ftool.data.text`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -28,9 +29,25 @@ class DataInfo:
     mean: Optional[tuple[float, ...]] = None  # per-channel normalization; None: leave inputs as is
     std: Optional[tuple[float, ...]] = None
     text: bool = False  # token ids (input_shape is (max_length,)): batches are dicts for text models
-    # data=table's columns as read, {"features": [...], "target": [...]}: new tables given to the run
-    # (eval, predict) are read by these names, whatever their order
-    columns: dict[str, list[str]] = field(default_factory=dict)
+    # data=table's columns as read, {"features": [...], "target": [...], "categorical": {column: [values]}}:
+    # new tables given to the run (eval, predict) are read by these names, whatever their order, and
+    # their categorical columns one-hot encoded by these values
+    columns: dict = field(default_factory=dict)
+    # regression targets' mean and std (data=table's, from its training rows): the model learns the
+    # targets standardized and answers in their units (ftool.models.scale_outputs); None: as they are
+    target_mean: Optional[tuple[float, ...]] = None
+    target_std: Optional[tuple[float, ...]] = None
+
+    def to_json(self) -> dict:
+        """As summary.json's `data` records it, which `from_json` reads back (eval, predict, export)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "DataInfo":
+        known = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}  # older runs lack some
+        tuples = {key: tuple(known[key]) for key in ("input_shape", "mean", "std", "target_mean", "target_std")
+                  if known.get(key) is not None}
+        return cls(**{**known, **tuples})
 
     @property
     def is_image(self) -> bool:

@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 
 from ftool.data import DataInfo, Splits, checked_shape
 from ftool.data.tables import check_columns, read_rows, split_labels
+from ftool.engine.progress import warn
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
 
@@ -65,11 +66,13 @@ def regression(num_features: int = 10, num_outputs: int = 1, train_size: int = 1
 
 @DATASETS.register("table")
 def table(path: str, target: str | list | None = None, features: list | None = None, task: str = "auto",
-          test_path: str | None = None, val_path: str | None = None) -> Splits:
-    """Rows of numbers in a CSV, TSV or JSON-lines table: the `features` columns (default: every column
-    but the target) predict the `target` column (default: the last; a list: several values), a value
-    (regression) or a class (classification; `auto`: when a target is not a number). Without
-    test_path (val_path) a test (validation) split is held out of path."""
+          categorical: list | dict | None = None, test_path: str | None = None, val_path: str | None = None) -> Splits:
+    """Rows of a CSV, TSV or JSON-lines table: the `features` columns (default: every column but the
+    target) predict the `target` column (default: the last; a list: several values), a value
+    (regression) or a class (classification; `auto`: when a target is not a number). A feature
+    column holding words (and those `categorical` names) is one-hot encoded by the values of the
+    training table (`categorical` as {column: [values]}: by those). Without test_path (val_path) a
+    test (validation) split is held out of path."""
     if task not in ("auto", "regression", "classification"):
         raise FtoolError(f"data.task: must be auto, regression or classification, got {task!r}")
     files = {split: Path(p).expanduser().resolve() for split, p in
@@ -91,7 +94,8 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     for split, file in files.items():
         check_columns(rows[split], file, _path_key(split), (*inputs, *targets),
                       "data.features and data.target name them")
-    x = {split: table_numbers(found, inputs, files[split]) for split, found in rows.items()}
+    categories = _categories(rows["train"], inputs, categorical)
+    x = {split: encode_features(found, inputs, categories, files[split]) for split, found in rows.items()}
     labels = {split: [row[targets[0]] for row in found] for split, found in rows.items()}
     if task == "classification" or (task == "auto" and not all(map(_is_number, labels["train"]))):
         if len(targets) > 1:
@@ -105,13 +109,21 @@ def table(path: str, target: str | list | None = None, features: list | None = N
         y = {split: table_numbers(found, targets, files[split]) for split, found in rows.items()}
         kind, outputs, names = "regression", len(targets), []
     # Each feature scaled by the training table's spread (data.normalize), which SGD needs when
-    # columns differ in scale (square metres and rooms); a constant column keeps its values.
-    mean, std = x["train"].mean(0), x["train"].std(0).nan_to_num(1.0)
-    std[std == 0] = 1.0
-    info = DataInfo(kind, (len(inputs),), outputs, names, mean=tuple(mean.tolist()), std=tuple(std.tolist()),
-                    columns={"features": inputs, "target": targets})
+    # columns differ in scale (square metres and rooms); regression targets too (a price).
+    mean, std = _spread(x["train"])
+    target_mean, target_std = _spread(y["train"]) if kind == "regression" else (None, None)
+    read_as = {"features": inputs, "target": targets, **({"categorical": categories} if categories else {})}
+    info = DataInfo(kind, (x["train"].shape[1],), outputs, names, mean=mean, std=std, target_mean=target_mean,
+                    target_std=target_std, columns=read_as)
     datasets = {split: TensorDataset(x[split], y[split]) for split in files}
     return Splits(train=datasets["train"], info=info, test=datasets.get("test"), val=datasets.get("val"))
+
+
+def _spread(columns: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Each column's mean and std; a constant column (or a single row) gets std 1: it keeps its values."""
+    std = columns.std(0).nan_to_num(1.0)
+    std[std == 0] = 1.0
+    return tuple(columns.mean(0).tolist()), tuple(std.tolist())
 
 
 def _path_key(split: str) -> str:
@@ -127,16 +139,72 @@ def _is_number(value) -> bool:
 
 def _check_filled(labels: list, file: Path, column: str) -> None:
     for n, label in enumerate(labels, 1):
-        if label is None or str(label).strip() == "":
+        if not _filled(label):
             raise FtoolError(f"data: {file} row {n} has no {column!r} (it is empty)")
 
 
-def table_numbers(rows: list[dict], columns: list[str], file: Path, what: str = "data") -> torch.Tensor:
-    """The `columns` of every row as a float tensor (rows, columns); a cell that is not a finite
-    number is an error naming it (a missing value, a word; `what`: the setting that gave the file)."""
+def _categories(rows: list[dict], features: list[str], categorical: list | dict | None) -> dict[str, list[str]]:
+    """The feature columns to one-hot encode and their values: those `categorical` names or maps to
+    its values, and those holding a word (an empty cell is a missing value, not a word)."""
+    if isinstance(categorical, (str, int, float)):  # one column, as data.target
+        categorical = [categorical]
+    given = dict(categorical) if isinstance(categorical, dict) else dict.fromkeys(categorical or ())
+    unknown = [column for column in given if str(column) not in features]
+    if unknown:
+        raise FtoolError(f"data.categorical: {unknown[0]!r} is not among the features ({', '.join(features)})")
+    given = {str(column): values for column, values in given.items()}
+    worded = [c for c in features if any(not _is_number(row[c]) and _filled(row[c]) for row in rows)]
+    categories = {c: [str(v) for v in given[c]] if given.get(c) else sorted({_cell(row[c]) for row in rows})
+                  for c in features if c in given or c in worded}
+    for column, values in categories.items():
+        if len(values) > 20 and len(values) > len(rows) / 2:
+            warn(f"data.categorical: {column!r} has {len(values)} values in {len(rows)} rows, each one an input of "
+                 f"its own; if it names rows (an id, a name), leave it out of data.features")
+    return categories
+
+
+def encode_features(rows: list[dict], features: list[str], categories: dict[str, list[str]], file: Path | str,
+                    what: str = "data") -> torch.Tensor:
+    """The model's inputs (rows, inputs): a number per numeric feature and, per categorical one, a 1
+    in the column of the row's value (a value the training table lacked: all 0, with a warning). A
+    missing value or a numeric column's word is an error naming it (`what`: the setting that gave the file)."""
+    index = {column: {value: i for i, value in enumerate(values)} for column, values in categories.items()}
+    width = sum(len(index[column]) if column in index else 1 for column in features)
+    unseen = {column: set() for column in index}
+    encoded = []
     for n, row in enumerate(rows, 1):
-        for column in columns:
-            if not _is_number(row[column]):
-                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {row[column]!r}, not a number (data.features "
-                                 f"names the columns of numbers; fill or drop missing values)")
-    return torch.tensor([[float(row[c]) for c in columns] for row in rows], dtype=torch.float32)
+        inputs = []
+        for column in features:
+            cell = row[column]
+            if not _filled(cell) or (column not in index and not _is_number(cell)):
+                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, not a number (fill or drop missing "
+                                 f"values; data.features names the columns to use)")
+            if column in index:
+                one_hot = [0.0] * len(index[column])
+                if _cell(cell) in index[column]:
+                    one_hot[index[column][_cell(cell)]] = 1.0
+                else:
+                    unseen[column].add(_cell(cell))
+                inputs += one_hot
+            else:
+                inputs.append(float(cell))
+        encoded.append(inputs)
+    for column, values in unseen.items():
+        if values:
+            listed = ", ".join(sorted(values)[:5]) + (f", ... {len(values)} in all" if len(values) > 5 else "")
+            warn(f"{what}: {file}: {column!r} has values the training table has not ({listed}); each is read as "
+                 f"none of its values")
+    return torch.tensor(encoded, dtype=torch.float32).reshape(len(rows), width)
+
+
+def table_numbers(rows: list[dict], columns: list[str], file: Path) -> torch.Tensor:
+    """The `columns` of every row as a float tensor (rows, columns): a regression's targets."""
+    return encode_features(rows, columns, {}, file)
+
+
+def _filled(cell) -> bool:
+    return cell is not None and str(cell).strip() != ""
+
+
+def _cell(cell) -> str:
+    return str(cell).strip()

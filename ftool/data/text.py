@@ -128,10 +128,9 @@ def tokenize(texts: list[str], tokenizer, max_length: int) -> list[torch.Tensor]
     try:
         atomic_write(path, safetensors_bytes({"ids": flat, "lengths": lengths}))
     except OSError as e:  # a read-only or full disk: the cache only saves time, the run goes on
-        from ftool.engine.progress import console
+        from ftool.engine.progress import warn
 
-        console.print(f"[yellow]warning: tokenized texts not cached ({one_line(e)}); FTOOL_CACHE_DIR=<folder> "
-                      f"puts the cache elsewhere", soft_wrap=True)
+        warn(f"tokenized texts not cached ({one_line(e)}); FTOOL_CACHE_DIR=<folder> puts the cache elsewhere")
     return ids
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from ftool.config import TrainerConfig
 from ftool.engine.checkpoint import unwrap
 from ftool.engine.allocator import tune_malloc
-from ftool.engine.progress import console
+from ftool.engine.progress import warn
 from ftool.errors import FtoolError
 
 _DTYPES = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
@@ -218,7 +218,7 @@ def select(cfg: TrainerConfig, training: bool = True) -> Accelerator:
         torch.cuda.set_device(device)
     compile_ = cfg.compile
     if compile_ and kind == "cpu" and not _c_compiler():
-        console.print("[yellow]trainer.compile: no C compiler found (inductor needs one on CPU); running eagerly")
+        warn("trainer.compile: no C compiler found (inductor needs one on CPU); running eagerly")
         compile_ = False
     return Accelerator(device, precision, compile_, cfg.compile_mode, cfg.channels_last, cfg.strategy,
                        rank, world_size)

@@ -24,6 +24,12 @@ class _Console(Console):
 
 
 console = _Console(highlight=False)
+_stderr = Console(stderr=True, highlight=False)
+
+
+def warn(message: str) -> None:
+    """A warning, on stderr: JSON or CSV that `predict` and `eval` write on stdout stays readable."""
+    _stderr.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
 PLAIN_LINE_SECONDS = 10.0  # without a terminal, at most one progress line this often
 
 

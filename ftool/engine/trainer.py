@@ -23,7 +23,7 @@ from ftool.config import TrainerConfig
 from ftool.data import DataInfo
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import Accelerator
-from ftool.engine.progress import EvalProgress, TrainProgress, console
+from ftool.engine.progress import EvalProgress, TrainProgress, console, warn
 from ftool.errors import FtoolError, RunInterrupted
 from ftool.finetune import set_trainable
 from ftool.metrics import EpochMeter, monitor_mode
@@ -244,7 +244,7 @@ class Trainer:
                             last = self.run.relative(self.run.last_weights) if self.run.last_weights.is_file() else "none yet"
                             raise FtoolError(f"training stopped: non-finite loss at step {at.step + 1} (epoch {epoch}); "
                                              f"last good checkpoint: {last}; trainer.on_nonfinite=skip skips such steps")
-                        console.print(f"[yellow]step {at.step + 1}: non-finite loss, step skipped")
+                        warn(f"step {at.step + 1}: non-finite loss, step skipped")
                         self.optimizer.zero_grad(set_to_none=True)
                     else:
                         if cfg.grad_clip > 0:

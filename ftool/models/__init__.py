@@ -7,6 +7,7 @@ predict, export) and sets `model.pretrained_parameters`, the names of the parame
 `finetune.freeze=backbone` and `finetune.backbone_lr_mult` act on those.
 """
 
+import torch
 from torch import nn
 
 from ftool.models import cnn, hf, linear, mlp, torchvision_models  # noqa: F401  (registration)
@@ -28,3 +29,18 @@ def apply_init(model: nn.Module, scheme: str) -> None:
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
+
+def scale_outputs(model: nn.Module, mean, std) -> None:
+    """Make a regression model answer in its targets' units, output * std + mean, having learned them
+    standardized (the loss divides by std: ftool.metrics.build_loss). Without it the outputs of a
+    network with Adam, whose steps are about the LR in size, would take some 100,000 steps to reach a
+    price in the hundreds of thousands. A forward hook, so the model's layers and checkpoint keys stay
+    as the builder made them; the buffers are not saved in checkpoints: they come from the run's
+    summary.json, as the inputs' scaling does."""
+    model.register_buffer("target_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+    model.register_buffer("target_std", torch.tensor(std, dtype=torch.float32), persistent=False)
+    model.register_forward_hook(_in_target_units)
+
+
+def _in_target_units(model: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+    return output * model.target_std + model.target_mean
