@@ -40,10 +40,9 @@ def build_data(run: RunConfig, rank: int = 0, world_size: int = 1, trained: dict
     (summary.json's `data`); data given to evaluate it is labelled by its classes, by name (it may
     lack some), and normalized as it trained (a new table's own mean and std would shift its inputs)."""
     provided = {"tokenizer": build_tokenizer(run)} if DATASETS.accepts(run.data.name, "tokenizer") else {}
-    args = run.data.args
-    if trained and trained.get("columns"):  # a table's columns and categories as the run read them, not a new table's
-        args = {**args, **{key: names for key, names in trained["columns"].items() if args.get(key) is None}}
-    splits = DATASETS.build(run.data.name, args, **provided)
+    if trained and trained.get("columns"):  # a table read as the run read its own (columns, categories, fills)
+        provided["run_columns"] = trained["columns"]
+    splits = DATASETS.build(run.data.name, run.data.args, **provided)
     if run.data.classes:
         splits = select_classes(splits, run.data.classes)
     if not run.data.normalize:  # the targets as they are, as the inputs are

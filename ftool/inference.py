@@ -149,21 +149,22 @@ def text_inputs(value: str, column: str) -> list[tuple[str, str]]:
     return [(value, value)]
 
 
-def vector_inputs(value: str, size: int, features: list[str] = (),
-                  categories: dict[str, list[str]] | None = None) -> list[tuple[str, list[float]]]:
+def vector_inputs(value: str, size: int, columns: dict | None = None) -> list[tuple[str, list[float]]]:
     """(as given, numbers) for a model that takes `size` numbers: `value` itself ("0.5,1.2,..."), or
     a file (`-`: standard input) with one input per line, numbers separated by commas or spaces. A
     file's first line without a number in it is a CSV header, and skipped. A run trained on a table
-    (`features`: its columns; `categories`: those it one-hot encodes, and their values) reads a table
-    with a header by its column names, whatever else it holds (other names are an error, not numbers
-    read by position), and rows of its features' values separated by commas."""
+    (`columns`: how it read its table, DataInfo.columns) reads a table with a header by its features'
+    names, whatever else it holds (other names are an error, not numbers read by position), and rows
+    of its features' values separated by commas, encoded as it encoded its own."""
+    columns = columns or {}
+    features, categories = columns.get("features", []), columns.get("categorical")
     path = _existing(value) if features and value != "-" else None
     if path and path.suffix.lower() in TABLE_SUFFIXES:
         rows = read_rows(path, "input")
         headed = rows and not all(is_number(str(name)) for name in rows[0])  # (else its first row is numbers)
         if path.suffix.lower() in (".jsonl", ".json") or headed:
             check_columns(rows, path, "input", tuple(features), "the run's model takes these columns")
-            return _encoded(rows, features, categories, path)
+            return _encoded(rows, columns, path)
     lines = _file_lines(value)
     if categories:  # words among the values: a row's fields by position, as the run's features
         given = [(where, next(csv.reader([line]))) for where, line in
@@ -174,7 +175,7 @@ def vector_inputs(value: str, size: int, features: list[str] = (),
                 raise FtoolError(f"input: {where} has {len(fields)} values; this run's model takes {len(features)} "
                                  f"({', '.join(features)})")
             rows.append(dict(zip(features, fields)))
-        return _encoded(rows, features, categories, "standard input" if value == "-" else value)
+        return _encoded(rows, columns, "standard input" if value == "-" else value)
     if lines and not any(is_number(field) for field in lines[0][1].replace(",", " ").split()):
         lines = lines[1:]
     rows = []
@@ -190,8 +191,10 @@ def vector_inputs(value: str, size: int, features: list[str] = (),
     return rows
 
 
-def _encoded(rows: list[dict], features: list[str], categories: dict | None, where) -> list[tuple[str, list[float]]]:
+def _encoded(rows: list[dict], columns: dict, where) -> list[tuple[str, list[float]]]:
     from ftool.data.tabular import encode_features
 
-    encoded = encode_features(rows, features, categories or {}, where, "input").tolist()
+    features = columns["features"]
+    encoded = encode_features(rows, features, columns.get("categorical", {}), where, "input",
+                              fill=columns.get("missing")).tolist()
     return [(",".join(str(row[f]) for f in features), numbers) for row, numbers in zip(rows, encoded)]

@@ -133,7 +133,7 @@ def _origin(builder: Callable[..., Any]) -> str:
 
 
 MODELS = Registry("model", "model", provided=("input_shape", "num_outputs", "pretrained"))
-DATASETS = Registry("dataset", "data", provided=("tokenizer",))
+DATASETS = Registry("dataset", "data", provided=("tokenizer", "run_columns"))
 OPTIMIZERS = Registry("optimizer", "optimizer", provided=("params", "lr", "weight_decay"))
 SCHEDULERS = Registry("scheduler", "scheduler", provided=("optimizer", "total_steps", "steps_per_epoch"))
 LOGGERS = Registry("logger", "logger", provided=("run_dir",))

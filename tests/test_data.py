@@ -294,7 +294,7 @@ def test_a_table_with_words_as_the_target_is_a_classifier_labelled_by_name(tmp_p
         DATASETS.build("table", {"path": str(train), "test_path": str(test)})
     gaps = tmp_path / "gaps.csv"
     gaps.write_text("w,h,kind\n1,2,a\n3,,b\n")
-    with pytest.raises(FtoolError, match=r"data: .*gaps.csv row 2: 'h' is '', not a number .*fill or drop missing"):
+    with pytest.raises(FtoolError, match=r"data: .*gaps.csv row 2: 'h' is '', a missing value \(data.missing=fill"):
         DATASETS.build("table", {"path": str(gaps)})
     for args, message in [({"features": ["kind"]}, "data.features: 'kind' is the target too"),
                           ({"target": ["kind", "w"]}, "data.target: a classifier predicts one column, got 2"),
@@ -324,13 +324,44 @@ def test_a_tables_columns_of_words_are_one_hot_encoded_by_the_training_tables_va
     assert DATASETS.build("table", {"path": str(train), "categorical": "zip"}).info.input_shape == (6,)  # one column
     with pytest.raises(FtoolError, match=r"data.categorical: 'town' is not among the features \(city, zip, area\)"):
         DATASETS.build("table", {"path": str(train), "categorical": ["town"]})
-    test.write_text("city,zip,area,price\nParis,75001,,200\n")  # a missing value is not a word
-    with pytest.raises(FtoolError, match=r"data: .*test.csv row 1: 'area' is '', not a number"):
+    test.write_text("city,zip,area,price\nParis,75001,big,200\n")  # a word where the training table has numbers
+    with pytest.raises(FtoolError, match=r"data: .*test.csv row 1: 'area' is 'big', not a number"):
         DATASETS.build("table", {"path": str(train), "test_path": str(test)})
     ids = tmp_path / "ids.csv"  # a column naming every row: an input per row
     ids.write_text("name,x,y\n" + "".join(f"p{i},{i},{i % 2}\n" for i in range(30)))
     DATASETS.build("table", {"path": str(ids)})
     assert "warning: data.categorical: 'name' has 30 values in 30 rows" in capsys.readouterr().err
+
+
+def test_a_tables_missing_values_are_an_error_or_dropped_or_filled(tmp_path, capsys):
+    train = tmp_path / "train.csv"  # empty, NA (R), ? (UCI's files): missing, whatever the column holds
+    train.write_text("city,age,fare,survived\nParis,20,10,1\n,NA,30,0\nRome,40,?,1\nParis,30,20,\n")
+    with pytest.raises(FtoolError, match=r"train.csv row 2: 'city' is '', a missing value \(data.missing=fill fills it"):
+        DATASETS.build("table", {"path": str(train), "target": "survived", "features": ["city", "age", "fare"]})
+    ages = DATASETS.build("table", {"path": str(train), "features": ["age"], "missing": "drop"})  # NA is no word:
+    assert ages.info.input_shape == (1,) and ages.train.tensors[0].tolist() == [[20], [40]]  # numbers, not classes
+
+    dropped = DATASETS.build("table", {"path": str(train), "missing": "drop"})
+    assert dropped.train.tensors[0].tolist() == [[1, 20, 10]]  # the one row with every value (Paris: its only city)
+    assert "data: " in capsys.readouterr().out  # says how many rows it left out
+    with pytest.raises(FtoolError, match=r"train.csv row 4: the target 'survived' is '', a missing value"):
+        DATASETS.build("table", {"path": str(train), "missing": "fill"})  # a target is never made up
+
+    train.write_text("city,age,fare,survived\nParis,20,10,1\n,NA,30,0\nRome,40,?,1\n")
+    filled = DATASETS.build("table", {"path": str(train), "missing": "fill"})
+    # city: none of Paris, Rome; age: the mean of 20 and 40; fare: of 10 and 30
+    assert filled.train.tensors[0].tolist() == [[1, 0, 20, 10], [0, 0, 30, 30], [0, 1, 40, 20]]
+    assert filled.info.columns["missing"] == {"city": None, "age": 30.0, "fare": 20.0}
+    given = DATASETS.build("table", {"path": str(train), "missing": {"age": 0, "fare": 5}, "features": ["age", "fare"]})
+    assert given.train.tensors[0].tolist() == [[20, 10], [0, 30], [40, 5]]
+    with pytest.raises(FtoolError, match="data.missing: city: 0: a number for a feature column of numbers"):
+        DATASETS.build("table", {"path": str(train), "missing": {"city": 0}})
+
+    # a new table read as the run read its own: its fills and categories, not the new table's
+    new = tmp_path / "new.csv"
+    new.write_text("fare,age,city,survived\n100,,Rome,0\n")
+    again = DATASETS.build("table", {"path": str(new)}, run_columns=filled.info.columns)
+    assert again.train.tensors[0].tolist() == [[0, 1, 30, 100]] and again.info.columns == filled.info.columns
 
 
 def test_a_table_path_to_a_folder_or_a_workbook_says_what_it_needs(tmp_path):

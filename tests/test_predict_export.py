@@ -313,16 +313,19 @@ def test_a_table_run_with_categories_predicts_from_their_names(tmp_path):
         f"{c},{a:.0f},{base[c] + 10 * a + rng.normal(0, 20):.0f}\n" for c, a in rows))
     run = tmp_path / "run"
     result = ftool("train", "model=linear", "optimizer=sgd", "data=table", "data.path=rents.csv", "trainer.epochs=20",
-                   f"hydra.run.dir={run}", cwd=tmp_path)
+                   "data.missing=fill", f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert read_json(run / "summary.json")["metrics"]["test/r2"] > 0.99
 
     (tmp_path / "new.csv").write_text("area,city\n50,Paris\n50,Madrid\n")
-    result = ftool("predict", f"ckpt={run}", "input=new.csv", "input=Rome,100", "output=json", cwd=tmp_path)
+    result = ftool("predict", f"ckpt={run}", "input=new.csv", "input=Rome,100", "input=Berlin,NA", "output=json",
+                   cwd=tmp_path)
     predicted = json.loads(result.stdout)  # the warning about Madrid is on stderr
-    assert [p["input"] for p in predicted] == ["Paris,50", "Madrid,50", "Rome,100"]
+    assert [p["input"] for p in predicted] == ["Paris,50", "Madrid,50", "Rome,100", "Berlin,NA"]
     assert predicted[0]["prediction"] == pytest.approx(2500, abs=50)
     assert predicted[2]["prediction"] == pytest.approx(2500, abs=50)
+    # data.missing=fill: the missing area is the training rows' mean, about the whole table's
+    assert predicted[3]["prediction"] == pytest.approx(1000 + 10 * np.mean([a for _, a in rows]), abs=60)
     assert "'city' has values the training table has not (Madrid)" in result.stderr
     result = ftool("predict", f"ckpt={run}", "input=Paris", cwd=tmp_path)
     assert_one_line_error(result, "input: 'Paris' has 1 values; this run's model takes 2 (city, area)")
@@ -341,12 +344,12 @@ def test_feature_vector_inputs_are_checked_row_by_row(tmp_path):
     assert vector_inputs(many, 30) == [(many, [0.123456789] * 30)]
     table = tmp_path / "table.csv"  # a table run reads a header's columns by name, in any order
     table.write_text("z,x,y\n3,1,2\n")
-    assert vector_inputs(str(table), 3, ["x", "y", "z"]) == [("1,2,3", [1.0, 2.0, 3.0])]
+    assert vector_inputs(str(table), 3, {"features": ["x", "y", "z"]}) == [("1,2,3", [1.0, 2.0, 3.0])]
     table.write_text("a,b,c\n1,2,3\n")  # other names: not read by position
     with pytest.raises(FtoolError, match="table.csv row 1 has no column 'x'; its columns: a, b, c"):
-        vector_inputs(str(table), 3, ["x", "y", "z"])
+        vector_inputs(str(table), 3, {"features": ["x", "y", "z"]})
     table.write_text("1,2,3\n4,5,6\n")  # no header: numbers by position, as for any vector run
-    assert [numbers for _, numbers in vector_inputs(str(table), 3, ["x", "y", "z"])] == [[1, 2, 3], [4, 5, 6]]
+    assert [numbers for _, numbers in vector_inputs(str(table), 3, {"features": ["x", "y", "z"]})] == [[1, 2, 3], [4, 5, 6]]
     with pytest.raises(FtoolError, match="input: '1,2' has 2 numbers; this run's model takes 10"):
         vector_inputs("1,2", 10)
     with pytest.raises(FtoolError, match="input: 'rows.cvs' is neither a file nor numbers"):  # a mistyped file name

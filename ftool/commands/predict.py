@@ -55,9 +55,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, te
         shown = [str(f) for f in files]
         batches = _image_batches(trained, files)
     elif len(info.input_shape) == 1:
-        # a table run reads tables by its columns' names, and encodes its categories as it trained
-        features, categories = info.columns.get("features", []), info.columns.get("categorical")
-        rows = [row for value in input for row in vector_inputs(value, info.input_shape[0], features, categories)]
+        # a table run reads tables by its columns' names, and encodes them as it trained
+        rows = [row for value in input for row in vector_inputs(value, info.input_shape[0], info.columns)]
         shown = [given for given, _ in rows]
         batches = _vector_batches(trained, [numbers for _, numbers in rows])
     else:

@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from ftool.data import DataInfo, Splits, checked_shape
 from ftool.data.tables import check_columns, read_rows, split_labels
-from ftool.engine.progress import warn
+from ftool.engine.progress import console, warn
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
 
@@ -66,15 +66,22 @@ def regression(num_features: int = 10, num_outputs: int = 1, train_size: int = 1
 
 @DATASETS.register("table")
 def table(path: str, target: str | list | None = None, features: list | None = None, task: str = "auto",
-          categorical: list | dict | None = None, test_path: str | None = None, val_path: str | None = None) -> Splits:
+          categorical: list | dict | None = None, missing: str | dict = "error", test_path: str | None = None,
+          val_path: str | None = None, run_columns: dict | None = None) -> Splits:
     """Rows of a CSV, TSV or JSON-lines table: the `features` columns (default: every column but the
     target) predict the `target` column (default: the last; a list: several values), a value
     (regression) or a class (classification; `auto`: when a target is not a number). A feature
     column holding words (and those `categorical` names) is one-hot encoded by the values of the
-    training table (`categorical` as {column: [values]}: by those). Without test_path (val_path) a
-    test (validation) split is held out of path."""
+    training table (`categorical` as {column: [values]}: by those). A `missing` value (an empty cell)
+    is an `error`, `drop`s its row, or is `fill`ed: a number with the training table's mean (a
+    {column: value} map: with that value), a category as none of its values. Without test_path
+    (val_path) a test (validation) split is held out of path. `run_columns`: a trained run's
+    `DataInfo.columns`, to read a new table as the run read its own."""
     if task not in ("auto", "regression", "classification"):
         raise FtoolError(f"data.task: must be auto, regression or classification, got {task!r}")
+    if not isinstance(missing, dict) and missing not in ("error", "drop", "fill"):
+        raise FtoolError(f"data.missing: must be error, drop, fill or {{column: value}}, got {missing!r}")
+    run_columns = run_columns or {}
     files = {split: Path(p).expanduser().resolve() for split, p in
              {"train": path, "test": test_path, "val": val_path}.items() if p}
     rows = {split: read_rows(file, _path_key(split)) for split, file in files.items()}
@@ -82,6 +89,7 @@ def table(path: str, target: str | list | None = None, features: list | None = N
         if not found:
             raise FtoolError(f"{_path_key(split)}: {files[split]} holds no rows")
     columns = list(rows["train"][0])
+    target, features = target or run_columns.get("target"), features or run_columns.get("features")
     if isinstance(target, (str, int, float)):  # one column (Hydra reads data.target=5 as a number)
         target = [target]
     targets = [str(c) for c in target] if target else columns[-1:]  # a header's names are text
@@ -94,8 +102,12 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     for split, file in files.items():
         check_columns(rows[split], file, _path_key(split), (*inputs, *targets),
                       "data.features and data.target name them")
-    categories = _categories(rows["train"], inputs, categorical)
-    x = {split: encode_features(found, inputs, categories, files[split]) for split, found in rows.items()}
+    if missing == "drop":
+        rows = {split: _complete_rows(found, (*inputs, *targets), files[split], _path_key(split))
+                for split, found in rows.items()}
+    categories = run_columns.get("categorical", {}) if run_columns else _categories(rows["train"], inputs, categorical)
+    fill = run_columns.get("missing") or _fill_values(rows["train"], inputs, categories, missing)
+    x = {split: encode_features(found, inputs, categories, files[split], fill=fill) for split, found in rows.items()}
     labels = {split: [row[targets[0]] for row in found] for split, found in rows.items()}
     if task == "classification" or (task == "auto" and not all(map(_is_number, labels["train"]))):
         if len(targets) > 1:
@@ -112,7 +124,8 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     # columns differ in scale (square metres and rooms); regression targets too (a price).
     mean, std = _spread(x["train"])
     target_mean, target_std = _spread(y["train"]) if kind == "regression" else (None, None)
-    read_as = {"features": inputs, "target": targets, **({"categorical": categories} if categories else {})}
+    read_as = {"features": inputs, "target": targets, **({"categorical": categories} if categories else {}),
+               **({"missing": fill} if fill else {})}
     info = DataInfo(kind, (x["train"].shape[1],), outputs, names, mean=mean, std=std, target_mean=target_mean,
                     target_std=target_std, columns=read_as)
     datasets = {split: TensorDataset(x[split], y[split]) for split in files}
@@ -121,7 +134,7 @@ def table(path: str, target: str | list | None = None, features: list | None = N
 
 def _spread(columns: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Each column's mean and std; a constant column (or a single row) gets std 1: it keeps its values."""
-    std = columns.std(0).nan_to_num(1.0)
+    std = columns.std(0) if len(columns) > 1 else torch.ones(columns.shape[1])  # (one row: torch would warn)
     std[std == 0] = 1.0
     return tuple(columns.mean(0).tolist()), tuple(std.tolist())
 
@@ -140,12 +153,13 @@ def _is_number(value) -> bool:
 def _check_filled(labels: list, file: Path, column: str) -> None:
     for n, label in enumerate(labels, 1):
         if not _filled(label):
-            raise FtoolError(f"data: {file} row {n} has no {column!r} (it is empty)")
+            raise FtoolError(f"data: {file} row {n}: the target {column!r} is {label!r}, a missing value "
+                             f"(data.missing=drop leaves such rows out)")
 
 
 def _categories(rows: list[dict], features: list[str], categorical: list | dict | None) -> dict[str, list[str]]:
     """The feature columns to one-hot encode and their values: those `categorical` names or maps to
-    its values, and those holding a word (an empty cell is a missing value, not a word)."""
+    its values, and those holding a word (a missing value, empty or NA, is not a word)."""
     if isinstance(categorical, (str, int, float)):  # one column, as data.target
         categorical = [categorical]
     given = dict(categorical) if isinstance(categorical, dict) else dict.fromkeys(categorical or ())
@@ -154,8 +168,8 @@ def _categories(rows: list[dict], features: list[str], categorical: list | dict 
         raise FtoolError(f"data.categorical: {unknown[0]!r} is not among the features ({', '.join(features)})")
     given = {str(column): values for column, values in given.items()}
     worded = [c for c in features if any(not _is_number(row[c]) and _filled(row[c]) for row in rows)]
-    categories = {c: [str(v) for v in given[c]] if given.get(c) else sorted({_cell(row[c]) for row in rows})
-                  for c in features if c in given or c in worded}
+    categories = {c: [str(v) for v in given[c]] if given.get(c) else
+                  sorted({_cell(row[c]) for row in rows if _filled(row[c])}) for c in features if c in given or c in worded}
     for column, values in categories.items():
         if len(values) > 20 and len(values) > len(rows) / 2:
             warn(f"data.categorical: {column!r} has {len(values)} values in {len(rows)} rows, each one an input of "
@@ -163,11 +177,43 @@ def _categories(rows: list[dict], features: list[str], categorical: list | dict 
     return categories
 
 
+def _complete_rows(rows: list[dict], columns: tuple[str, ...], file: Path, key: str) -> list[dict]:
+    """The rows with every one of `columns` filled (data.missing=drop), saying how many were left out."""
+    complete = [row for row in rows if all(_filled(row[c]) for c in columns)]
+    if not complete:
+        raise FtoolError(f"{key}: {file} has no row with every column filled ({', '.join(columns)})")
+    if len(complete) < len(rows):
+        console.print(f"data: {file}: {len(rows) - len(complete)} of {len(rows)} rows left out for a missing value "
+                      f"(data.missing=drop)", soft_wrap=True)
+    return complete
+
+
+def _fill_values(rows: list[dict], features: list[str], categories: dict,
+                 missing: str | dict) -> dict[str, float | None]:
+    """What a missing value becomes, by column: a number the training table's mean of its column
+    (data.missing=fill) or the value given ({column: value}), a category none of its values (None);
+    {} unless filling."""
+    if isinstance(missing, dict):
+        for column, value in missing.items():
+            if str(column) not in features or str(column) in categories or not _is_number(value):
+                raise FtoolError(f"data.missing: {column}: {value!r}: a number for a feature column of numbers "
+                                 f"({', '.join(c for c in features if c not in categories)})")
+        return {str(column): float(value) for column, value in missing.items()}
+    if missing != "fill":
+        return {}
+    fill = {}
+    for column in features:
+        present = [float(row[column]) for row in rows if _filled(row[column]) and _is_number(row[column])]
+        fill[column] = None if column in categories else sum(present) / len(present) if present else 0.0
+    return fill
+
+
 def encode_features(rows: list[dict], features: list[str], categories: dict[str, list[str]], file: Path | str,
-                    what: str = "data") -> torch.Tensor:
+                    what: str = "data", fill: dict[str, float | None] | None = None) -> torch.Tensor:
     """The model's inputs (rows, inputs): a number per numeric feature and, per categorical one, a 1
     in the column of the row's value (a value the training table lacked: all 0, with a warning). A
-    missing value or a numeric column's word is an error naming it (`what`: the setting that gave the file)."""
+    missing value is `fill`'s for its column (a category: all 0), else an error naming it, as a
+    numeric column's word is (`what`: the setting that gave the file)."""
     index = {column: {value: i for i, value in enumerate(values)} for column, values in categories.items()}
     width = sum(len(index[column]) if column in index else 1 for column in features)
     unseen = {column: set() for column in index}
@@ -176,9 +222,15 @@ def encode_features(rows: list[dict], features: list[str], categories: dict[str,
         inputs = []
         for column in features:
             cell = row[column]
-            if not _filled(cell) or (column not in index and not _is_number(cell)):
-                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, not a number (fill or drop missing "
-                                 f"values; data.features names the columns to use)")
+            if not _filled(cell) and fill and column in fill:
+                inputs += [0.0] * len(index[column]) if column in index else [fill[column]]
+                continue
+            if not _filled(cell):
+                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, a missing value (data.missing=fill "
+                                 f"fills it, data.missing=drop leaves its row out)")
+            if column not in index and not _is_number(cell):
+                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, not a number (data.features names "
+                                 f"the columns to use)")
             if column in index:
                 one_hot = [0.0] * len(index[column])
                 if _cell(cell) in index[column]:
@@ -199,11 +251,17 @@ def encode_features(rows: list[dict], features: list[str], categories: dict[str,
 
 def table_numbers(rows: list[dict], columns: list[str], file: Path) -> torch.Tensor:
     """The `columns` of every row as a float tensor (rows, columns): a regression's targets."""
+    for column in columns:
+        _check_filled([row[column] for row in rows], file, column)
     return encode_features(rows, columns, {}, file)
 
 
+# What tables write for a missing value: pandas an empty cell, R NA, a database NULL, UCI's files ?.
+MISSING = {"", "na", "n/a", "nan", "null", "none", "?"}
+
+
 def _filled(cell) -> bool:
-    return cell is not None and str(cell).strip() != ""
+    return cell is not None and str(cell).strip().lower() not in MISSING
 
 
 def _cell(cell) -> str:
