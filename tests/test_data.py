@@ -259,7 +259,7 @@ def test_a_table_predicts_its_last_column_from_the_others_or_the_columns_named(t
     data = DATASETS.build("table", {"path": str(houses)})
     info = data.info
     assert (info.task, info.input_shape, info.num_outputs) == ("regression", (2,), 1)
-    assert info.columns == {"features": ["area", "rooms"], "target": ["price"]}
+    assert info.columns == {"features": ["area", "rooms"], "target": ["price"], "task": "regression"}
     x, y = data.train.tensors
     assert x.tolist() == [[100, 3], [50, 1], [90, 2], [60, 2]] and y.flatten().tolist() == [250.5, 120, 200, 130]
     assert info.mean == pytest.approx((75.0, 2.0)) and info.std == pytest.approx((x[:, 0].std().item(), x[:, 1].std().item()))
@@ -271,12 +271,12 @@ def test_a_table_predicts_its_last_column_from_the_others_or_the_columns_named(t
 
     two = DATASETS.build("table", {"path": str(houses), "target": ["price", "area"], "features": ["rooms"]})
     assert two.info.num_outputs == 2 and two.train.tensors[1][0].tolist() == [250.5, 100]
-    (tmp_path / "years.csv").write_text("1990,2000\n1,2\n3,4\n")  # columns named by numbers, as Hydra reads them
+    (tmp_path / "years.csv").write_text("1990,2000\n1,2\n3,4.5\n")  # columns named by numbers, as Hydra reads them
     by_number = DATASETS.build("table", {"path": str(tmp_path / "years.csv"), "target": 2000, "features": [1990]})
-    assert by_number.info.columns == {"features": ["1990"], "target": ["2000"]}
+    assert by_number.info.columns == {"features": ["1990"], "target": ["2000"], "task": "regression"}
 
 
-def test_a_table_with_words_as_the_target_is_a_classifier_labelled_by_name(tmp_path):
+def test_a_table_with_words_as_the_target_is_a_classifier_labelled_by_name(tmp_path, capsys):
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     train.write_text('{"w": 1.5, "h": 2, "kind": "b"}\n{"w": 0.5, "h": 1, "kind": "a"}\n{"w": 9, "h": 0, "kind": "c"}\n')
     test.write_text('{"h": 1, "w": 0.5, "kind": "c"}\n')  # columns in another order, one class of three
@@ -285,9 +285,17 @@ def test_a_table_with_words_as_the_target_is_a_classifier_labelled_by_name(tmp_p
     assert data.train.tensors[1].tolist() == [1, 0, 2] and data.test.tensors[0].tolist() == [[0.5, 1.0]]
     assert data.test.tensors[1].tolist() == [2]
     numbered = tmp_path / "numbered.csv"  # class numbers: a classifier when data.task says so
-    numbered.write_text("x,label\n0.1,0\n0.9,1\n0.2,0\n")
+    numbered.write_text("x,label\n0.1,0\n0.9,2\n0.2,1\n")
     as_classes = DATASETS.build("table", {"path": str(numbered), "task": "classification"})
-    assert as_classes.info.class_names == ["0", "1"] and as_classes.train.tensors[1].dtype == torch.long
+    assert as_classes.info.class_names == ["0", "1", "2"] and as_classes.train.tensors[1].dtype == torch.long
+    assert DATASETS.build("table", {"path": str(numbered)}).info.task == "regression"  # three numbers: values
+    numbered.write_text("x,survived\n0.1,0\n0.9,1\n0.2,0\n")  # two whole numbers: a yes-or-no question
+    binary = DATASETS.build("table", {"path": str(numbered)})
+    assert binary.info.class_names == ["0", "1"]
+    survivors = tmp_path / "survivors.csv"  # new rows of one class, given to the run: still its classes
+    survivors.write_text("x,survived\n0.8,1\n0.7,1\n")
+    assert DATASETS.build("table", {"path": str(survivors)}, run_columns=binary.info.columns).info.task == "classification"
+    assert "data: numbered.csv: survived (2 classes) from 1 columns" in capsys.readouterr().out
 
     test.write_text('{"w": 1, "h": 1, "kind": "d"}\n')
     with pytest.raises(FtoolError, match="data.test_path: .*test.jsonl has classes the train data has not: d"):

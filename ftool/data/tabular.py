@@ -13,7 +13,7 @@ from torch.utils.data import TensorDataset
 
 from ftool.data import DataInfo, Splits, checked_shape
 from ftool.data.tables import check_columns, read_rows, split_labels
-from ftool.engine.progress import console, warn
+from ftool.engine.progress import note, warn
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
 
@@ -109,7 +109,8 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     fill = run_columns.get("missing") or _fill_values(rows["train"], inputs, categories, missing)
     x = {split: encode_features(found, inputs, categories, files[split], fill=fill) for split, found in rows.items()}
     labels = {split: [row[targets[0]] for row in found] for split, found in rows.items()}
-    if task == "classification" or (task == "auto" and not all(map(_is_number, labels["train"]))):
+    task = run_columns.get("task", task)  # (a new table of one class of a run's two is still classes)
+    if task == "classification" or (task == "auto" and _are_classes(labels["train"], several=len(targets) > 1)):
         if len(targets) > 1:
             raise FtoolError(f"data.target: a classifier predicts one column, got {len(targets)} ({', '.join(targets)})")
         for split, found in labels.items():
@@ -124,8 +125,12 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     # columns differ in scale (square metres and rooms); regression targets too (a price).
     mean, std = _spread(x["train"])
     target_mean, target_std = _spread(y["train"]) if kind == "regression" else (None, None)
-    read_as = {"features": inputs, "target": targets, **({"categorical": categories} if categories else {}),
-               **({"missing": fill} if fill else {})}
+    read_as = {"features": inputs, "target": targets, "task": kind,
+               **({"categorical": categories} if categories else {}), **({"missing": fill} if fill else {})}
+    if not run_columns:  # what was read, to check at a glance
+        encoded = f"; one-hot: {', '.join(categories)}" if categories else ""
+        what = f"{len(names)} classes" if kind == "classification" else "regression"
+        note(f"data: {files['train'].name}: {', '.join(targets)} ({what}) from {len(inputs)} columns{encoded}")
     info = DataInfo(kind, (x["train"].shape[1],), outputs, names, mean=mean, std=std, target_mean=target_mean,
                     target_std=target_std, columns=read_as)
     datasets = {split: TensorDataset(x[split], y[split]) for split in files}
@@ -148,6 +153,15 @@ def _is_number(value) -> bool:
         return math.isfinite(float(value)) and not isinstance(value, bool)
     except (TypeError, ValueError):
         return False
+
+
+def _are_classes(labels: list, several: bool) -> bool:
+    """Does a target column hold classes (task=auto)? Words do (setosa, versicolor), and so do two whole
+    numbers (0/1, -1/+1: a regression of two values is a yes-or-no question), unless it is one of
+    `several` targets (a classifier has one); other numbers are values."""
+    if not all(map(_is_number, labels)):
+        return True
+    return not several and len({float(v) for v in labels}) == 2 and all(float(v).is_integer() for v in labels)
 
 
 def _check_filled(labels: list, file: Path, column: str) -> None:
@@ -183,8 +197,8 @@ def _complete_rows(rows: list[dict], columns: tuple[str, ...], file: Path, key: 
     if not complete:
         raise FtoolError(f"{key}: {file} has no row with every column filled ({', '.join(columns)})")
     if len(complete) < len(rows):
-        console.print(f"data: {file}: {len(rows) - len(complete)} of {len(rows)} rows left out for a missing value "
-                      f"(data.missing=drop)", soft_wrap=True)
+        note(f"data: {file}: {len(rows) - len(complete)} of {len(rows)} rows left out for a missing value "
+             f"(data.missing=drop)")
     return complete
 
 

@@ -12,6 +12,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from rich.table import Table
 
+from ftool.rundir import is_main_process
 from ftool.values import figure
 
 
@@ -27,9 +28,18 @@ console = _Console(highlight=False)
 _stderr = Console(stderr=True, highlight=False)
 
 
+def note(message: str) -> None:
+    """A line on what ftool made of the input, from the main process only: with several processes,
+    each builds the same data and would say the same."""
+    if is_main_process():
+        console.print(message, markup=False, soft_wrap=True)
+
+
 def warn(message: str) -> None:
-    """A warning, on stderr: JSON or CSV that `predict` and `eval` write on stdout stays readable."""
-    _stderr.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
+    """A warning, on stderr: JSON or CSV that `predict` and `eval` write on stdout stays readable.
+    From the main process only, as a note."""
+    if is_main_process():
+        _stderr.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
 PLAIN_LINE_SECONDS = 10.0  # without a terminal, at most one progress line this often
 
 
