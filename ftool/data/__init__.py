@@ -29,9 +29,9 @@ class DataInfo:
     mean: Optional[tuple[float, ...]] = None  # per-channel normalization; None: leave inputs as is
     std: Optional[tuple[float, ...]] = None
     text: bool = False  # token ids (input_shape is (max_length,)): batches are dicts for text models
-    # data=table's columns as read, {"features": [...], "target": [...], "categorical": {column: [values]}}:
-    # new tables given to the run (eval, predict) are read by these names, whatever their order, and
-    # their categorical columns one-hot encoded by these values
+    # how data=table read its table: {"features": [...], "target": [...], "task", "categorical": {column:
+    # [values]}, "missing": {column: fill value}}; new tables given to the run (eval, predict) are read
+    # the same: by these names, whatever their order, encoded by these values and filled with these
     columns: dict = field(default_factory=dict)
     # regression targets' mean and std (data=table's, from its training rows): the model learns the
     # targets standardized and answers in their units (ftool.models.scale_outputs); None: as they are

@@ -72,7 +72,7 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     target) predict the `target` column (default: the last; a list: several values), a value
     (regression) or a class (classification; `auto`: when a target is not a number). A feature
     column holding words (and those `categorical` names) is one-hot encoded by the values of the
-    training table (`categorical` as {column: [values]}: by those). A `missing` value (an empty cell)
+    training table (`categorical` as {column: [values]}: by those). A `missing` value (empty, NA, ?)
     is an `error`, `drop`s its row, or is `fill`ed: a number with the training table's mean (a
     {column: value} map: with that value), a category as none of its values. Without test_path
     (val_path) a test (validation) split is held out of path. `run_columns`: a trained run's
@@ -88,17 +88,8 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     for split, found in rows.items():
         if not found:
             raise FtoolError(f"{_path_key(split)}: {files[split]} holds no rows")
-    columns = list(rows["train"][0])
-    target, features = target or run_columns.get("target"), features or run_columns.get("features")
-    if isinstance(target, (str, int, float)):  # one column (Hydra reads data.target=5 as a number)
-        target = [target]
-    targets = [str(c) for c in target] if target else columns[-1:]  # a header's names are text
-    inputs = [str(c) for c in features] if features else [c for c in columns if c not in targets]
-    both = [c for c in inputs if c in targets]
-    if both or not inputs:
-        raise FtoolError(f"data.features: {both[0]!r} is the target too" if both else
-                         f"data.features: {files['train']} has no column left to predict from (its columns: "
-                         f"{', '.join(columns)})")
+    inputs, targets = _pick_columns(list(rows["train"][0]), target or run_columns.get("target"),
+                                    features or run_columns.get("features"), files["train"])
     for split, file in files.items():
         check_columns(rows[split], file, _path_key(split), (*inputs, *targets),
                       "data.features and data.target name them")
@@ -108,19 +99,9 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     categories = run_columns.get("categorical", {}) if run_columns else _categories(rows["train"], inputs, categorical)
     fill = run_columns.get("missing") or _fill_values(rows["train"], inputs, categories, missing)
     x = {split: encode_features(found, inputs, categories, files[split], fill=fill) for split, found in rows.items()}
-    labels = {split: [row[targets[0]] for row in found] for split, found in rows.items()}
-    task = run_columns.get("task", task)  # (a new table of one class of a run's two is still classes)
-    if task == "classification" or (task == "auto" and _are_classes(labels["train"], several=len(targets) > 1)):
-        if len(targets) > 1:
-            raise FtoolError(f"data.target: a classifier predicts one column, got {len(targets)} ({', '.join(targets)})")
-        for split, found in labels.items():
-            _check_filled(found, files[split], targets[0])
-        indices, names = split_labels(labels, {split: str(file) for split, file in files.items()})
-        y = {split: torch.tensor(found, dtype=torch.long) for split, found in indices.items()}
-        kind, outputs = "classification", len(names)
-    else:
-        y = {split: table_numbers(found, targets, files[split]) for split, found in rows.items()}
-        kind, outputs, names = "regression", len(targets), []
+    # (a new table of one class of a run's two is still classes: the run's task)
+    y, kind, names = _read_targets(rows, files, targets, run_columns.get("task", task))
+    outputs = len(names) if kind == "classification" else len(targets)
     # Each feature scaled by the training table's spread (data.normalize), which SGD needs when
     # columns differ in scale (square metres and rooms); regression targets too (a price).
     mean, std = _spread(x["train"])
@@ -135,6 +116,37 @@ def table(path: str, target: str | list | None = None, features: list | None = N
                     target_std=target_std, columns=read_as)
     datasets = {split: TensorDataset(x[split], y[split]) for split in files}
     return Splits(train=datasets["train"], info=info, test=datasets.get("test"), val=datasets.get("val"))
+
+
+def _pick_columns(header: list[str], target, features, file: Path) -> tuple[list[str], list[str]]:
+    """The feature and target columns: those named (Hydra reads data.target=5 as a number, a header's
+    names are text), else the last column and every other one."""
+    if isinstance(target, (str, int, float)):  # one column
+        target = [target]
+    targets = [str(c) for c in target] if target else header[-1:]
+    inputs = [str(c) for c in features] if features else [c for c in header if c not in targets]
+    both = [c for c in inputs if c in targets]
+    if both or not inputs:
+        raise FtoolError(f"data.features: {both[0]!r} is the target too" if both else
+                         f"data.features: {file} has no column left to predict from (its columns: {', '.join(header)})")
+    return inputs, targets
+
+
+def _read_targets(rows: dict[str, list[dict]], files: dict[str, Path], targets: list[str],
+                  task: str) -> tuple[dict[str, torch.Tensor], str, list[str]]:
+    """Each split's targets, the task, and the class names: classes by name, or values."""
+    labels = {split: [row[targets[0]] for row in found] for split, found in rows.items()}
+    if task == "classification" or (task == "auto" and _are_classes(labels["train"], several=len(targets) > 1)):
+        if len(targets) > 1:
+            raise FtoolError(f"data.target: a classifier predicts one column, got {len(targets)} "
+                             f"({', '.join(targets)})")
+        for split, found in labels.items():
+            _check_filled(found, files[split], targets[0])
+        indices, names = split_labels(labels, {split: str(file) for split, file in files.items()})
+        classes = {split: torch.tensor(found, dtype=torch.long) for split, found in indices.items()}
+        return classes, "classification", names
+    values = {split: table_numbers(found, targets, files[split]) for split, found in rows.items()}
+    return values, "regression", []
 
 
 def _spread(columns: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -182,8 +194,10 @@ def _categories(rows: list[dict], features: list[str], categorical: list | dict 
         raise FtoolError(f"data.categorical: {unknown[0]!r} is not among the features ({', '.join(features)})")
     given = {str(column): values for column, values in given.items()}
     worded = [c for c in features if any(not _is_number(row[c]) and _filled(row[c]) for row in rows)]
-    categories = {c: [str(v) for v in given[c]] if given.get(c) else
-                  sorted({_cell(row[c]) for row in rows if _filled(row[c])}) for c in features if c in given or c in worded}
+    categories = {}
+    for column in (c for c in features if c in given or c in worded):
+        seen = sorted({_cell(row[column]) for row in rows if _filled(row[column])})
+        categories[column] = [str(v) for v in given[column]] if given.get(column) else seen
     for column, values in categories.items():
         if len(values) > 20 and len(values) > len(rows) / 2:
             warn(f"data.categorical: {column!r} has {len(values)} values in {len(rows)} rows, each one an input of "

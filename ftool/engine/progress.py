@@ -40,6 +40,8 @@ def warn(message: str) -> None:
     From the main process only, as a note."""
     if is_main_process():
         _stderr.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
+
+
 PLAIN_LINE_SECONDS = 10.0  # without a terminal, at most one progress line this often
 
 
