@@ -332,6 +332,9 @@ def test_a_tables_columns_of_words_are_one_hot_encoded_by_the_training_tables_va
     assert DATASETS.build("table", {"path": str(train), "categorical": "zip"}).info.input_shape == (6,)  # one column
     with pytest.raises(FtoolError, match=r"data.categorical: 'town' is not among the features \(city, zip, area\)"):
         DATASETS.build("table", {"path": str(train), "categorical": ["town"]})
+    for values in ("Paris", ["Paris", "Paris"]):  # not a list of values: one value, or one twice
+        with pytest.raises(FtoolError, match=r"data.categorical: city: .*: give a list of different values"):
+            DATASETS.build("table", {"path": str(train), "categorical": {"city": values}})
     test.write_text("city,zip,area,price\nParis,75001,big,200\n")  # a word where the training table has numbers
     with pytest.raises(FtoolError, match=r"data: .*test.csv row 1: 'area' is 'big', not a number"):
         DATASETS.build("table", {"path": str(train), "test_path": str(test)})

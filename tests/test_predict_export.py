@@ -329,6 +329,12 @@ def test_a_table_run_with_categories_predicts_from_their_names(tmp_path):
     assert "'city' has values the training table has not (Madrid)" in result.stderr
     result = ftool("predict", f"ckpt={run}", "input=Paris", cwd=tmp_path)
     assert_one_line_error(result, "input: 'Paris' has 1 values; this run's model takes 2 (city, area)")
+    rows_kept = tmp_path / "kept"  # trained without filling: a missing value given to predict is an error
+    ftool("train", "model=linear", "data=table", "data.path=rents.csv", "trainer.max_steps=1", "trainer.validate=false",
+          f"hydra.run.dir={rows_kept}", cwd=tmp_path)
+    result = ftool("predict", f"ckpt={rows_kept}", "input=Paris,", cwd=tmp_path)
+    assert_one_line_error(result, "'area' is '', a missing value (give a value: the run was trained without "
+                                  "data.missing=fill)")
     # a table of one city evaluates with the run's three (its own one would make another shape)
     (tmp_path / "paris.csv").write_text("city,area,rent\nParis,50,2500\nParis,100,3000\n")
     result = ftool("eval", f"ckpt={run}", "data.path=paris.csv", "split=all", cwd=tmp_path)

@@ -193,6 +193,10 @@ def _categories(rows: list[dict], features: list[str], categorical: list | dict 
     if unknown:
         raise FtoolError(f"data.categorical: {unknown[0]!r} is not among the features ({', '.join(features)})")
     given = {str(column): values for column, values in given.items()}
+    for column, values in given.items():
+        if values is not None and (isinstance(values, (str, int, float)) or len(set(map(str, values))) < len(values)):
+            raise FtoolError(f"data.categorical: {column}: {values!r}: give a list of different values, as "
+                             f"{{{column}: [a, b, c]}}")
     worded = [c for c in features if any(not _is_number(row[c]) and _filled(row[c]) for row in rows)]
     categories = {}
     for column in (c for c in features if c in given or c in worded):
@@ -254,8 +258,9 @@ def encode_features(rows: list[dict], features: list[str], categories: dict[str,
                 inputs += [0.0] * len(index[column]) if column in index else [fill[column]]
                 continue
             if not _filled(cell):
-                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, a missing value (data.missing=fill "
-                                 f"fills it, data.missing=drop leaves its row out)")
+                hint = ("data.missing=fill fills it, data.missing=drop leaves its row out" if what == "data" else
+                        "give a value: the run was trained without data.missing=fill")
+                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, a missing value ({hint})")
             if column not in index and not _is_number(cell):
                 raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, not a number (data.features names "
                                  f"the columns to use)")
