@@ -232,6 +232,17 @@ def test_predict_on_a_regression_run_takes_rows_of_numbers(tmp_path):
 
 
 
+def test_a_regression_of_several_targets_names_its_columns_by_them():
+    from ftool.commands.predict import _csv, _value_names
+    from ftool.data import DataInfo
+
+    results = [{"input": "1,2", "prediction": [3.0, 4.0]}]
+    table = DataInfo("regression", (2,), 2, columns={"features": ["a", "b"], "target": ["rent", "deposit"]})
+    assert _csv(results, _value_names(table)) == 'input,rent,deposit\n"1,2",3.0,4.0\n'
+    vectors = DataInfo("regression", (2,), 2)  # (data=regression: no names)
+    assert _csv(results, _value_names(vectors)).splitlines()[0] == "input,prediction[0],prediction[1]"
+
+
 def test_a_table_run_reads_new_tables_by_column_name_and_scales_them_as_it_trained(tmp_path):
     """Weights in grams and heights in metres: learnable because each column is standardized by the
     training table's mean and spread, which eval, predict and the exported model keep for new tables."""

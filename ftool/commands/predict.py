@@ -79,12 +79,12 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, te
         console.out(json.dumps(results, ensure_ascii=False, indent=2))  # not wrapped; a closed pipe is handled
         return results
     if output == "csv":
-        console.out(_csv(results), end="")
+        console.out(_csv(results, _value_names(info)), end="")
         return results
     if info.task == "classification":
         _print_labels(results, names)
     else:
-        _print_values(results, info.num_outputs)
+        _print_values(results, _value_names(info))
     console.print(f"checkpoint: {trained.weights} ({acc.device.type}, precision {acc.precision})", soft_wrap=True)
     return results
 
@@ -126,36 +126,40 @@ def _vector_batches(trained: Trained, rows: list[list[float]]) -> Iterator[torch
         yield transform(batch) if transform else batch
 
 
-def _csv(results: list[dict]) -> str:
+def _value_names(info) -> list[str]:
+    """A regression's output columns: `prediction`, or one per target (a table's by its column names)."""
+    if info.num_outputs == 1:
+        return ["prediction"]
+    return info.columns.get("target") or [f"prediction[{i}]" for i in range(info.num_outputs)]
+
+
+def _csv(results: list[dict], value_names: list[str]) -> str:
     text = io.StringIO()
-    rows = [_csv_row(r) for r in results]
+    rows = [_csv_row(r, value_names) for r in results]
     writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return text.getvalue()
 
 
-def _csv_row(result: dict) -> dict:
-    """input, label, p(<class>) per class; regression: input, prediction (prediction[i] per output)."""
+def _csv_row(result: dict, value_names: list[str]) -> dict:
+    """input, label, p(<class>) per class; regression: input and a value per output (`value_names`)."""
     if "probabilities" in result:
         return {"input": result["input"], "label": result["label"],
                 **{f"p({name})": p for name, p in result["probabilities"].items()}}
     values = result["prediction"]
-    if isinstance(values, list):
-        return {"input": result["input"], **{f"prediction[{i}]": v for i, v in enumerate(values)}}
-    return {"input": result["input"], "prediction": values}
+    return {"input": result["input"], **dict(zip(value_names, values if isinstance(values, list) else [values]))}
 
 
-def _print_values(results: list[dict], outputs: int) -> None:
+def _print_values(results: list[dict], value_names: list[str]) -> None:
     from rich.table import Table
 
     table = Table(title="predictions", title_justify="left")
     table.add_column("input", overflow="fold")
-    names = ["prediction"] if outputs == 1 else [f"prediction[{i}]" for i in range(outputs)]
-    for name in names:
+    for name in value_names:
         table.add_column(name, justify="right")
     for r in results:
-        values = r["prediction"] if outputs > 1 else [r["prediction"]]
+        values = r["prediction"] if len(value_names) > 1 else [r["prediction"]]
         table.add_row(r["input"], *(f"[bold]{v:.6g}" for v in values))
     console.print(table)
 
