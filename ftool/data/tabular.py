@@ -171,9 +171,12 @@ def _are_classes(labels: list, several: bool) -> bool:
     """Does a target column hold classes (task=auto)? Words do (setosa, versicolor), and so do two whole
     numbers (0/1, -1/+1: a regression of two values is a yes-or-no question), unless it is one of
     `several` targets (a classifier has one); other numbers are values."""
-    if not all(map(_is_number, labels)):
-        return True
-    return not several and len({float(v) for v in labels}) == 2 and all(float(v).is_integer() for v in labels)
+    numbers = _numbers(labels)
+    if numbers is None:
+        if not all(map(_is_number, labels)):
+            return True
+        numbers = np.array([float(v) for v in labels])
+    return not several and len(np.unique(numbers)) == 2 and bool((numbers == np.round(numbers)).all())
 
 
 def _check_filled(labels: list, file: Path, column: str) -> None:
@@ -197,7 +200,8 @@ def _categories(rows: list[dict], features: list[str], categorical: list | dict 
         if values is not None and (isinstance(values, (str, int, float)) or len(set(map(str, values))) < len(values)):
             raise FtoolError(f"data.categorical: {column}: {values!r}: give a list of different values, as "
                              f"{{{column}: [a, b, c]}}")
-    worded = [c for c in features if any(not _is_number(row[c]) and _filled(row[c]) for row in rows)]
+    worded = [c for c in features if _numbers([row[c] for row in rows]) is None and
+              any(not _is_number(row[c]) and _filled(row[c]) for row in rows)]
     categories = {}
     for column in (c for c in features if c in given or c in worded):
         seen = sorted({_cell(row[column]) for row in rows if _filled(row[column])})
@@ -235,8 +239,10 @@ def _fill_values(rows: list[dict], features: list[str], categories: dict,
         return {}
     fill = {}
     for column in features:
-        present = [float(row[column]) for row in rows if _filled(row[column]) and _is_number(row[column])]
-        fill[column] = None if column in categories else sum(present) / len(present) if present else 0.0
+        cells = [row[column] for row in rows]
+        numbers = _numbers(cells)
+        present = numbers if numbers is not None else [float(c) for c in cells if _filled(c) and _is_number(c)]
+        fill[column] = None if column in categories else float(np.mean(present)) if len(present) else 0.0
     return fill
 
 
@@ -245,41 +251,76 @@ def encode_features(rows: list[dict], features: list[str], categories: dict[str,
     """The model's inputs (rows, inputs): a number per numeric feature and, per categorical one, a 1
     in the column of the row's value (a value the training table lacked: all 0, with a warning). A
     missing value is `fill`'s for its column (a category: all 0), else an error naming it, as a
-    numeric column's word is (`what`: the setting that gave the file)."""
-    index = {column: {value: i for i, value in enumerate(values)} for column, values in categories.items()}
-    width = sum(len(index[column]) if column in index else 1 for column in features)
-    unseen = {column: set() for column in index}
-    encoded = []
-    for n, row in enumerate(rows, 1):
-        inputs = []
-        for column in features:
-            cell = row[column]
-            if not _filled(cell) and fill and column in fill:
-                inputs += [0.0] * len(index[column]) if column in index else [fill[column]]
-                continue
-            if not _filled(cell):
-                hint = ("data.missing=fill fills it, data.missing=drop leaves its row out" if what == "data" else
-                        "give a value: the run was trained without data.missing=fill")
-                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, a missing value ({hint})")
-            if column not in index and not _is_number(cell):
-                raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, not a number (data.features names "
-                                 f"the columns to use)")
-            if column in index:
-                one_hot = [0.0] * len(index[column])
-                if _cell(cell) in index[column]:
-                    one_hot[index[column][_cell(cell)]] = 1.0
-                else:
-                    unseen[column].add(_cell(cell))
-                inputs += one_hot
-            else:
-                inputs.append(float(cell))
-        encoded.append(inputs)
-    for column, values in unseen.items():
-        if values:
-            listed = ", ".join(sorted(values)[:5]) + (f", ... {len(values)} in all" if len(values) > 5 else "")
-            warn(f"{what}: {file}: {column!r} has values the training table has not ({listed}); each is read as "
-                 f"none of its values")
-    return torch.tensor(encoded, dtype=torch.float32).reshape(len(rows), width)
+    numeric column's word is (`what`: the setting that gave the file). Column by column: a column of
+    numbers converts at once (numpy parses 500,000 cells in a tenth of a second)."""
+    fill = fill or {}
+    blocks = []
+    for column in features:
+        cells = [row[column] for row in rows]
+        if column in categories:
+            blocks.append(_one_hot(cells, column, categories[column], column in fill, file, what))
+        else:
+            numbers = _numbers(cells)
+            if numbers is None:  # a missing value or a word among them: cell by cell, to fill or name it
+                numbers = np.array([_number(cell, n, column, fill, file, what) for n, cell in enumerate(cells, 1)])
+            blocks.append(torch.from_numpy(numbers).float().reshape(-1, 1))
+    return torch.cat(blocks, dim=1) if blocks else torch.zeros(len(rows), 0)
+
+
+def _number(cell, n: int, column: str, fill: dict, file, what: str) -> float:
+    if _filled(cell) and _is_number(cell):
+        return float(cell)
+    if not _filled(cell) and column in fill:
+        return fill[column]
+    _check_cell(cell, n, column, file, what)
+    raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, not a number (data.features names the "
+                     f"columns to use)")
+
+
+def _one_hot(cells: list, column: str, values: list[str], filled: bool, file, what: str) -> torch.Tensor:
+    """(rows, values): a 1 in the column of each row's value; a missing one (when `filled`) or one
+    the training table lacked (a warning names them) is none of them."""
+    index = {value: i for i, value in enumerate(values)}
+    codes, unseen = [], set()
+    for n, cell in enumerate(cells, 1):
+        if not _filled(cell):
+            if not filled:
+                _check_cell(cell, n, column, file, what)
+            codes.append(-1)
+            continue
+        code = index.get(_cell(cell), -1)
+        if code < 0:
+            unseen.add(_cell(cell))
+        codes.append(code)
+    if unseen:
+        listed = ", ".join(sorted(unseen)[:5]) + (f", ... {len(unseen)} in all" if len(unseen) > 5 else "")
+        warn(f"{what}: {file}: {column!r} has values the training table has not ({listed}); each is read as "
+             f"none of its values")
+    codes = torch.tensor(codes, dtype=torch.long)
+    one_hot = torch.zeros(len(cells), len(values))
+    known = codes >= 0
+    one_hot[known.nonzero().flatten(), codes[known]] = 1.0
+    return one_hot
+
+
+def _check_cell(cell, n: int, column: str, file, what: str) -> None:
+    """A missing value where nothing fills it: an error naming it."""
+    if not _filled(cell):
+        hint = ("data.missing=fill fills it, data.missing=drop leaves its row out" if what == "data" else
+                "give a value: the run was trained without data.missing=fill")
+        raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, a missing value ({hint})")
+
+
+def _numbers(cells: list) -> np.ndarray | None:
+    """The cells as float64 when every one is a finite number (no bool: JSON's true is a category),
+    else None. numpy parses a column of text at once, where a loop of float() takes seconds."""
+    if not set(map(type, cells)) <= {str, int, float}:  # (a bool is not an int here; None is missing)
+        return None
+    try:
+        numbers = np.asarray(cells, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return numbers if numbers.ndim == 1 and np.isfinite(numbers).all() else None
 
 
 def table_numbers(rows: list[dict], columns: list[str], file: Path) -> torch.Tensor:
