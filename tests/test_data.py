@@ -338,10 +338,12 @@ def test_a_tables_columns_of_words_are_one_hot_encoded_by_the_training_tables_va
     test.write_text("city,zip,area,price\nParis,75001,big,200\n")  # a word where the training table has numbers
     with pytest.raises(FtoolError, match=r"data: .*test.csv row 1: 'area' is 'big', not a number"):
         DATASETS.build("table", {"path": str(train), "test_path": str(test)})
-    ids = tmp_path / "ids.csv"  # a column naming every row: an input per row
-    ids.write_text("name,x,y\n" + "".join(f"p{i},{i},{i % 2}\n" for i in range(30)))
+    ids = tmp_path / "ids.csv"  # columns naming every row: an input per row, a row number
+    ids.write_text("name,id,x,y\n" + "".join(f"p{i},{i + 1},{i * i % 7},{i % 2}\n" for i in range(30)))
     DATASETS.build("table", {"path": str(ids)})
-    assert "warning: data.categorical: 'name' has 30 values in 30 rows" in capsys.readouterr().err
+    warned = capsys.readouterr().err
+    assert "warning: data.categorical: 'name' has 30 values in 30 rows" in warned
+    assert "warning: data.features: 'id' counts the rows (1 to 30, each once)" in warned and "'x'" not in warned
 
 
 def test_a_tables_missing_values_are_an_error_or_dropped_or_filled(tmp_path, capsys):

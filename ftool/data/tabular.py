@@ -96,8 +96,13 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     if missing == "drop":
         rows = {split: _complete_rows(found, (*inputs, *targets), files[split], _path_key(split))
                 for split, found in rows.items()}
-    categories = run_columns.get("categorical", {}) if run_columns else _categories(rows["train"], inputs, categorical)
-    fill = run_columns.get("missing") or _fill_values(rows["train"], inputs, categories, missing)
+    if run_columns:  # encoded and filled as the run's own table was
+        categories, fill = run_columns.get("categorical", {}), run_columns.get("missing", {})
+    else:  # each column's numbers parsed once for what looks at them (None: not all numbers)
+        parsed = {column: _numbers([row[column] for row in rows["train"]]) for column in inputs}
+        categories = _categories(rows["train"], parsed, categorical)
+        _warn_of_row_names(len(rows["train"]), parsed, categories)
+        fill = _fill_values(rows["train"], parsed, categories, missing)
     x = {split: encode_features(found, inputs, categories, files[split], fill=fill) for split, found in rows.items()}
     # (a new table of one class of a run's two is still classes: the run's task)
     y, kind, names = _read_targets(rows, files, targets, run_columns.get("task", task))
@@ -186,9 +191,12 @@ def _check_filled(labels: list, file: Path, column: str) -> None:
                              f"(data.missing=drop leaves such rows out)")
 
 
-def _categories(rows: list[dict], features: list[str], categorical: list | dict | None) -> dict[str, list[str]]:
+def _categories(rows: list[dict], parsed: dict[str, np.ndarray | None],
+                categorical: list | dict | None) -> dict[str, list[str]]:
     """The feature columns to one-hot encode and their values: those `categorical` names or maps to
-    its values, and those holding a word (a missing value, empty or NA, is not a word)."""
+    its values, and those holding a word (a missing value, empty or NA, is not a word). `parsed`:
+    each feature column's numbers, None where some cell is not one."""
+    features = list(parsed)
     if isinstance(categorical, (str, int, float)):  # one column, as data.target
         categorical = [categorical]
     given = dict(categorical) if isinstance(categorical, dict) else dict.fromkeys(categorical or ())
@@ -200,17 +208,29 @@ def _categories(rows: list[dict], features: list[str], categorical: list | dict 
         if values is not None and (isinstance(values, (str, int, float)) or len(set(map(str, values))) < len(values)):
             raise FtoolError(f"data.categorical: {column}: {values!r}: give a list of different values, as "
                              f"{{{column}: [a, b, c]}}")
-    worded = [c for c in features if _numbers([row[c] for row in rows]) is None and
-              any(not _is_number(row[c]) and _filled(row[c]) for row in rows)]
+    worded = [c for c in features if parsed[c] is None and any(not _is_number(row[c]) and _filled(row[c])
+                                                              for row in rows)]
     categories = {}
     for column in (c for c in features if c in given or c in worded):
         seen = sorted({_cell(row[column]) for row in rows if _filled(row[column])})
         categories[column] = [str(v) for v in given[column]] if given.get(column) else seen
-    for column, values in categories.items():
-        if len(values) > 20 and len(values) > len(rows) / 2:
-            warn(f"data.categorical: {column!r} has {len(values)} values in {len(rows)} rows, each one an input of "
-                 f"its own; if it names rows (an id, a name), leave it out of data.features")
     return categories
+
+
+def _warn_of_row_names(count: int, parsed: dict[str, np.ndarray | None], categories: dict[str, list[str]]) -> None:
+    """A feature that names the rows rather than describing them teaches the model nothing that holds
+    for new rows: words with a value for most rows (names, as Titanic's) or numbers counting the rows
+    (its PassengerId: 1, 2, ... each once)."""
+    for column, numbers in parsed.items():
+        if column in categories:
+            values = categories[column]
+            if len(values) > 20 and len(values) > count / 2:
+                warn(f"data.categorical: {column!r} has {len(values)} values in {count} rows, each one an input "
+                     f"of its own; if it names rows (an id, a name), leave it out of data.features")
+        elif (numbers is not None and len(numbers) > 20 and (numbers == np.round(numbers)).all()
+                and len(np.unique(numbers)) == len(numbers) == numbers.max() - numbers.min() + 1):
+            warn(f"data.features: {column!r} counts the rows ({numbers.min():.0f} to {numbers.max():.0f}, each "
+                 f"once): a row number describes no row; leave it out of data.features")
 
 
 def _complete_rows(rows: list[dict], columns: tuple[str, ...], file: Path, key: str) -> list[dict]:
@@ -224,11 +244,12 @@ def _complete_rows(rows: list[dict], columns: tuple[str, ...], file: Path, key: 
     return complete
 
 
-def _fill_values(rows: list[dict], features: list[str], categories: dict,
+def _fill_values(rows: list[dict], parsed: dict[str, np.ndarray | None], categories: dict,
                  missing: str | dict) -> dict[str, float | None]:
     """What a missing value becomes, by column: a number the training table's mean of its column
     (data.missing=fill) or the value given ({column: value}), a category none of its values (None);
-    {} unless filling."""
+    {} unless filling. `parsed`: as for _categories."""
+    features = list(parsed)
     if isinstance(missing, dict):
         for column, value in missing.items():
             if str(column) not in features or str(column) in categories or not _is_number(value):
@@ -238,9 +259,8 @@ def _fill_values(rows: list[dict], features: list[str], categories: dict,
     if missing != "fill":
         return {}
     fill = {}
-    for column in features:
+    for column, numbers in parsed.items():
         cells = [row[column] for row in rows]
-        numbers = _numbers(cells)
         present = numbers if numbers is not None else [float(c) for c in cells if _filled(c) and _is_number(c)]
         fill[column] = None if column in categories else float(np.mean(present)) if len(present) else 0.0
     return fill
