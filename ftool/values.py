@@ -1,5 +1,7 @@
 """Values as users write them (on the command line, in files) and as ftool shows them, without torch."""
 
+import math
+
 
 def is_number(text: str) -> bool:
     try:
@@ -7,6 +9,15 @@ def is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def is_finite_number(value) -> bool:
+    """A table's cell that is a number a model can take: finite, of any type but bool (JSON's true is
+    a category, not 1)."""
+    try:
+        return math.isfinite(float(value)) and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        return False
 
 
 def is_size(value) -> bool:

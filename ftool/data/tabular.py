@@ -4,7 +4,6 @@ for benchmarks and tests."""
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from ftool.data.tables import check_columns, read_rows, split_labels
 from ftool.engine.progress import note, warn
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
+from ftool.values import is_finite_number
 
 
 @DATASETS.register("digits")
@@ -165,20 +165,13 @@ def _path_key(split: str) -> str:
     return "data.path" if split == "train" else f"data.{split}_path"
 
 
-def _is_number(value) -> bool:
-    try:
-        return math.isfinite(float(value)) and not isinstance(value, bool)
-    except (TypeError, ValueError):
-        return False
-
-
 def _are_classes(labels: list, several: bool) -> bool:
     """Does a target column hold classes (task=auto)? Words do (setosa, versicolor), and so do two whole
     numbers (0/1, -1/+1: a regression of two values is a yes-or-no question), unless it is one of
     `several` targets (a classifier has one); other numbers are values."""
     numbers = _numbers(labels)
     if numbers is None:
-        if not all(map(_is_number, labels)):
+        if not all(map(is_finite_number, labels)):
             return True
         numbers = np.array([float(v) for v in labels])
     return not several and len(np.unique(numbers)) == 2 and bool((numbers == np.round(numbers)).all())
@@ -208,7 +201,7 @@ def _categories(rows: list[dict], parsed: dict[str, np.ndarray | None],
         if values is not None and (isinstance(values, (str, int, float)) or len(set(map(str, values))) < len(values)):
             raise FtoolError(f"data.categorical: {column}: {values!r}: give a list of different values, as "
                              f"{{{column}: [a, b, c]}}")
-    worded = [c for c in features if parsed[c] is None and any(not _is_number(row[c]) and _filled(row[c])
+    worded = [c for c in features if parsed[c] is None and any(not is_finite_number(row[c]) and _filled(row[c])
                                                               for row in rows)]
     categories = {}
     for column in (c for c in features if c in given or c in worded):
@@ -252,7 +245,7 @@ def _fill_values(rows: list[dict], parsed: dict[str, np.ndarray | None], categor
     features = list(parsed)
     if isinstance(missing, dict):
         for column, value in missing.items():
-            if str(column) not in features or str(column) in categories or not _is_number(value):
+            if str(column) not in features or str(column) in categories or not is_finite_number(value):
                 raise FtoolError(f"data.missing: {column}: {value!r}: a number for a feature column of numbers "
                                  f"({', '.join(c for c in features if c not in categories)})")
         return {str(column): float(value) for column, value in missing.items()}
@@ -261,7 +254,7 @@ def _fill_values(rows: list[dict], parsed: dict[str, np.ndarray | None], categor
     fill = {}
     for column, numbers in parsed.items():
         cells = [row[column] for row in rows]
-        present = numbers if numbers is not None else [float(c) for c in cells if _filled(c) and _is_number(c)]
+        present = numbers if numbers is not None else [float(c) for c in cells if _filled(c) and is_finite_number(c)]
         fill[column] = None if column in categories else float(np.mean(present)) if len(present) else 0.0
     return fill
 
@@ -288,11 +281,12 @@ def encode_features(rows: list[dict], features: list[str], categories: dict[str,
 
 
 def _number(cell, n: int, column: str, fill: dict, file, what: str) -> float:
-    if _filled(cell) and _is_number(cell):
+    if not _filled(cell):
+        if column in fill:
+            return fill[column]
+        _check_cell(cell, n, column, file, what)
+    if is_finite_number(cell):
         return float(cell)
-    if not _filled(cell) and column in fill:
-        return fill[column]
-    _check_cell(cell, n, column, file, what)
     raise FtoolError(f"{what}: {file} row {n}: {column!r} is {cell!r}, not a number (data.features names the "
                      f"columns to use)")
 
