@@ -332,6 +332,8 @@ def test_a_tables_columns_of_words_are_one_hot_encoded_by_the_training_tables_va
     assert DATASETS.build("table", {"path": str(train), "categorical": "zip"}).info.input_shape == (6,)  # one column
     with pytest.raises(FtoolError, match=r"data.categorical: 'town' is not among the features \(city, zip, area\)"):
         DATASETS.build("table", {"path": str(train), "categorical": ["town"]})
+    with pytest.raises(FtoolError, match=r"data.categorical: give column names, as \[city, zip\]"):
+        DATASETS.build("table", {"path": str(train), "categorical": [["city"]]})
     for values in ("Paris", ["Paris", "Paris"]):  # not a list of values: one value, or one twice
         with pytest.raises(FtoolError, match=r"data.categorical: city: .*: give a list of different values"):
             DATASETS.build("table", {"path": str(train), "categorical": {"city": values}})

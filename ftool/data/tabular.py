@@ -192,6 +192,9 @@ def _categories(rows: list[dict], parsed: dict[str, np.ndarray | None],
     features = list(parsed)
     if isinstance(categorical, (str, int, float)):  # one column, as data.target
         categorical = [categorical]
+    if not isinstance(categorical, dict) and not all(isinstance(c, (str, int, float)) for c in categorical or ()):
+        raise FtoolError(f"data.categorical: give column names, as [city, zip], or {{column: [values]}}, "
+                         f"got {categorical!r}")
     given = dict(categorical) if isinstance(categorical, dict) else dict.fromkeys(categorical or ())
     unknown = [column for column in given if str(column) not in features]
     if unknown:
