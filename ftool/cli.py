@@ -117,8 +117,10 @@ def shell_like(override: str) -> str:
 
 
 def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> None:
-    """`model=simplecn` -> one line listing the options and the closest one (every sweep value too)."""
+    """`model=simplecn` -> one line listing the options and the closest one (every sweep value too);
+    a sweep value that gives no values (`glob(zz*)`, `range(5,1)`) -> one line, not a sweep of no jobs."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
     from hydra.errors import HydraException
 
     from ftool.registry import close_matches_hint
@@ -129,15 +131,28 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
         raise FtoolError(f"bad override: {_one_line(e)}") from None
     for o in parsed:
         group = o.key_or_group
-        if group not in groups or o.is_delete():
+        if o.is_delete():
+            continue
+        if o.is_interval_sweep():  # a search sweeper's range (Optuna): no values to list
+            continue
+        if isinstance(o.value(), Glob):  # glob(*) picks among a group's options, so they need no check
+            if group.startswith("hydra/"):
+                continue
+            if group not in groups:
+                raise FtoolError(f"{o.input_line}: glob() sweeps a config group's options, and {group} is no "
+                                 f"group; list the values instead ({group}=a,b,c)")
+            if not o.value().filter(groups[group]):
+                raise FtoolError(f"{o.input_line}: matches none of the {group} options: {', '.join(groups[group])}")
             continue
         if o.is_sweep_override():
             values = list(o.sweep_string_iterator())
+            if not values:
+                raise FtoolError(f"{o.input_line}: gives no values, so the sweep would run no jobs")
         elif isinstance(o.value(), list):  # a multi-select: logger=[tensorboard,csv]
             values = [str(v) for v in o.value()]
         else:
             values = [o.get_value_element_as_str()]
-        for value in values:
+        for value in values if group in groups else ():
             if value not in groups[group]:
                 raise FtoolError(f"{group}={value}: no such {group}; options: {', '.join(groups[group])}."
                                  f"{close_matches_hint(value, groups[group])}")
@@ -192,6 +207,7 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         parsed = OverridesParser.create().parse_overrides(overrides)
+        sweeps = [o for o in parsed if o.is_sweep_override()]
         overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
     user_dirs = user_config_dirs(flags)
     if user_dirs:
@@ -229,6 +245,7 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
     rc = validate(cfg)
     if multirun:
         check_launcher(overrides)
+        check_interval_sweeps(sweeps, hydra_cfg)
         check_search_direction(rc, hydra_cfg)
         return None, hydra_cfg
     return rc, hydra_cfg
@@ -282,6 +299,18 @@ def check_search_direction(rc, hydra_cfg) -> None:
     if direction != wanted:
         raise FtoolError(f"hydra.sweeper.direction={direction}, but trainer.monitor={rc.trainer.monitor} is better "
                          f"{'higher' if mode == 'max' else 'lower'}; set hydra.sweeper.direction={wanted}")
+
+
+def check_interval_sweeps(sweeps: list, hydra_cfg) -> None:
+    """interval() is a search sweeper's range (Optuna's); Hydra's basic sweeper, which lists values,
+    stops on one with a traceback: say it in one line."""
+    if not hydra_cfg.sweeper._target_.endswith(".BasicSweeper"):
+        return
+    for o in sweeps:
+        if o.is_interval_sweep():
+            raise FtoolError(f"{o.input_line}: interval() is a range for a search (hparams_search=..., Optuna); "
+                             f"a grid sweep takes values: {o.key_or_group}=range(start,stop,step) or "
+                             f"{o.key_or_group}=a,b,c")
 
 
 def check_launcher(overrides: list[str]) -> None:

@@ -213,6 +213,11 @@ def test_max_steps_wins_over_epochs(workdir):
     (["trainer.monitor=val/loss", "trainer.validate=false"],  # the best checkpoint would go unchosen
      ["trainer.monitor: needs validation, and this run has none (trainer.validate=false)"]),
     (["-m", "model=simplecnn,convnt"], ["model=convnt: no such model", "Did you mean 'convnet'?"]),
+    # sweeps of no jobs, and Hydra's own tracebacks
+    (["-m", "optimizer=glob(zz*)"], ["optimizer=glob(zz*): matches none of the optimizer options: adam, adamw, sgd"]),
+    (["-m", "optimizer.lr=glob(*)"], ["glob() sweeps a config group's options, and optimizer.lr is no group"]),
+    (["-m", "optimizer.lr=range(5,1)"], ["optimizer.lr=range(5,1): gives no values, so the sweep would run no jobs"]),
+    (["-m", "optimizer.lr=interval(0.1,0.2)"], ["interval() is a range for a search", "optimizer.lr=range("]),
     (["-m", "hparams_search=digits_optuna", "trainer.monitor=val/loss"],
      ["hydra.sweeper.direction=maximize, but trainer.monitor=val/loss is better lower", "direction=minimize"]),
     (["data=cifar10", "data.root=missing_dir"], ["CIFAR10 not found", "data_batch_1", "data.download=true"]),

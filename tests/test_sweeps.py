@@ -25,6 +25,7 @@ def test_optuna_search_runs_its_trials_and_returns_the_monitored_metric(workdir)
     result = ftool("train", "-m", "hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", *FAST,
                    f"hydra.sweep.dir={sweep}", cwd=workdir)
     assert result.returncode == 0, result.stderr
+    assert "alembic" not in result.stdout + result.stderr  # Optuna's import of it logs at INFO
     trials = jobs(sweep)
     assert len(trials) == 3 and all(read_json(t / "summary.json")["status"] == "completed" for t in trials)
     best = max(read_json(t / "summary.json")["best"]["value"] for t in trials)
@@ -35,6 +36,15 @@ def test_optuna_search_runs_its_trials_and_returns_the_monitored_metric(workdir)
     assert ftool("report", str(sweep), cwd=workdir).returncode == 0
     rows = list(csv.reader((sweep / "report" / "jobs.csv").open()))
     assert float(rows[1][rows[0].index("val/accuracy")]) == round(best, 4)
+
+
+def test_a_glob_sweeps_the_options_it_matches(workdir):
+    sweep = workdir / "glob"
+    result = ftool("train", "-m", "optimizer=glob(*,exclude=adam)", "trainer.max_steps=2", "trainer.validate=false",
+                   "trainer.progress=false", f"hydra.sweep.dir={sweep}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    chosen = [yaml.safe_load((j / ".hydra" / "config.yaml").read_text())["optimizer"]["name"] for j in jobs(sweep)]
+    assert chosen == ["adamw", "sgd"]
 
 
 def test_parallel_local_jobs_through_joblib_and_a_failed_one_fails_the_sweep(workdir):
