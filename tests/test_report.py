@@ -32,6 +32,7 @@ def test_report_of_a_four_job_grid_ranks_the_jobs_and_draws_them(workdir):
     for png in ("curves.png", "model.png", "optimizer_lr.png"):
         assert is_png(out / png), png
     assert "4 jobs, best val/accuracy first" in result.stdout
+    assert not (out / "seeds.csv").exists()  # no trainer.seed swept
 
     one = sweep / "0"
     result = ftool("report", str(one), cwd=workdir)
@@ -43,10 +44,10 @@ def test_report_of_a_four_job_grid_ranks_the_jobs_and_draws_them(workdir):
     assert ftool("report", str(one), cwd=workdir).returncode == 0 and is_png(one / "report" / "confusion.png")
 
 
-def write_run(path, status, best=None, epochs=(), overrides=(), error=None, config=None):
+def write_run(path, status, best=None, epochs=(), overrides=(), error=None, config=None, metrics=None):
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "config.yaml").write_text(json.dumps(config or {}))  # (JSON is YAML)
-    summary = {"command": "train", "status": status, "metrics": {}, "best": best}
+    summary = {"command": "train", "status": status, "metrics": metrics or {}, "best": best}
     if error:
         summary["error"] = error
     (path / "summary.json").write_text(json.dumps(summary))
@@ -70,6 +71,29 @@ def test_report_shows_failed_and_interrupted_jobs_after_the_scored_ones(workdir)
     result = ftool("report", str(sweep / "1"), cwd=workdir)
     assert result.returncode == 0 and "failed" in result.stdout
     assert "\nerror: optimizer.lr: must be > 0\n" in result.stdout  # under the table, not stretching it
+
+
+def test_a_sweep_over_seeds_gives_each_settings_mean_and_spread(workdir):
+    sweep = workdir / "seeds"
+    best = {"monitor": "val/loss", "mode": "min", "epoch": 1}
+    jobs = [("0.1", 0, 0.50, 0.9), ("0.1", 1, 0.70, 0.7), ("0.1", 2, 0.60, 0.8),  # lr 0.1: mean 0.6, std 0.1
+            ("0.01", 0, 0.40, 0.6), ("0.01", 1, None, None), ("0.01", 2, 0.44, 0.5),  # seed 1 failed
+            ("0.001", 0, 0.30, 0.95)]  # one seed only: no spread
+    for i, (lr, seed, value, accuracy) in enumerate(jobs):
+        write_run(sweep / str(i), "failed" if value is None else "completed", value and {**best, "value": value},
+                  [(1, value)] if value else [], [f"optimizer.lr={lr}", f"trainer.seed={seed}"],
+                  metrics=accuracy and {"test/accuracy": accuracy, "test/loss": value + 0.1})
+    result = ftool("report", str(sweep), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "3 settings over 1-3 seeds: mean and standard deviation, best mean first" in result.stdout
+    rows = list(csv.reader((sweep / "report" / "seeds.csv").open()))
+    assert rows == [
+        ["optimizer.lr", "seeds", "val/loss mean", "val/loss std", "test/accuracy mean", "test/accuracy std",
+         "test/loss mean", "test/loss std"],
+        ["0.001", "1", "0.3000", "", "0.9500", "", "0.4000", ""],  # lowest mean loss first
+        ["0.01", "2", "0.4200", "0.0283", "0.5500", "0.0707", "0.5200", "0.0283"],  # the failed seed not counted
+        ["0.1", "3", "0.6000", "0.1000", "0.8000", "0.1000", "0.7000", "0.1000"]]
+    assert (sweep / "report" / "seeds.md").read_text().splitlines()[2].startswith("| 0.001 | 1 | 0.3000 |")
 
 
 def test_report_compares_runs_and_sweeps_from_several_folders(workdir):

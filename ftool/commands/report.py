@@ -4,7 +4,8 @@ from the files the runs wrote (summary.json, metrics.jsonl, eval.json, .hydra/);
 One run: learning curves (losses, the monitored metric, the LR) as PNG files, the confusion matrix
 of its last `ftool eval` (classifiers), and the metrics table. A sweep: a table of every job (its
 swept settings, status, monitored metric, test metrics; best first), also as CSV and Markdown, the
-metric against each swept setting and every job's curve overlaid. Several folders (runs or sweeps)
+metric against each swept setting and every job's curve overlaid; over trainer.seed, each setting's
+mean and standard deviation over its seeds. Several folders (runs or sweeps)
 are compared as the jobs of one sweep. Failed and interrupted runs are shown as such. Output:
 <dir>/report/ for one folder, else out= (default: ./report).
 """
@@ -12,6 +13,7 @@ are compared as the jobs of one sweep. Failed and interrupted runs are shown as 
 from __future__ import annotations
 
 import csv
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from ftool.errors import FtoolError
 from ftool.rundir import RunDir, evaluated_scope, read_json, read_records, read_saved, read_summary, sweep_jobs
 from ftool.values import figure, is_number
 
+SEED = "trainer.seed"
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
 
@@ -202,18 +205,17 @@ def _report_sweep(jobs: list[Job], out: Path, compared: bool) -> None:
                      _fmt(score(job)), *(_fmt(metrics.get(k)) for k in tests)])
 
     # The terminal gets the headline columns; the CSV and Markdown files have every test metric.
-    shown = [i for i, name in enumerate(header)
-             if not name.startswith("test/") or name in ("test/loss", monitor.replace("val/", "test/", 1))]
+    shown = [i for i, name in enumerate(header) if not name.startswith("test/") or _headline(name, monitor)]
     table = Table(title=f"{len(jobs)} {noun}, best {monitor} first ({mode})", title_justify="left")
     for i in shown:
         table.add_column(header[i], justify="right" if i > len(swept) + 1 else "left")
     for row in rows:
         table.add_row(*(_short(row[i]) for i in shown), style=None if row[len(swept) + 1] == "completed" else "red")
     console.print(table)
-    with open(out / "jobs.csv", "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([header, *rows])
-    markdown = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}", *(f"| {' | '.join(r)} |" for r in rows)]
-    (out / "jobs.md").write_text("\n".join(markdown) + "\n")
+    _write_tables(out, "jobs", header, rows)
+
+    if SEED in swept:
+        _report_seeds(ordered, [k for k in swept if k != SEED], monitor, mode, score, tests, out)
 
     plt = _pyplot()
     scored = [j for j in jobs if score(j) is not None]
@@ -236,7 +238,63 @@ def _report_sweep(jobs: list[Job], out: Path, compared: bool) -> None:
     _finish(fig, ax, f"{monitor}, every {noun[:-1]}", "epoch", out / "curves.png")
 
 
+def _report_seeds(ordered: list[Job], others: list[str], monitor: str, mode: str, score, tests: list[str],
+                  out: Path) -> None:
+    """Jobs that differ only in trainer.seed are one setting measured several times: its mean and
+    standard deviation (n - 1) over the seeds say whether one setting beats another or only drew a
+    luckier seed. Jobs without a best value (failed, or no validation) are not counted."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in ordered:
+        if score(job) is not None:
+            groups.setdefault(tuple(job.setting(k) for k in others), []).append(job)
+    if not any(len(group) > 1 for group in groups.values()):
+        return
+
+    def values(group: list[Job], metric: str) -> list[float]:
+        if metric == monitor:
+            return [score(j) for j in group]
+        return [v for j in group if (v := (j.summary.get("metrics") or {}).get(metric)) is not None]
+
+    sign = -1 if mode == "max" else 1
+    ranked = sorted(groups.items(), key=lambda item: sign * statistics.fmean(values(item[1], monitor)))
+    metrics = [monitor, *tests]
+    header = [*others, "seeds", *(f"{m} {stat}" for m in metrics for stat in ("mean", "std"))]
+    rows = [[*setting, str(len(group)), *(part for m in metrics for part in _mean_and_std(values(group, m)))]
+            for setting, group in ranked]
+    counts = sorted({len(group) for group in groups.values()})
+    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    table = Table(title=f"{len(rows)} setting{'s' if len(rows) > 1 else ''} over {seeds} seeds: mean and "
+                        f"standard deviation, best mean first", title_justify="left")
+    shown = [i for i, name in enumerate(header) if i <= len(others) or _headline(name.rsplit(" ", 1)[0], monitor)]
+    for i in shown:
+        table.add_column(header[i], justify="right" if i >= len(others) else "left")
+    for row in rows:
+        table.add_row(*(_short(row[i]) for i in shown))
+    console.print(table)
+    _write_tables(out, "seeds", header, rows)
+
+
+def _mean_and_std(values: list[float]) -> tuple[str, str]:
+    """(mean, sample standard deviation) as the tables show them; one value has no spread."""
+    if not values:
+        return "", ""
+    return _fmt(statistics.fmean(values)), _fmt(statistics.stdev(values)) if len(values) > 1 else ""
+
+
 # -- helpers -------------------------------------------------------------------------------------
+
+def _headline(metric: str, monitor: str) -> bool:
+    """The metrics a terminal table shows (the CSV and Markdown files have every one)."""
+    return metric in (monitor, "test/loss", monitor.replace("val/", "test/", 1))
+
+
+def _write_tables(out: Path, stem: str, header: list[str], rows: list[list[str]]) -> None:
+    """<stem>.csv for a spreadsheet, <stem>.md to paste into a README or an issue."""
+    with open(out / f"{stem}.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *rows])
+    markdown = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}", *(f"| {' | '.join(r)} |" for r in rows)]
+    (out / f"{stem}.md").write_text("\n".join(markdown) + "\n")
+
 
 def _pyplot():
     import matplotlib
