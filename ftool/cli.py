@@ -240,6 +240,10 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
                                          tuple(command.options), command.name)) from None
         raise FtoolError(_one_line(e, e.__cause__)) from None
     hydra_cfg = cfg.hydra
+    if hydra_cfg.job.chdir:  # relative paths (data.root=imgs) would name folders inside the new run's dir
+        raise FtoolError("hydra.job.chdir=true: ftool runs in the folder it starts in, where relative paths "
+                         "(data.root=imgs) are read, and writes every file of a run to its run directory itself; "
+                         "leave hydra.job.chdir=false")
     with open_dict(cfg):
         del cfg["hydra"]  # (it stays resolvable: output dirs may name config values, runs/${model.name})
     rc = validate(cfg)

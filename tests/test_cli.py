@@ -222,6 +222,8 @@ def test_max_steps_wins_over_epochs(workdir):
      ["hydra.sweeper.direction=maximize, but trainer.monitor=val/loss is better lower", "direction=minimize"]),
     (["data=cifar10", "data.root=missing_dir"], ["CIFAR10 not found", "data_batch_1", "data.download=true"]),
     (["nonsense"], ["bad override"]),
+    (["hydra.job.chdir=true"], ["hydra.job.chdir=true: ftool runs in the folder it starts in"]),
+    (["-m", "hydra.job.chdir=true", "optimizer.lr=0.1,0.01"], ["hydra.job.chdir=true: ftool runs in the folder"]),
     (["data=cifar10", "data.root=~/no-cifar-here"], [f"not found under data.root={Path.home()}/no-cifar-here"]),
     # values the libraries refuse when the run builds its parts
     (["optimizer.betas=[0.9,1.5]"], ["optimizer=adam: Invalid beta parameter at index 1: 1.5"]),
