@@ -131,9 +131,7 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
         raise FtoolError(f"bad override: {_one_line(e)}") from None
     for o in parsed:
         group = o.key_or_group
-        if o.is_delete():
-            continue
-        if o.is_interval_sweep():  # a search sweeper's range (Optuna): no values to list
+        if o.is_delete() or o.is_interval_sweep():  # (interval: a search sweeper's range, no values to list)
             continue
         if isinstance(o.value(), Glob):  # glob(*) picks among a group's options, so they need no check
             if group.startswith("hydra/"):
@@ -144,15 +142,15 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
             if not o.value().filter(groups[group]):
                 raise FtoolError(f"{o.input_line}: matches none of the {group} options: {', '.join(groups[group])}")
             continue
-        if o.is_sweep_override():
-            values = list(o.sweep_string_iterator())
-            if not values:
-                raise FtoolError(f"{o.input_line}: gives no values, so the sweep would run no jobs")
-        elif isinstance(o.value(), list):  # a multi-select: logger=[tensorboard,csv]
-            values = [str(v) for v in o.value()]
-        else:
-            values = [o.get_value_element_as_str()]
-        for value in values if group in groups else ():
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
+        if values == []:
+            raise FtoolError(f"{o.input_line}: gives no values, so the sweep would run no jobs")
+        if group not in groups:
+            continue
+        if values is None:
+            values = ([str(v) for v in o.value()] if isinstance(o.value(), list)  # a multi-select: logger=[a,b]
+                      else [o.get_value_element_as_str()])
+        for value in values:
             if value not in groups[group]:
                 raise FtoolError(f"{group}={value}: no such {group}; options: {', '.join(groups[group])}."
                                  f"{close_matches_hint(value, groups[group])}")
