@@ -52,7 +52,7 @@ class TrainerConfig:
     log_every_n_steps: int = 20
     monitor: Optional[str] = None  # default: val/accuracy (classification), val/loss (regression)
     mode: Optional[str] = None  # max | min; default from the metric's name
-    loss: str = "auto"  # auto (from the data's task) | cross_entropy | mse
+    loss: str = "auto"  # auto (from the data's task) | cross_entropy | mse | l1 | huber (the last three: regression)
     label_smoothing: float = 0.0
     accelerator: str = "auto"
     devices: int = 1  # > 1: one process per device through torch.distributed.run
@@ -84,7 +84,7 @@ class TrainerConfig:
                self.log_every_n_steps)
         if self.mode is not None:
             _check_choice(e, "trainer.mode", self.mode, ("max", "min"))
-        _check_choice(e, "trainer.loss", self.loss, ("auto", "cross_entropy", "mse"))
+        _check_choice(e, "trainer.loss", self.loss, ("auto", "cross_entropy", "mse", "l1", "huber"))
         _check(e, 0.0 <= self.label_smoothing < 1.0, "trainer.label_smoothing",
                "must be in [0, 1)", self.label_smoothing)
         _check_choice(e, "trainer.accelerator", self.accelerator, ACCELERATORS, {"gpu": "cuda"})

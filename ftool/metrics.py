@@ -39,29 +39,34 @@ def monitor_mode(monitor: str, mode: str | None) -> str:
     return "min" if monitor.rsplit("/", 1)[-1] in LOWER_IS_BETTER else "max"
 
 
+REGRESSION_LOSSES = {  # in units of each target's std: huber's errors beyond one std count linearly
+    "mse": nn.functional.mse_loss, "l1": nn.functional.l1_loss, "huber": nn.functional.huber_loss}
+
+
 def build_loss(cfg: TrainerConfig, info: DataInfo, device: torch.device) -> nn.Module:
-    fits = "mse" if info.task == "regression" else "cross_entropy"
-    if cfg.loss not in ("auto", fits):
-        raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {fits} (or auto)")
-    if fits == "mse":
+    fits = tuple(REGRESSION_LOSSES) if info.task == "regression" else ("cross_entropy",)
+    if cfg.loss not in ("auto", *fits):
+        raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {', '.join(fits)} (or auto)")
+    if info.task == "regression":
         if cfg.label_smoothing:
-            raise FtoolError("trainer.label_smoothing: smooths class labels; this data is regression (MSE): "
-                             "leave it at 0")
-        return (StandardizedMSE(info.target_std) if info.target_std is not None else nn.MSELoss()).to(device)
+            raise FtoolError("trainer.label_smoothing: smooths class labels; this data is regression: leave it at 0")
+        name = "mse" if cfg.loss == "auto" else cfg.loss
+        return StandardizedLoss(REGRESSION_LOSSES[name], 1.0 if info.target_std is None else info.target_std).to(device)
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
 
-class StandardizedMSE(nn.Module):
-    """MSE of the errors in units of each target's std (the model's outputs are scaled by it:
-    ftool.models.scale_outputs), so the loss and its gradients are those of standardized targets:
-    1.0 is the loss of always predicting the mean."""
+class StandardizedLoss(nn.Module):
+    """A regression loss of the errors in units of each target's std (the model's outputs are scaled
+    by it: ftool.models.scale_outputs), so the loss and its gradients are those of standardized
+    targets: for MSE, 1.0 is the loss of always predicting the mean."""
 
-    def __init__(self, std):
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], std):
         super().__init__()
+        self.loss = loss
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
 
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(outputs / self.std, targets / self.std)
+        return self.loss(outputs / self.std, targets / self.std)
 
 
 class EpochMeter:

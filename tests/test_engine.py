@@ -268,6 +268,30 @@ def test_early_stopping_stops_after_patience_validations(workdir):
     assert summary["stopped_early"] is True and summary["timing"]["epochs"] == 3
 
 
+def test_an_l1_loss_fits_a_table_with_outliers_where_mse_is_pulled_by_them(workdir):
+    """Targets 5% of which are off by 50-100 train a linear model; the clean test table shows the fit."""
+    rng = torch.Generator().manual_seed(0)
+
+    def table(path, rows, outliers):
+        x = torch.randn(rows, 3, generator=rng)
+        y = x @ torch.tensor([3.0, -2.0, 1.0]) + 5 + 0.5 * torch.randn(rows, generator=rng)
+        if outliers:
+            hit = torch.rand(rows, generator=rng) < 0.05
+            y[hit] += 75 * torch.sign(torch.randn(int(hit.sum()), generator=rng))
+        path.write_text("a,b,c,y\n" + "".join(f"{a:.4f},{b:.4f},{c:.4f},{t:.4f}\n" for (a, b, c), t in zip(x.tolist(), y)))
+
+    table(workdir / "train.csv", 1000, outliers=True)
+    table(workdir / "clean.csv", 300, outliers=False)
+    mae = {}
+    for loss in ("mse", "l1"):
+        result = ftool("train", "model=linear", "data=table", "data.path=train.csv", "data.test_path=clean.csv",
+                       f"trainer.loss={loss}", "optimizer.lr=0.01", "trainer.epochs=10", "trainer.progress=false",
+                       f"hydra.run.dir={workdir / loss}", cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        mae[loss] = read_json(workdir / loss / "summary.json")["metrics"]["test/mae"]
+    assert mae["l1"] < 0.6 < 2 * mae["l1"] < mae["mse"]  # the noise alone gives a mean |error| of 0.4
+
+
 def test_a_non_finite_loss_stops_the_run_naming_the_step(workdir):
     run = workdir / "run"
     diverge = ("model=linear", "data=regression", "optimizer=sgd", "optimizer.lr=1e6", "trainer.epochs=3")

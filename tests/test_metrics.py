@@ -96,10 +96,24 @@ def test_per_class_figures_and_confusion_matrix_equal_scikit_learns():
     assert EpochMeter(DataInfo("regression", (3,), 1), torch.device("cpu")).per_class() is None
 
 
+def test_regression_losses_are_of_the_errors_in_units_of_the_targets_std():
+    info = DataInfo("regression", (3,), 1, target_mean=[10.0], target_std=[2.0])
+    outputs, targets = torch.tensor([[10.0], [14.0]]), torch.tensor([[10.0], [10.0]])  # errors 0 and 2 stds
+    expected = {"auto": 2.0, "mse": 2.0, "l1": 1.0, "huber": 0.75}  # huber: 2 - 1/2 beyond one std
+    for name, value in expected.items():
+        loss = build_loss(TrainerConfig(loss=name), info, torch.device("cpu"))
+        assert loss(outputs, targets).item() == pytest.approx(value), name
+    unscaled = build_loss(TrainerConfig(loss="l1"), DataInfo("regression", (3,), 1), torch.device("cpu"))
+    assert unscaled(outputs, targets).item() == pytest.approx(2.0)  # data=regression: the targets as they are
+    with pytest.raises(FtoolError, match="trainer.loss: l1 does not fit classification data; use cross_entropy"):
+        build_loss(TrainerConfig(loss="l1"), DataInfo("classification", (3,), 2), torch.device("cpu"))
+    with pytest.raises(FtoolError, match="cross_entropy does not fit regression data; use mse, l1, huber"):
+        build_loss(TrainerConfig(loss="cross_entropy"), info, torch.device("cpu"))
+
+
 def test_label_smoothing_is_for_class_labels_only():
     regression = DataInfo("regression", (10,), 1)
     with pytest.raises(FtoolError, match="trainer.label_smoothing: smooths class labels; this data is regression"):
         build_loss(TrainerConfig(label_smoothing=0.1), regression, torch.device("cpu"))
-    assert isinstance(build_loss(TrainerConfig(), regression, torch.device("cpu")), torch.nn.MSELoss)
     loss = build_loss(TrainerConfig(label_smoothing=0.1), DataInfo("classification", (10,), 3), torch.device("cpu"))
     assert loss.label_smoothing == 0.1
