@@ -1,6 +1,7 @@
 """The engine through the real CLI: exact resume, kill and resume, gradient accumulation,
 precision and compilation, two-process DDP, early stopping, the NaN guard, loggers."""
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -317,6 +318,14 @@ def test_tensorboard_and_csv_loggers_write_real_files(workdir):
     assert {"train/loss", "train/loss_step", "train/lr", "train/samples_per_s", "val/loss", "val/accuracy",
             "test/accuracy"} <= tags
     assert [e.step for e in events.Scalars("val/accuracy")] == [5, 10]
+    # TensorBoard's HParams tab: the run's settings, and the metrics to show beside them
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    hparams = events.PluginTagToContent("hparams")
+    settings = HParamsPluginData.FromString(hparams["_hparams_/session_start_info"]).session_start_info.hparams
+    assert settings["model.name"].string_value == "mlp" and settings["optimizer.lr"].number_value == 0.001
+    experiment = HParamsPluginData.FromString(hparams["_hparams_/experiment"]).experiment
+    assert {"val/accuracy", "test/accuracy"} <= {m.name.tag for m in experiment.metric_infos}
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[0] == "step,epoch,split,metric,value" and any(",val,val/accuracy," in r for r in rows)
 
@@ -359,12 +368,29 @@ def test_a_new_run_replaces_the_logs_a_failed_attempt_left_and_a_resumed_one_kee
 
 
 def test_a_logger_whose_package_is_missing_says_how_to_get_it(workdir):
-    try:
-        import mlflow  # noqa: F401
-        pytest.skip("mlflow is installed here")
-    except ImportError:
-        pass
-    assert_one_line_error(ftool("train", *SMALL, "logger=mlflow", cwd=workdir), "pip install mlflow")
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    assert_one_line_error(ftool("train", *SMALL, "logger=wandb", cwd=workdir), "pip install wandb")
+
+
+def test_mlflow_gets_each_runs_settings_metrics_and_how_it_ended(workdir):
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{workdir / 'mlflow.db'}"
+    for name, more in (("good", ()), ("diverged", ("optimizer.lr=1e12",))):
+        ftool("train", *SMALL, "trainer.max_steps=6", "logger=mlflow", f"logger.mlflow.tracking_uri={store}",
+              f"hydra.run.dir={name}", *more, cwd=workdir)
+    client = MlflowClient(store)
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("ftool").experiment_id])}
+    assert runs["good"].info.status == "FINISHED" and runs["diverged"].info.status == "FAILED"
+    assert runs["good"].data.params["optimizer.lr"] == "0.001" and runs["good"].data.params["model.name"] == "mlp"
+    assert runs["diverged"].data.params["optimizer.lr"] == "1000000000000.0"
+    accuracy = read_json(workdir / "good" / "summary.json")["metrics"]["test/accuracy"]
+    assert runs["good"].data.metrics["test_accuracy"] == pytest.approx(accuracy)
+    # The tracker's own refusal is one line: MLflow 3 retired the ./mlruns file store.
+    result = ftool("train", *SMALL, "logger=mlflow", f"logger.mlflow.tracking_uri=file://{workdir / 'mlruns'}",
+                   cwd=workdir)
+    assert_one_line_error(result, "logger.mlflow: The filesystem tracking backend")
 
 
 def test_deterministic_mode_sets_the_cublas_workspace_cuda_needs_for_it(monkeypatch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import ftool
 from ftool import components, finetune
@@ -13,10 +13,10 @@ from ftool.config import RunConfig, validate
 from ftool.data import check_data_fits_run
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
-from ftool.engine.loggers import Loggers
+from ftool.engine.loggers import Loggers, flat_settings
 from ftool.engine.progress import EvalProgress, console, print_metrics, warn
 from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, RunInterrupted
 from ftool.metrics import build_loss, default_monitor, metric_names
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
 from ftool.rundir import RunDir, Summary, is_main_process, read_summary
@@ -39,10 +39,12 @@ def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
                 console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume; "
                               "more trainer.epochs would continue it)", soft_wrap=True)
             return (previous.get("best") or {}).get("value")
-        return _train(rc, acc, run, summary, stop, previous)
+        settings = flat_settings(OmegaConf.to_container(cfg, resolve=True))  # for the loggers that track runs
+        return _train(rc, acc, run, summary, stop, previous, settings)
 
 
-def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, previous: dict | None) -> float | None:
+def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, previous: dict | None,
+           settings: dict) -> float | None:
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
     summary.update(environment=acc.environment())
     resume = _resume_point(rc, run)
@@ -101,7 +103,8 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
                    parameters=n_params)
 
     logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main,
-                     resumed_at=resume[1]["step"] if resume else None)
+                     resumed_at=resume[1]["step"] if resume else None, settings=settings,
+                     metrics=tuple(f"{split}/{m}" for split in ("val", "test") for m in metric_names(info)))
     trainer = Trainer(rc.trainer, acc, model, step_model, loss_fn, optimizer, scheduler, info, run, logger,
                       monitor, l1=rc.optimizer.l1, stop=stop, ema=ema,
                       unfreeze=(rc.finetune.unfreeze_at_epoch, frozen) if rc.finetune.unfreeze_at_epoch else None)
@@ -122,6 +125,7 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
         if rc.finetune.lora.r and rc.optimizer.lr < 1e-4:  # hf_classifier's 2e-5 is a full fine-tune's LR
             warn(f"optimizer.lr={rc.optimizer.lr:g} is a full fine-tune's LR: LoRA adapters start at zero and "
                  f"usually train at 1e-4 to 1e-3 (optimizer.lr=5e-4)")
+    outcome = "failed"
     try:
         result = trainer.fit(loaders.train, loaders.val, at)
         metrics = dict(result.metrics)
@@ -132,8 +136,12 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
                             EvalProgress(rc.trainer.progress and acc.is_main, "test", len(loaders.test)))
             logger.log({"step": result.steps, "epoch": result.epochs, "split": "test", **test})
             metrics.update(test)
+        outcome = "completed"
+    except (RunInterrupted, KeyboardInterrupt):  # (a second Ctrl-C: at once)
+        outcome = "interrupted"
+        raise
     finally:
-        logger.close()
+        logger.close(outcome)
 
     checkpoints = {name: run.relative(p) for name, p in
                    (("best", run.best_weights), ("last", run.last_weights)) if p.is_file()}

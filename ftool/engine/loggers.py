@@ -1,6 +1,8 @@
 """Metric logs. `metrics.jsonl` (one JSON object per logged step or epoch) is always written; the
 `logger` config group adds TensorBoard, CSV, MLflow or W&B, several at once
-(`logger=[tensorboard,csv]`). Only the main process logs.
+(`logger=[tensorboard,csv]`). Only the main process logs. The trackers (TensorBoard's HParams,
+MLflow, W&B) also get the run's settings, `optimizer.lr: 0.001` and so on, so that runs can be
+compared by them, and MLflow and W&B how the run ended.
 
 The file loggers read as one run: a new run replaces what an earlier failed attempt left in its
 dir, and a resumed run (`resumed_at`: the checkpoint's step) drops what the first attempt logged
@@ -12,10 +14,11 @@ import csv
 import importlib.util
 import io
 import json
+import os
 from pathlib import Path
 
 from ftool.engine.atomic import atomic_write
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 from ftool.registry import LOGGERS
 from ftool.rundir import read_records
 
@@ -36,8 +39,20 @@ class JsonlLogger:
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
 
-    def close(self) -> None:
+    def close(self, outcome: str = "completed") -> None:
         self.file.close()
+
+
+def flat_settings(config: dict, prefix: str = "") -> dict[str, int | float | str | bool]:
+    """A run's config as `optimizer.lr: 0.001` pairs, the hyperparameters trackers take (a list as
+    its JSON text, null as "null")."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else json.dumps(value)
+    return flat
 
 
 def _metrics(record: dict) -> dict[str, float]:
@@ -48,8 +63,10 @@ def _metrics(record: dict) -> dict[str, float]:
 class TensorBoardLogger:
     """Event files under <run>/<dir>: `tensorboard --logdir outputs` shows every run."""
 
-    def __init__(self, run_dir: Path, dir: str = "tensorboard", resumed_at: int | None = None):
+    def __init__(self, run_dir: Path, dir: str = "tensorboard", resumed_at: int | None = None,
+                 settings: dict | None = None, metrics: tuple[str, ...] = ()):
         from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
 
         if resumed_at is None:  # an earlier attempt's event files would show as part of this run
             for stale in (run_dir / dir).glob("events.out.tfevents.*"):
@@ -57,12 +74,15 @@ class TensorBoardLogger:
         # A resumed run's writer hides the first attempt's events after the checkpoint.
         self.writer = SummaryWriter(log_dir=str(run_dir / dir),
                                     purge_step=None if resumed_at is None else resumed_at + 1)
+        if settings:  # the HParams tab: a row per run, its settings beside the metrics it logs (`metrics`)
+            for summary in hparams(settings, dict.fromkeys(metrics, 0.0)):
+                self.writer.file_writer.add_summary(summary)
 
     def log(self, record: dict) -> None:
         for name, value in _metrics(record).items():
             self.writer.add_scalar(name if "/" in name else f"train/{name}", value, record["step"])
 
-    def close(self) -> None:
+    def close(self, outcome: str = "completed") -> None:
         self.writer.close()
 
 
@@ -89,7 +109,7 @@ class CsvLogger:
             self.writer.writerow([record["step"], record["epoch"], record["split"], name, value])
         self.file.flush()
 
-    def close(self) -> None:
+    def close(self, outcome: str = "completed") -> None:
         self.file.close()
 
 
@@ -99,55 +119,84 @@ def _require(package: str, logger: str) -> None:
                          f"pip install {package}, or drop logger={logger}")
 
 
+def _started(logger: str, start):
+    """The tracker's run, started; its library's refusal (no API key, an unreachable server, MLflow's
+    retired file store) is one line, not a traceback."""
+    try:
+        return start()
+    except Exception as e:  # (each library has its own exception types)
+        raise FtoolError(f"logger.{logger}: {one_line(e)}") from e
+
+
+_MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
+
+
 @LOGGERS.register("mlflow")
 class MlflowLogger:
-    def __init__(self, run_dir: Path, experiment: str = "ftool", tracking_uri: str | None = None):
+    """An MLflow run with the run's settings as params (MLflow's default store: ./mlflow.db)."""
+
+    def __init__(self, run_dir: Path, experiment: str = "ftool", tracking_uri: str | None = None,
+                 settings: dict | None = None, run_name: str = ""):
         _require("mlflow", "mlflow")
         import mlflow
 
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_experiment(experiment)
+        def start():
+            if tracking_uri:
+                mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_experiment(experiment)
+            run = mlflow.start_run(run_name=run_name or str(run_dir))
+            mlflow.log_params(settings or {})
+            return run
+
         self.mlflow = mlflow
-        self.run = mlflow.start_run(run_name=str(run_dir))
+        self.run = _started("mlflow", start)
 
     def log(self, record: dict) -> None:
         self.mlflow.log_metrics({k.replace("/", "_"): v for k, v in _metrics(record).items()}, step=record["step"])
 
-    def close(self) -> None:
-        self.mlflow.end_run()
+    def close(self, outcome: str = "completed") -> None:
+        self.mlflow.end_run(status=_MLFLOW_STATUS[outcome])
 
 
 @LOGGERS.register("wandb")
 class WandbLogger:
-    def __init__(self, run_dir: Path, project: str = "ftool", mode: str | None = None):
+    """A W&B run with the run's settings as its config (mode=offline: files only, no account)."""
+
+    def __init__(self, run_dir: Path, project: str = "ftool", mode: str | None = None,
+                 settings: dict | None = None, run_name: str = ""):
         _require("wandb", "wandb")
         import wandb
 
-        self.run = wandb.init(project=project, dir=str(run_dir), name=run_dir.name, mode=mode)
+        self.run = _started("wandb", lambda: wandb.init(project=project, dir=str(run_dir), name=run_name or run_dir.name,
+                                                        mode=mode, config=settings))
 
     def log(self, record: dict) -> None:
         self.run.log(_metrics(record), step=record["step"])
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, outcome: str = "completed") -> None:
+        self.run.finish(exit_code=0 if outcome == "completed" else 1)
 
 
 class Loggers:
     """metrics.jsonl plus the configured loggers; every record goes to all of them."""
 
     def __init__(self, run_dir: Path, metrics_file: Path, configured: dict[str, dict], enabled: bool = True,
-                 resumed_at: int | None = None):
+                 resumed_at: int | None = None, settings: dict | None = None, metrics: tuple[str, ...] = ()):
+        """`settings`: the run's flat settings (flat_settings); `metrics`: the names of the metrics
+        it will log (val/accuracy, ...), for TensorBoard's HParams tab."""
         self.all = []
         if enabled:
             self.all = [JsonlLogger(metrics_file, resumed_at)]
-            self.all += [LOGGERS.build(name, args or {}, run_dir=run_dir, resumed_at=resumed_at)
+            where = os.path.relpath(run_dir)  # a sweep's job by its whole path (multirun/.../3), not "3"
+            self.all += [LOGGERS.build(name, args or {}, run_dir=run_dir, resumed_at=resumed_at, settings=settings,
+                                       metrics=metrics, run_name=str(run_dir) if where.startswith("..") else where)
                          for name, args in configured.items()]
 
     def log(self, record: dict) -> None:
         for logger in self.all:
             logger.log(record)
 
-    def close(self) -> None:
+    def close(self, outcome: str = "completed") -> None:
+        """`outcome`: completed, failed or interrupted (the trackers record how the run ended)."""
         for logger in self.all:
-            logger.close()
+            logger.close(outcome)
