@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from ftool.engine.accelerator import cpu_has_bf16
+from ftool.errors import FtoolError
 from tests.conftest import assert_one_line_error, ftool, read_json, read_jsonl
 
 # A small, fast job: the MLP on random 1x8x8 data, 540 training samples (5 batches of 128).
@@ -283,14 +284,12 @@ def test_an_l1_loss_fits_a_table_with_outliers_where_mse_is_pulled_by_them(workd
 
     table(workdir / "train.csv", 1000, outliers=True)
     table(workdir / "clean.csv", 300, outliers=False)
-    mae = {}
-    for loss in ("mse", "l1"):
-        result = ftool("train", "model=linear", "data=table", "data.path=train.csv", "data.test_path=clean.csv",
-                       f"trainer.loss={loss}", "optimizer.lr=0.01", "trainer.epochs=10", "trainer.progress=false",
-                       f"hydra.run.dir={workdir / loss}", cwd=workdir)
-        assert result.returncode == 0, result.stderr
-        mae[loss] = read_json(workdir / loss / "summary.json")["metrics"]["test/mae"]
-    assert mae["l1"] < 0.6 < 2 * mae["l1"] < mae["mse"]  # the noise alone gives a mean |error| of 0.4
+    result = ftool("train", "-m", "model=linear", "data=table", "data.path=train.csv", "data.test_path=clean.csv",
+                   "trainer.loss=mse,l1", "optimizer.lr=0.01", "trainer.epochs=10", "trainer.progress=false",
+                   "hydra.sweep.dir=losses", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    mse, l1 = (read_json(workdir / "losses" / job / "summary.json")["metrics"]["test/mae"] for job in "01")
+    assert l1 < 0.6 < 2 * l1 < mse  # the noise alone gives a mean |error| of 0.4
 
 
 def test_a_non_finite_loss_stops_the_run_naming_the_step(workdir):
@@ -377,20 +376,22 @@ def test_mlflow_gets_each_runs_settings_metrics_and_how_it_ended(workdir):
     from mlflow.tracking import MlflowClient
 
     store = f"sqlite:///{workdir / 'mlflow.db'}"
-    for name, more in (("good", ()), ("diverged", ("optimizer.lr=1e12",))):
-        ftool("train", *SMALL, "trainer.max_steps=6", "logger=mlflow", f"logger.mlflow.tracking_uri={store}",
-              f"hydra.run.dir={name}", *more, cwd=workdir)
+    ftool("train", "-m", *SMALL, "trainer.max_steps=6", "logger=mlflow", f"logger.mlflow.tracking_uri={store}",
+          "optimizer.lr=0.001,1e12", "hydra.sweep.dir=lr", cwd=workdir)  # the second job diverges
     client = MlflowClient(store)
     runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("ftool").experiment_id])}
-    assert runs["good"].info.status == "FINISHED" and runs["diverged"].info.status == "FAILED"
-    assert runs["good"].data.params["optimizer.lr"] == "0.001" and runs["good"].data.params["model.name"] == "mlp"
-    assert runs["diverged"].data.params["optimizer.lr"] == "1000000000000.0"
-    accuracy = read_json(workdir / "good" / "summary.json")["metrics"]["test/accuracy"]
-    assert runs["good"].data.metrics["test_accuracy"] == pytest.approx(accuracy)
-    # The tracker's own refusal is one line: MLflow 3 retired the ./mlruns file store.
-    result = ftool("train", *SMALL, "logger=mlflow", f"logger.mlflow.tracking_uri=file://{workdir / 'mlruns'}",
-                   cwd=workdir)
-    assert_one_line_error(result, "logger.mlflow: The filesystem tracking backend")
+    good, diverged = runs["lr/0"], runs["lr/1"]  # named by their run dirs
+    assert good.info.status == "FINISHED" and diverged.info.status == "FAILED"
+    assert good.data.params["optimizer.lr"] == "0.001" and good.data.params["model.name"] == "mlp"
+    assert diverged.data.params["optimizer.lr"] == "1000000000000.0"
+    accuracy = read_json(workdir / "lr" / "0" / "summary.json")["metrics"]["test/accuracy"]
+    assert good.data.metrics["test_accuracy"] == pytest.approx(accuracy)
+    # The tracker's own refusal is an ftool error (one line): MLflow 3 retired the ./mlruns file store.
+    from ftool.engine.loggers import MlflowLogger
+
+    with pytest.raises(FtoolError, match="^logger.mlflow: The filesystem tracking backend") as refused:
+        MlflowLogger(workdir, tracking_uri=f"file://{workdir / 'mlruns'}")
+    assert "\n" not in str(refused.value)
 
 
 def test_deterministic_mode_sets_the_cublas_workspace_cuda_needs_for_it(monkeypatch):
