@@ -118,6 +118,7 @@ def shell_like(override: str) -> str:
 
 def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> None:
     """`model=simplecn` -> one line listing the options and the closest one (every sweep value too);
+    `+model=mlp` -> one line: the group is chosen already;
     a sweep value that gives no values (`glob(zz*)`, `range(5,1)`) -> one line, not a sweep of no jobs."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import Glob
@@ -129,8 +130,12 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         raise FtoolError(f"bad override: {_one_line(e)}") from None
+    defaults = _default_choices(config_root())
     for o in parsed:
         group = o.key_or_group
+        if o.is_add() and group in defaults:  # Hydra would answer in a defaults list's syntax (`override ...`)
+            raise FtoolError(f"{o.input_line}: the config's defaults already choose {group}; set it without "
+                             f"the +: {o.input_line[1:]}")
         if o.is_delete() or o.is_interval_sweep():  # (interval: a search sweeper's range, no values to list)
             continue
         if isinstance(o.value(), Glob):  # glob(*) picks among a group's options, so they need no check
