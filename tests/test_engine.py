@@ -386,8 +386,19 @@ def test_mlflow_gets_each_runs_settings_metrics_and_how_it_ended(workdir):
     assert diverged.data.params["optimizer.lr"] == "1000000000000.0"
     accuracy = read_json(workdir / "lr" / "0" / "summary.json")["metrics"]["test/accuracy"]
     assert good.data.metrics["test_accuracy"] == pytest.approx(accuracy)
+    # A logger that fails to start ends the MLflow run started before it, which would otherwise stay
+    # active and refuse the sweep's next job ("Run ... is already active").
+    import mlflow
+
+    from ftool.engine.loggers import Loggers, MlflowLogger
+
+    (workdir / "not-a-folder").write_text("")
+    with pytest.raises(OSError):
+        Loggers(workdir, workdir / "metrics.jsonl", {"mlflow": {"tracking_uri": store},
+                                                     "tensorboard": {"dir": "not-a-folder"}})
+    assert mlflow.active_run() is None
+
     # The tracker's own refusal is an ftool error (one line): MLflow 3 retired the ./mlruns file store.
-    from ftool.engine.loggers import MlflowLogger
 
     with pytest.raises(FtoolError, match="^logger.mlflow: The filesystem tracking backend") as refused:
         MlflowLogger(workdir, tracking_uri=f"file://{workdir / 'mlruns'}")

@@ -102,31 +102,31 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
                          "train_size": len(loaders.train.dataset)},  # (each process samples its share of it)
                    parameters=n_params)
 
+    outcome = "failed"
     logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main,
                      resumed_at=resume[1]["step"] if resume else None, settings=settings,
                      metrics=tuple(f"{split}/{m}" for split in ("val", "test") for m in metric_names(info)))
-    trainer = Trainer(rc.trainer, acc, model, step_model, loss_fn, optimizer, scheduler, info, run, logger,
-                      monitor, l1=rc.optimizer.l1, stop=stop, ema=ema,
-                      unfreeze=(rc.finetune.unfreeze_at_epoch, frozen) if rc.finetune.unfreeze_at_epoch else None)
-    at = None
-    if resume:
-        at = trainer.restore(resume[1])
-        summary.update(resumed_from_step=at.step)
-    if acc.is_main:
-        where = (f"resuming at step {at.step} (epoch {at.epoch})" if at else f"{n_params:,} parameters"
-                 f"{f' ({trainable:,} trainable)' if trainable < n_params else ''}")
-        console.print(f"[bold]ftool {summary.data['command']}[/] {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
-                      f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}"
-                      f"{', compiled' if acc.compile else ''} -> {run.path}", soft_wrap=True)
-        warmup = warmup_steps(rc.scheduler, steps_per_epoch)
-        if warmup >= total_steps:  # a short trial (trainer.max_steps) of a transformer recipe, say
-            warn(f"scheduler.warmup_epochs={rc.scheduler.warmup_epochs} is {warmup} steps, the run {total_steps}: "
-                 f"the learning rate is still rising to optimizer.lr when the run ends")
-        if rc.finetune.lora.r and rc.optimizer.lr < 1e-4:  # hf_classifier's 2e-5 is a full fine-tune's LR
-            warn(f"optimizer.lr={rc.optimizer.lr:g} is a full fine-tune's LR: LoRA adapters start at zero and "
-                 f"usually train at 1e-4 to 1e-3 (optimizer.lr=5e-4)")
-    outcome = "failed"
-    try:
+    try:  # (from here the loggers are closed, recording how the run ended, whatever happens)
+        trainer = Trainer(rc.trainer, acc, model, step_model, loss_fn, optimizer, scheduler, info, run, logger,
+                          monitor, l1=rc.optimizer.l1, stop=stop, ema=ema,
+                          unfreeze=(rc.finetune.unfreeze_at_epoch, frozen) if rc.finetune.unfreeze_at_epoch else None)
+        at = None
+        if resume:
+            at = trainer.restore(resume[1])
+            summary.update(resumed_from_step=at.step)
+        if acc.is_main:
+            where = (f"resuming at step {at.step} (epoch {at.epoch})" if at else f"{n_params:,} parameters"
+                     f"{f' ({trainable:,} trainable)' if trainable < n_params else ''}")
+            console.print(f"[bold]ftool {summary.data['command']}[/] {rc.model.name} on {rc.data.name}: {where}, "
+                          f"{acc.device.type}{f' x{acc.world_size}' if acc.world_size > 1 else ''}, "
+                          f"precision {acc.precision}{', compiled' if acc.compile else ''} -> {run.path}", soft_wrap=True)
+            warmup = warmup_steps(rc.scheduler, steps_per_epoch)
+            if warmup >= total_steps:  # a short trial (trainer.max_steps) of a transformer recipe, say
+                warn(f"scheduler.warmup_epochs={rc.scheduler.warmup_epochs} is {warmup} steps, the run {total_steps}: "
+                     f"the learning rate is still rising to optimizer.lr when the run ends")
+            if rc.finetune.lora.r and rc.optimizer.lr < 1e-4:  # hf_classifier's 2e-5 is a full fine-tune's LR
+                warn(f"optimizer.lr={rc.optimizer.lr:g} is a full fine-tune's LR: LoRA adapters start at zero and "
+                     f"usually train at 1e-4 to 1e-3 (optimizer.lr=5e-4)")
         result = trainer.fit(loaders.train, loaders.val, at)
         metrics = dict(result.metrics)
         if rc.trainer.validate and rc.trainer.test:

@@ -167,8 +167,8 @@ class WandbLogger:
         _require("wandb", "wandb")
         import wandb
 
-        self.run = _started("wandb", lambda: wandb.init(project=project, dir=str(run_dir), name=run_name or run_dir.name,
-                                                        mode=mode, config=settings))
+        self.run = _started("wandb", lambda: wandb.init(project=project, dir=str(run_dir), mode=mode,
+                                                        name=run_name or run_dir.name, config=settings))
 
     def log(self, record: dict) -> None:
         self.run.log(_metrics(record), step=record["step"])
@@ -188,9 +188,14 @@ class Loggers:
         if enabled:
             self.all = [JsonlLogger(metrics_file, resumed_at)]
             where = os.path.relpath(run_dir)  # a sweep's job by its whole path (multirun/.../3), not "3"
-            self.all += [LOGGERS.build(name, args or {}, run_dir=run_dir, resumed_at=resumed_at, settings=settings,
-                                       metrics=metrics, run_name=str(run_dir) if where.startswith("..") else where)
-                         for name, args in configured.items()]
+            for name, args in configured.items():
+                try:
+                    self.all.append(LOGGERS.build(name, args or {}, run_dir=run_dir, resumed_at=resumed_at,
+                                                  settings=settings, metrics=metrics,
+                                                  run_name=str(run_dir) if where.startswith("..") else where))
+                except BaseException:  # an MLflow run started before would stay active for the sweep's next job
+                    self.close("failed")
+                    raise
 
     def log(self, record: dict) -> None:
         for logger in self.all:
