@@ -434,9 +434,13 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
     except ValueError as e:  # Hydra's check of its own flags (-m with --cfg, ...), before any job
         raise FtoolError(str(e)) from None
     if sweep_dir is not None:  # jobs that a launcher ran in other processes (joblib, SLURM) fail unseen by `task`
+        from ftool.commands.report import sweep_summary
         from ftool.rundir import failed_jobs
 
         failed = [str(job.path.absolute()) for job in failed_jobs(sweep_dir, started)]
+        summary = sweep_summary(sweep_dir) if is_main_process() else None
+        if summary:
+            print(summary)
     if failed:
         if is_main_process():  # (the other processes' job dirs are temporary)
             print(f"ftool: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)

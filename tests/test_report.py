@@ -3,6 +3,8 @@
 import csv
 import json
 
+import yaml
+
 from tests.conftest import assert_one_line_error, ftool, read_json
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -19,6 +21,11 @@ def test_report_of_a_four_job_grid_ranks_the_jobs_and_draws_them(workdir):
     assert result.returncode == 0, result.stderr
     values = {p.name: read_json(p / "summary.json")["best"]["value"] for p in sweep.iterdir() if p.name.isdigit()}
     assert len(values) == 4
+    best = max(values, key=values.get)  # the sweep's last line names it and its swept settings
+    model, lr = (o for o in yaml.safe_load((sweep / best / ".hydra" / "overrides.yaml").read_text())
+                 if o.startswith(("model=", "optimizer.lr=")))
+    assert result.stdout.strip().splitlines()[-1] == (f"sweep: 4 jobs in {sweep}; best val/accuracy {values[best]:.4f}: "
+                                                      f"job {best} ({model}, {lr}); `ftool report {sweep}` compares them")
 
     result = ftool("report", str(sweep), cwd=workdir)
     assert result.returncode == 0, result.stderr

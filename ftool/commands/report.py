@@ -13,6 +13,7 @@ are compared as the jobs of one sweep. Failed and interrupted runs are shown as 
 from __future__ import annotations
 
 import csv
+import shlex
 import statistics
 import sys
 from dataclasses import dataclass
@@ -114,6 +115,27 @@ def _jobs_in(path: str, compared: bool) -> list[Job]:
     return jobs
 
 
+def swept_keys(jobs: list[Job]) -> list[str]:
+    """The settings some job overrides and the jobs do not all share."""
+    return sorted({k for j in jobs for k in j.overrides if len({x.setting(k) for x in jobs}) > 1})
+
+
+def sweep_summary(sweep: Path) -> str | None:
+    """The line a sweep ends with: its jobs, the best one and its settings, and how to see them all
+    (None where no job has a best value)."""
+    jobs = [read_job(job.path) for job in sweep_jobs(sweep)]
+    scored = [j for j in jobs if j.best.get("value") is not None]
+    if not scored:
+        return None
+    monitor, mode = scored[0].best["monitor"], scored[0].best.get("mode", "max")
+    ranked = [j for j in scored if j.best["monitor"] == monitor]  # (a sweep over trainer.monitor: the first's)
+    best = (max if mode == "max" else min)(ranked, key=lambda j: j.best["value"])
+    settings = ", ".join(f"{k}={_short(best.setting(k))}" for k in swept_keys(jobs))
+    return (f"sweep: {len(jobs)} job{'s' if len(jobs) > 1 else ''} in {sweep}; best {monitor} "
+            f"{figure(best.best['value'])}: job {best.name}{f' ({settings})' if settings else ''}; "
+            f"`ftool report {shlex.quote(str(sweep))}` compares them")
+
+
 # -- one run -------------------------------------------------------------------------------------
 
 def _report_run(job: Job, out: Path) -> None:
@@ -182,7 +204,7 @@ def _report_sweep(jobs: list[Job], out: Path, compared: bool) -> None:
     """`compared`: runs from several folders, which may differ in many settings at once: no plot of
     the metric against each setting, and the curves are named by folder."""
     noun = "runs" if compared else "jobs"
-    swept = sorted({k for j in jobs for k in j.overrides if len({x.setting(k) for x in jobs}) > 1})
+    swept = swept_keys(jobs)
     monitor = next((j.best["monitor"] for j in jobs if j.best), "val/accuracy")
     mode = next((j.best.get("mode") for j in jobs if j.best), "max")
     tests = sorted({k for j in jobs for k in (j.summary.get("metrics") or {}) if k.startswith("test/")})
