@@ -438,7 +438,10 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
         from ftool.rundir import failed_jobs
 
         failed = [str(job.path.absolute()) for job in failed_jobs(sweep_dir, started)]
-        summary = sweep_summary(sweep_dir) if is_main_process() else None
+        try:
+            summary = sweep_summary(sweep_dir) if is_main_process() else None
+        except FtoolError:  # a job's summary.json that cannot be read: the line is a courtesy, not the result
+            summary = None
         if summary:
             print(summary)
     if failed:

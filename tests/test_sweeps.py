@@ -47,6 +47,15 @@ def test_a_glob_sweeps_the_options_it_matches(workdir):
     assert chosen == ["adamw", "sgd"]
 
 
+def test_a_sweep_dir_with_an_unreadable_job_record_still_ends_as_its_jobs_did(workdir):
+    sweep = workdir / "sweep"
+    (sweep / "7").mkdir(parents=True)
+    (sweep / "7" / "summary.json").write_text("{")  # a record cut short (a job killed while writing it)
+    result = ftool("train", "-m", "optimizer.lr=0.01", "trainer.max_steps=2", "trainer.validate=false",
+                   "trainer.progress=false", f"hydra.sweep.dir={sweep}", cwd=workdir)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
 def test_parallel_local_jobs_through_joblib_and_a_failed_one_fails_the_sweep(workdir):
     sweep = workdir / "parallel"
     result = ftool("train", "-m", "hydra/launcher=local_parallel", "optimizer.lr=0.01,0.001,-1", *FAST,
