@@ -1,4 +1,4 @@
-"""Shared helpers: run the real `ftool` CLI in a subprocess and read what it wrote."""
+"""Shared helpers: run the real `ftool` CLI in its own process and read what it wrote."""
 
 from __future__ import annotations
 
@@ -6,19 +6,20 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.forked_cli import ftool_process
+
 
 def ftool(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None,
           stdin: str = "") -> subprocess.CompletedProcess:
-    """`python -m ftool ARGS` in `cwd`, as a user runs it (no debug environment), `stdin` piped in."""
+    """`python -m ftool ARGS` in `cwd`, as a user runs it (no debug environment), `stdin` piped in: a
+    process forked from one that has imported torch, where that is safe (tests/forked_cli.py)."""
     environ = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "ftool", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=environ, input=stdin)
+    return ftool_process(list(args), str(cwd), environ, stdin, timeout)
 
 
 def closed_port() -> int:

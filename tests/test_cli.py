@@ -26,6 +26,24 @@ def test_help_lists_commands_and_config_options_without_importing_torch(workdir)
     assert "onecycle" in out and "adamw" in out
 
 
+def test_the_tests_forked_cli_answers_as_a_fresh_interpreter(workdir):
+    """tests/forked_cli.py's shortcut changes nothing a test reads: streams, exit status, folder."""
+    (workdir / "configs" / "model").mkdir(parents=True)  # a relative --config-dir: read in the folder
+    (workdir / "configs" / "model" / "mine.yaml").write_text("name: mlp\nhidden: [7]\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    answers = {}
+    for args in (("train", "trainer.epochs=-1"), ("train", "--cfg", "job", "--config-dir", "configs", "model=mine"),
+                 ("eval", "ckpt=nowhere"), ("tarin",)):
+        fresh = subprocess.run([sys.executable, "-m", "ftool", *args], cwd=workdir, capture_output=True, text=True,
+                               env=env)
+        forked = ftool(*args, cwd=workdir)
+        assert (forked.returncode, forked.stdout, forked.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr)
+        answers[args[0] if args[0] != "train" else args[1]] = fresh
+    assert answers["--cfg"].returncode == 0 and "hidden:\n  - 7" in answers["--cfg"].stdout
+    assert answers["trainer.epochs=-1"].stderr == "ftool: error: trainer.epochs: must be >= 0, got -1\n"
+    assert answers["eval"].returncode == answers["tarin"].returncode == 2
+
+
 def test_tab_completion_in_bash_gives_the_command_then_its_config_keys(workdir):
     """The script a user installs, run by a real bash asking as it does when Tab is pressed."""
     script = ('eval "$(ftool -sc install=bash)"; complete -p ftool\n'
