@@ -405,14 +405,14 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
 
     from ftool.rundir import is_main_process
 
-    module = importlib.import_module(command.module)
     failed: list[str] = []
 
     @hydra.main(version_base="1.3", config_path=str(config_dir), config_name="config")
     def task(cfg):
         hc = HydraConfig.get()
         try:
-            with machine_errors():
+            with machine_errors():  # (imported here: --cfg, --info and Hydra's help run no job and need no torch)
+                module = importlib.import_module(command.module)
                 return module.run(cfg, Path(hc.runtime.output_dir), **options)
         except RunInterrupted as e:  # Ctrl-C / SIGTERM stops a sweep too
             print(f"ftool: {e}", file=sys.stderr)

@@ -26,6 +26,19 @@ def test_help_lists_commands_and_config_options_without_importing_torch(workdir)
     assert "onecycle" in out and "adamw" in out
 
 
+def test_printing_the_config_or_hydras_help_imports_no_torch(workdir):
+    printed = {}
+    for flag in ("--cfg", "--info", "--hydra-help"):
+        args = ["train", flag, *(["job"] if flag == "--cfg" else [])]
+        code = (f"import sys; sys.argv = ['ftool', *{args}]; from ftool.cli import main\n"
+                "try: main()\nexcept SystemExit as e: assert not e.code, e.code\n"
+                "assert 'torch' not in sys.modules, 'imported torch'")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        printed[flag] = result.stdout
+    assert "optimizer:\n  name: adam\n" in printed["--cfg"] and "Config search path" in printed["--info"]
+
+
 def test_the_tests_forked_cli_answers_as_a_fresh_interpreter(workdir):
     """tests/forked_cli.py's shortcut changes nothing a test reads: streams, exit status, folder."""
     (workdir / "configs" / "model").mkdir(parents=True)  # a relative --config-dir: read in the folder
