@@ -95,7 +95,7 @@ def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list
     missing = [k for k, v in options.items() if v is None or v == ()]
     if missing and not set(flags) & {"-h", "--help", "--hydra-help"}:
         bare = [a for a in overrides if "=" not in a]  # `ftool eval outputs/run`: the value without its key
-        hint = f"; {bare[0]!r} has no key: {missing[0]}={bare[0]}?" if bare else ""
+        hint = f"; {bare[0]!r} has no key: {missing[0]}={bare[0]}?" if bare else f" ({command.name}: {command.summary})"
         raise FtoolError(f"{command.name} needs {', '.join(f'{k}=...' for k in missing)}{hint}")
     return options, flags, overrides
 

@@ -295,7 +295,8 @@ def test_overrides_are_read_as_a_shell_user_means_them():
 
 def test_eval_and_command_errors(workdir):
     assert_one_line_error(ftool("eval", "ckpt=no/such/run", cwd=workdir), "ckpt: no/such/run does not exist")
-    assert_one_line_error(ftool("eval", cwd=workdir), "eval needs ckpt=...")
+    assert_one_line_error(ftool("eval", cwd=workdir), "eval needs ckpt=... (eval: evaluate a run's checkpoint: "
+                          "ckpt=<run dir|file> [split=test|val|all])")
     assert_one_line_error(ftool("eval", "runs/mr", cwd=workdir), "eval needs ckpt=...; 'runs/mr' has no key: ckpt=runs/mr?")
     assert_one_line_error(ftool("trian", cwd=workdir), "unknown command 'trian'", "Did you mean 'train'?")
     (workdir / "empty").mkdir()

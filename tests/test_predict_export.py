@@ -70,7 +70,8 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
     assert [label for label in labels if label] == ["cat", "dog", "cat"]  # (a long path folds over several lines)
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", "input=nothing-here.png", cwd=tmp_path),
                           "input: 'nothing-here.png' is not an image file or folder")
-    assert_one_line_error(ftool("predict", f"ckpt={image_run}", cwd=tmp_path), "predict needs input=...")
+    assert_one_line_error(ftool("predict", f"ckpt={image_run}", cwd=tmp_path), "predict needs input=... (predict: label new inputs: ckpt=<run dir|file> "
+                          "input=<text|text file|table|-|image|folder|numbers>")
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", f"input={folder}", "text_column=review", cwd=tmp_path),
                           "text_column: names a table's column of texts, and this run's model takes no text")
 
