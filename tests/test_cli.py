@@ -153,6 +153,15 @@ def test_default_train_then_eval_reproduces_the_test_metrics(workdir):
     assert evaluated["split"] == "val"
     assert evaluated["metrics"]["val/accuracy"] == pytest.approx(summary["best"]["value"], abs=1e-6)
 
+    result = ftool("eval", f"ckpt={run}", "split=train", cwd=workdir)  # the samples it learned from
+    assert result.returncode == 0, result.stderr
+    evaluated = read_json(run / "eval.json")
+    assert evaluated["split"] == "train" and evaluated["data"]["samples"] == summary["data"]["train_size"] == 1294
+    assert "eval (train split, 1,294 samples)" in result.stdout
+    assert evaluated["metrics"]["train/accuracy"] > summary["metrics"]["test/accuracy"]  # it fits them best
+    assert_one_line_error(ftool("eval", f"ckpt={run}", "split=training", cwd=workdir),
+                          "split: must be test, val, train or all, got 'training'")
+
 
 def test_multirun_writes_one_complete_run_dir_per_job(workdir):
     sweep = workdir / "sweep"
@@ -296,7 +305,7 @@ def test_overrides_are_read_as_a_shell_user_means_them():
 def test_eval_and_command_errors(workdir):
     assert_one_line_error(ftool("eval", "ckpt=no/such/run", cwd=workdir), "ckpt: no/such/run does not exist")
     assert_one_line_error(ftool("eval", cwd=workdir), "eval needs ckpt=... (eval: evaluate a run's checkpoint: "
-                          "ckpt=<run dir|file> [split=test|val|all])")
+                          "ckpt=<run dir|file> [split=test|val|train|all])")
     assert_one_line_error(ftool("eval", "runs/mr", cwd=workdir), "eval needs ckpt=...; 'runs/mr' has no key: ckpt=runs/mr?")
     assert_one_line_error(ftool("trian", cwd=workdir), "unknown command 'trian'", "Did you mean 'train'?")
     (workdir / "empty").mkdir()

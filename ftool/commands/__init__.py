@@ -18,7 +18,7 @@ class Command:
 
 COMMANDS = {c.name: c for c in (
     Command("train", "ftool.commands.train", "train a model; writes a run directory", trains=True),
-    Command("eval", "ftool.commands.eval", "evaluate a run's checkpoint: ckpt=<run dir|file> [split=test|val|all]",
+    Command("eval", "ftool.commands.eval", "evaluate a run's checkpoint: ckpt=<run dir|file> [split=test|val|train|all]",
             options={"ckpt": None, "split": "test"}, reuses_run=True),
     Command("finetune", "ftool.commands.finetune",
             "fine-tune pretrained weights on new data or classes: finetune.from=<run dir|file>, or the model's "

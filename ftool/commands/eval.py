@@ -1,4 +1,4 @@
-"""`ftool eval ckpt=<run dir|checkpoint> [split=test|val|all]`: rebuild the run's model from its saved
+"""`ftool eval ckpt=<run dir|checkpoint> [split=test|val|train|all]`: rebuild the run's model from its saved
 config, load the weights safely, evaluate, print the tables (metrics; each class's for classifiers),
 write eval.json in the run dir."""
 
@@ -22,9 +22,12 @@ from ftool.metrics import EpochMeter, build_loss
 from ftool.rundir import evaluated_scope, locate_checkpoint, read_summary
 
 
+SPLITS = ("test", "val", "train", "all")
+
+
 def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
-    if split not in ("test", "val", "all"):
-        raise FtoolError(f"split: must be test, val or all, got {split!r}")
+    if split not in SPLITS:
+        raise FtoolError(f"split: must be test, val, train or all, got {split!r}")
     run, weights = locate_checkpoint(ckpt)
     rc = validate(cfg)
     if split == "all":  # every sample is read, so nothing is held out: a folder of a few new photos evaluates too
@@ -34,7 +37,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     trained = (read_summary(run) or {}).get("data")
     loaders = components.build_data(rc, trained=trained)
     check_data_fits_run(loaders.info, trained, "eval")
-    loader = {"test": loaders.test, "val": loaders.val, "all": loaders.everything}[split]
+    # train: what the model learned from, without augmentation (against test's figures: how much it overfits)
+    loader = {"test": loaders.test, "val": loaders.val, "train": loaders.train_eval, "all": loaders.everything}[split]
     if loader is None:
         raise FtoolError("split: this run has no validation split (data.val_fraction=0)")
     model = components.build_model(rc, loaders.info, pretrained=False)  # the checkpoint brings every weight

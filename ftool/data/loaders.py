@@ -81,6 +81,7 @@ class Loaders:
     test: DataLoader
     info: DataInfo
     everything: DataLoader  # every sample, as evaluated (`ftool eval split=all` on new data)
+    train_eval: DataLoader  # the training split read as evaluation reads (`ftool eval split=train`)
 
 
 def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optional[list[int]] = None,
@@ -150,4 +151,5 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
     val = eval_loader(val_base, val_idx) if val_base is not None else None
     whole = [splits.train] + [d for d in (splits.val, splits.test) if d is not None]
     return Loaders(train=train, val=val, test=eval_loader(test_base, test_idx), info=info,
-                   everything=eval_loader(ConcatDataset(whole) if len(whole) > 1 else whole[0], None))
+                   everything=eval_loader(ConcatDataset(whole) if len(whole) > 1 else whole[0], None),
+                   train_eval=eval_loader(splits.train, train_idx))

@@ -141,7 +141,7 @@ def _clock(seconds: float) -> str:
 
 
 def print_metrics(title: str, metrics: dict[str, float], where: str = "") -> None:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))  # a title on one line
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
