@@ -130,6 +130,39 @@ def test_report_compares_runs_and_sweeps_from_several_folders(workdir):
     assert is_png(workdir / "compared" / "curves.png")
 
 
+def test_report_of_a_tree_of_runs_compares_every_run_in_it(workdir):
+    """Hydra's outputs/ (a folder per day, a run per time) and multirun/ (a sweep per time)."""
+    best = {"monitor": "val/loss", "mode": "min", "epoch": 1}
+    for i, run in enumerate(("outputs/day1/10-00", "outputs/day1/11-00", "outputs/day2/09-00")):
+        write_run(workdir / run, "completed", {**best, "value": 0.5 - i / 10}, [(1, 0.5 - i / 10)],
+                  [f"optimizer.lr=0.0{i + 1}", *(f"trainer.k{n}={i}" for n in range(7))])
+    result = ftool("report", "outputs", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader((workdir / "outputs" / "report" / "jobs.csv").open()))
+    assert [r[0] for r in rows] == ["run", "outputs/day2/09-00", "outputs/day1/11-00", "outputs/day1/10-00"]
+    assert rows[0][1:] == ["optimizer.lr", *(f"trainer.k{n}" for n in range(7)), "status", "val/loss"]
+    header = result.stdout.splitlines()[2]  # of 8 settings, the terminal shows 6; the files all
+    assert "3 runs, best val/loss first (min); 2 more settings in jobs.csv" in result.stdout
+    assert "trainer.k4" in header and "trainer.k5" not in header
+    assert is_png(workdir / "outputs" / "report" / "curves.png")
+    for job in ("0", "1"):
+        write_run(workdir / "multirun" / "day1" / "12-00" / job, "completed", {**best, "value": 0.4}, [(1, 0.4)],
+                  [f"model=m{job}"])
+    assert ftool("report", "multirun", cwd=workdir).returncode == 0
+    assert "multirun/day1/12-00/1,m1" in (workdir / "multirun" / "report" / "jobs.csv").read_text()
+
+
+def test_curves_are_labelled_by_their_settings_while_those_are_short(workdir):
+    from ftool.commands.report import curve_labels, read_job
+
+    write_run(workdir / "0", "completed", overrides=["optimizer.lr=0.01", "model=mlp"])
+    write_run(workdir / "1", "completed", overrides=["optimizer.lr=0.001", "data.root=" + "a_long_folder/" * 4])
+    jobs = [read_job(workdir / job) for job in ("0", "1")]
+    assert curve_labels(jobs, ["optimizer.lr"]) == {"0": "optimizer.lr=0.01", "1": "optimizer.lr=0.001"}
+    assert curve_labels(jobs, ["data.root", "optimizer.lr"]) == {"0": "0", "1": "1"}  # the jobs table has them
+    assert curve_labels(jobs, []) == {"0": "0", "1": "1"}
+
+
 def test_report_errors_are_one_line(workdir):
     assert_one_line_error(ftool("report", str(workdir / "missing"), cwd=workdir), "is not a folder")
     assert_one_line_error(ftool("report", str(workdir), cwd=workdir), "holds no summary.json")

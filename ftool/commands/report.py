@@ -6,7 +6,8 @@ of its last `ftool eval` (classifiers), and the metrics table. A sweep: a table 
 swept settings, status, monitored metric, test metrics; best first), also as CSV and Markdown, the
 metric against each swept setting and every job's curve overlaid; over trainer.seed, each setting's
 mean and standard deviation over its seeds. Several folders (runs or sweeps)
-are compared as the jobs of one sweep. Failed and interrupted runs are shown as such. Output:
+are compared as the jobs of one sweep, as is every run in a tree of them (outputs/, multirun/).
+Failed and interrupted runs are shown as such. Output:
 <dir>/report/ for one folder, else out= (default: ./report).
 """
 
@@ -28,6 +29,7 @@ from ftool.rundir import RunDir, evaluated_scope, read_json, read_records, read_
 from ftool.values import figure, is_number
 
 SEED = "trainer.seed"
+TERMINAL_SETTINGS = 6  # columns of settings a terminal table shows
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
 
@@ -84,19 +86,31 @@ def read_job(path: Path, name: str | None = None) -> Job:
 def run(paths: list[str], out: str = "") -> Path:
     if not paths:
         raise FtoolError("report: give a run or multirun directory, or several to compare: ftool report <dir> ...")
-    compared = len(paths) > 1
-    jobs = [job for path in paths for job in _jobs_in(path, compared)]
-    target = Path(out or ("report" if compared else Path(paths[0]).expanduser() / "report")).expanduser()
+    folders = [folder for path in paths for folder in _report_folders(path)]
+    compared = len(folders) > 1
+    jobs = [job for folder in folders for job in _jobs_in(folder, compared)]
+    target = Path(out or ("report" if len(paths) > 1 else Path(paths[0]).expanduser() / "report")).expanduser()
     try:
         target.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, FileNotFoundError, NotADirectoryError) as e:  # a file there, a path through one
         raise FtoolError(f"{'out' if out else 'report'}: cannot make the folder {target} ({e.strerror})") from None
-    if not compared and (Path(paths[0]).expanduser() / "summary.json").is_file():
+    if not compared and (Path(folders[0]).expanduser() / "summary.json").is_file():
         _report_run(jobs[0], target)
     else:
         _report_sweep(jobs, target, compared)
     console.print(f"report written to {target}", soft_wrap=True)
     return target
+
+
+def _report_folders(path: str) -> list[str]:
+    """`path` where it is a run or a sweep (runs in its subfolders); else every run in the tree below
+    it, each named by its folder: Hydra's outputs/ (a folder per day, a run per time) and multirun/
+    (a sweep per time) are compared run by run."""
+    root = Path(path).expanduser()
+    if not root.is_dir() or (root / "summary.json").is_file() or sweep_jobs(root):
+        return [path]
+    deeper = sorted(s.parent.relative_to(root) for s in root.glob("*/*/**/summary.json"))
+    return [f"{path.rstrip('/')}/{run}" for run in deeper] or [path]
 
 
 def _jobs_in(path: str, compared: bool) -> list[Job]:
@@ -111,7 +125,7 @@ def _jobs_in(path: str, compared: bool) -> list[Job]:
             for job in sweep_jobs(root)]
     if not jobs:
         raise FtoolError(f"report: {path} holds no summary.json, neither its own (a run) nor in "
-                         f"its subfolders (a sweep's jobs)")
+                         f"its subfolders (a sweep's jobs) or below them")
     return jobs
 
 
@@ -226,9 +240,14 @@ def _report_sweep(jobs: list[Job], out: Path, compared: bool) -> None:
         rows.append([job.name, *(job.setting(k) for k in swept), job.status,
                      _fmt(score(job)), *(_fmt(metrics.get(k)) for k in tests)])
 
-    # The terminal gets the headline columns; the CSV and Markdown files have every test metric.
-    shown = [i for i, name in enumerate(header) if not name.startswith("test/") or _headline(name, monitor)]
-    table = Table(title=f"{len(jobs)} {noun}, best {monitor} first ({mode})", title_justify="left")
+    # The terminal gets the headline columns and, of many settings, those most jobs set; the CSV and
+    # Markdown files have them all.
+    settings = sorted(sorted(swept, key=lambda k: -sum(k in j.overrides for j in jobs))[:TERMINAL_SETTINGS])
+    shown = [0, *(1 + swept.index(k) for k in settings),
+             *(i for i in range(len(swept) + 1, len(header)) if not header[i].startswith("test/")
+               or _headline(header[i], monitor))]
+    hidden = f"; {len(swept) - len(settings)} more settings in jobs.csv" if len(swept) > len(settings) else ""
+    table = Table(title=f"{len(jobs)} {noun}, best {monitor} first ({mode}){hidden}", title_justify="left")
     for i in shown:
         table.add_column(header[i], justify="right" if i > len(swept) + 1 else "left")
     for row in rows:
@@ -252,12 +271,24 @@ def _report_sweep(jobs: list[Job], out: Path, compared: bool) -> None:
         ax.set_ylabel(f"best {monitor}")
         _finish(fig, ax, f"{monitor} by {key}", key, out / f"{_file_name(key)}.png", legend=False)
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = curve_labels(jobs, [] if compared else swept)
     for job in jobs:
         epochs, values = job.series(monitor)
         if values:
-            label = job.name if compared else ", ".join(f"{k}={job.setting(k)}" for k in swept) or job.name
-            ax.plot(epochs, values, marker=".", label=label)
+            ax.plot(epochs, values, marker=".", label=labels[job.name])
     _finish(fig, ax, f"{monitor}, every {noun[:-1]}", "epoch", out / "curves.png")
+
+
+LEGEND_LABEL_CHARS = 50  # longer: the legend would crowd out the plot
+
+
+def curve_labels(jobs: list[Job], swept: list[str]) -> dict[str, str]:
+    """Each job's curve is labelled by its swept settings (`optimizer.lr=0.01, model=mlp`) where they
+    are short; else by its name, which the jobs table pairs with its settings."""
+    labels = {job.name: ", ".join(f"{k}={job.setting(k)}" for k in swept) for job in jobs}
+    if all(labels.values()) and max(map(len, labels.values())) <= LEGEND_LABEL_CHARS:
+        return labels
+    return {job.name: job.name for job in jobs}
 
 
 def _report_seeds(ordered: list[Job], others: list[str], monitor: str, mode: str, score, tests: list[str],
