@@ -203,8 +203,6 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
     validated RunConfig (None for sweeps and --cfg/--help) and Hydra's own composed settings (None
     with --cfg/--help). A sweep is checked without its swept values (each job checks its own, and a
     bad one fails that job only)."""
-    if set(flags) & _NO_RUN_FLAGS:
-        return None, None  # --cfg/--help must answer even for a config that does not validate
     multirun = is_multirun(flags)
     if multirun:
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -242,6 +240,8 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
             raise FtoolError(unknown_key(unknown.group(1), composed(choices), [config_dir, *user_dirs],
                                          tuple(command.options), command.name)) from None
         raise FtoolError(_one_line(e, e.__cause__)) from None
+    if set(flags) & _NO_RUN_FLAGS:
+        return None, None  # --cfg/--help answer for a config that composes, even one that does not validate
     hydra_cfg = cfg.hydra
     if hydra_cfg.job.chdir:  # relative paths (data.root=imgs) would name folders inside the new run's dir
         raise FtoolError("hydra.job.chdir=true: ftool runs in the folder it starts in, where relative paths "

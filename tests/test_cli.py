@@ -29,14 +29,14 @@ def test_help_lists_commands_and_config_options_without_importing_torch(workdir)
 def test_printing_the_config_or_hydras_help_imports_no_torch(workdir):
     printed = {}
     for flag in ("--cfg", "--info", "--hydra-help"):
-        args = ["train", flag, *(["job"] if flag == "--cfg" else [])]
+        args = ["train", flag, *(["job", "optimizer.lr=-1"] if flag == "--cfg" else [])]  # printed, though invalid
         code = (f"import sys; sys.argv = ['ftool', *{args}]; from ftool.cli import main\n"
                 "try: main()\nexcept SystemExit as e: assert not e.code, e.code\n"
                 "assert 'torch' not in sys.modules, 'imported torch'")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=workdir)
         assert result.returncode == 0, result.stderr
         printed[flag] = result.stdout
-    assert "optimizer:\n  name: adam\n" in printed["--cfg"] and "Config search path" in printed["--info"]
+    assert "optimizer:\n  name: adam\n  lr: -1\n" in printed["--cfg"] and "Config search path" in printed["--info"]
 
 
 def test_the_tests_forked_cli_answers_as_a_fresh_interpreter(workdir):
@@ -247,6 +247,7 @@ def test_max_steps_wins_over_epochs(workdir):
     (["optimizer.lr=-1"], ["optimizer.lr: must be > 0, got -1.0"]),
     (["trainer.epochs=-1"], ["trainer.epochs: must be >= 0, got -1"]),
     (["trainer.epoch=3"], ["trainer.epoch: no such key", "Did you mean 'epochs'?"]),
+    (["--cfg", "job", "trainer.epoch=3"], ["trainer.epoch: no such key"]),  # (no config to print: Hydra's 6 lines)
     (["trainer.monitor=val/acc"], ["'val/acc' is never logged", "val/accuracy"]),
     (["trainer.early_stopping_patience=2", "data.val_fraction=0"],
      ["trainer.early_stopping_patience: needs validation", "data.val_fraction=0.0 holds out no data"]),
