@@ -262,13 +262,14 @@ def claim_output_dir(hydra_cfg, multirun: bool, resume_auto: bool) -> tuple[Path
     """A new run (or sweep) gets a directory of its own, made here before Hydra writes to it. The
     timestamped default is taken with mkdir, which is atomic: a run started in the same second as
     another gets `<time>-2`. A directory named by the user may not hold another run's checkpoints
-    (Hydra would overwrite its saved config, and ftool its results) unless trainer.resume=auto.
+    (Hydra would overwrite its saved config, and ftool its results) unless trainer.resume=auto, whose
+    config Hydra then saves aside until the resume goes ahead (settle_config).
     Returns the directory (None where only Hydra's job can resolve its name) and the overrides
     that give it to Hydra."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from ftool.rundir import claim_new_dir, holds_checkpoints
+    from ftool.rundir import PENDING_CONFIG, claim_new_dir, holds_checkpoints
 
     key = "sweep" if multirun else "run"
     pattern = OmegaConf.to_container(hydra_cfg[key], resolve=False)["dir"]
@@ -290,7 +291,7 @@ def claim_output_dir(hydra_cfg, multirun: bool, resume_auto: bool) -> tuple[Path
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a read-only disk, a path through a file: Hydra's own mkdir would be a traceback
         raise FtoolError(f"hydra.{key}.dir: cannot make {path} ({e.strerror or e})") from None
-    return path, []
+    return path, [f"hydra.output_subdir={PENDING_CONFIG}"] if held else []
 
 
 def check_search_direction(rc, hydra_cfg) -> None:
@@ -500,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
         config_dir, extra = config_root(), [f"hydra.job.name={name}"]
         reused = run_to_reuse(command, options, overrides)
         if reused:
-            from ftool.rundir import locate_checkpoint, locate_run, where_it_ran
+            from ftool.rundir import PENDING_CONFIG, locate_checkpoint, locate_run, where_it_ran
 
             run = locate_checkpoint(reused)[0] if command.reuses_run else locate_run(reused, "trainer.resume")
             ran_in = where_it_ran(run)
@@ -508,7 +509,8 @@ def main(argv: list[str] | None = None) -> None:
                 sys.path.append(str(ran_in))
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
             check_no_group_choices(overrides, config_groups(config_root()), command.name, run.config)
-            extra += [f"hydra.run.dir={quoted(run.path)}", "hydra.output_subdir=null", "hydra/job_logging=none",
+            saves = PENDING_CONFIG if command.trains else "null"  # (a resume's config: see settle_config)
+            extra += [f"hydra.run.dir={quoted(run.path)}", f"hydra.output_subdir={saves}", "hydra/job_logging=none",
                       *paths_from_where_it_ran(run, overrides)]
         else:
             groups = config_groups(config_dir)

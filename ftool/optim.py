@@ -115,3 +115,12 @@ def build_scheduler(cfg: SchedulerConfig, optimizer: torch.optim.Optimizer, tota
         return schedule(step - warmup)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def continue_schedule(scheduler: torch.optim.lr_scheduler.LRScheduler, saved: dict) -> None:
+    """Put `scheduler` at the step a checkpoint's scheduler state was at, keeping its own schedule
+    (this run's settings and length: onecycle's saved state would bring the old run's), and set the
+    optimizer's LR (and onecycle's momentum) for that step."""
+    own = scheduler.state_dict()
+    scheduler.load_state_dict({**own, "last_epoch": saved["last_epoch"] - 1, "_step_count": saved["_step_count"]})
+    scheduler.step()  # to the saved step (torch warns only at a scheduler's first step)

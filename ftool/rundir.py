@@ -90,6 +90,41 @@ def relative_paths_resolved(run: RunDir) -> dict[str, Path]:
             if isinstance(value, str) and value and not Path(value).is_absolute() and (ran_in / value).exists()}
 
 
+# Where Hydra saves a resume's config: it replaces the run's own (.hydra/) only once the run's
+# checkpoint has loaded into the model it describes (`settle_config`), so a refused resume (another
+# model, other classes) leaves the config that eval, predict and later resumes need.
+PENDING_CONFIG = ".hydra-resume"
+
+
+def settle_config(run: RunDir, taken: bool) -> None:
+    """Make a resume's pending config the run's (`taken`: the resume went ahead; or the run has none
+    yet), else drop it. `auto` composed its config afresh: it is saved as Hydra saves a run's. A resume
+    by path applied its overrides to the run's config: overrides.yaml keeps the run's and adds the
+    resume's (trainer.resume aside), and hydra.yaml stays the run's (the folder it ran in, where its
+    relative paths and `imports` are)."""
+    import shutil
+
+    import yaml
+
+    pending, saved = run.path / PENDING_CONFIG, run.config.parent
+    if not pending.is_dir():
+        return
+    if taken or not run.config.is_file():
+        overrides = yaml.safe_load((pending / "overrides.yaml").read_text()) or []
+        if "trainer.resume=auto" not in overrides and run.config.is_file():  # a resume by path
+            given = {o.partition("=")[0] for o in overrides}
+            own = yaml.safe_load((saved / "overrides.yaml").read_text()) if (saved / "overrides.yaml").is_file() else []
+            overrides = ([o for o in own or [] if o.partition("=")[0] not in given]
+                         + [o for o in overrides if not o.startswith("trainer.resume=")])
+            (pending / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+            (pending / "hydra.yaml").unlink()
+        saved.mkdir(exist_ok=True)
+        for name in ("overrides.yaml", "hydra.yaml", "config.yaml"):  # the config last: it marks the record whole
+            if (pending / name).is_file():
+                os.replace(pending / name, saved / name)
+    shutil.rmtree(pending, ignore_errors=True)
+
+
 def holds_checkpoints(path: Path) -> bool:
     """Does `path` hold a run's results (weights in its checkpoints/)?"""
     return any((Path(path) / "checkpoints").glob("*.safetensors"))

@@ -2,6 +2,7 @@
 precision and compilation, two-process DDP, early stopping, the NaN guard, loggers."""
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from ftool.engine.accelerator import cpu_has_bf16
@@ -94,6 +96,50 @@ def test_resume_from_the_middle_of_an_epoch_is_bit_exact(workdir):
     assert read_json(full / "summary.json")["metrics"] == read_json(cut / "summary.json")["metrics"]
 
 
+def lrs(run, after=0):
+    """{step: LR} the run logged after step `after`."""
+    return {r["step"]: r["lr"] for r in read_jsonl(run / "metrics.jsonl") if "lr" in r and r["step"] > after}
+
+
+def test_a_resume_trains_with_the_commands_settings_and_the_checkpoints_state(workdir):
+    # More epochs on a finished onecycle run: its schedule is laid over the new length (the saved
+    # scheduler state's own length made the step after it a torch traceback).
+    cycle = ("scheduler=onecycle", "trainer.log_every_n_steps=1")
+    full, extended = workdir / "full", workdir / "extended"
+    train(workdir, full, *cycle, "trainer.epochs=4")
+    train(workdir, extended, *cycle, "trainer.epochs=2")
+    result = ftool("train", f"trainer.resume={extended}", "trainer.epochs=4", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert lrs(extended, after=10) == lrs(full, after=10) and len(lrs(full, after=10)) == 10
+    assert (f"resume: step 11 trains at learning rate {lrs(full)[10]:.3g}, where the checkpoint's run had "
+            f"{lrs(extended)[10]:.3g}: this command's optimizer and scheduler settings apply, over its 20 steps"
+            in result.stdout)
+
+    # A new optimizer.lr applies (the optimizer's saved state used to bring back the old one).
+    run = workdir / "run"
+    train(workdir, run, "trainer.epochs=1", "trainer.log_every_n_steps=1")
+    assert set(lrs(run).values()) == {0.001}
+    assert ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "optimizer.lr=0.01", cwd=workdir).returncode == 0
+    assert set(lrs(run, after=5).values()) == {0.01}
+
+
+def test_a_run_resumed_at_its_last_step_trains_no_further(workdir):
+    # max_steps ended it mid-epoch, and its test did not finish (a crash, Ctrl-C): nothing is left to train.
+    run, job = workdir / "run", ("trainer.epochs=3", "trainer.max_steps=7", "scheduler=onecycle")
+    train(workdir, run, *job)
+    trained = weights(run)
+    summary = read_json(run / "summary.json")
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
+    assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.max_steps=5", cwd=workdir),
+                          "trainer.resume: the checkpoint is at step 7, past the 5 steps this run asks for; "
+                          "more trainer.epochs (or trainer.max_steps) continue it")
+    train(workdir, run, *job, "trainer.resume=auto")  # the same command again
+    assert_same_weights(weights(run), trained)
+    finished = read_json(run / "summary.json")
+    assert finished["status"] == "completed" and finished["timing"]["steps"] == 7
+    assert finished["metrics"]["test/loss"] == summary["metrics"]["test/loss"]
+
+
 def test_sigkill_leaves_a_checkpoint_that_resume_auto_finishes(workdir):
     job = (*SMALL, "model=simplecnn", "data.shape=[3,32,32]", "data.train_size=1500", "data.batch_size=32",
            "trainer.epochs=3", "trainer.validate=false", "trainer.checkpoint_every_n_steps=5")
@@ -134,6 +180,34 @@ def test_resume_errors_are_one_line(workdir):
     assert {k: failed[k] for k in ("data", "metrics", "best")} == {k: trained[k] for k in ("data", "metrics", "best")}
     (run / "checkpoints" / "last.state.pt").unlink()
     assert_one_line_error(ftool("train", f"trainer.resume={run}", cwd=workdir), "no resumable checkpoint")
+
+
+def test_a_refused_resume_keeps_the_runs_config_and_one_that_trains_records_its_own(workdir):
+    run = workdir / "run"
+    train(workdir, run, "trainer.epochs=1")
+    config, saved = run / ".hydra" / "config.yaml", (run / ".hydra" / "config.yaml").read_bytes()
+    where_it_ran = (run / ".hydra" / "hydra.yaml").read_bytes()
+    # Refused (another model), by `auto` and by path: Hydra's copy of the new config used to replace
+    # the run's, so eval and predict then refused the run's own checkpoint.
+    for resume in (*SMALL, "trainer.resume=auto", f"hydra.run.dir={run}"), (f"trainer.resume={run}",):
+        assert_one_line_error(ftool("train", *resume, "trainer.epochs=2", "model.hidden=[32]", cwd=workdir),
+                              "does not fit this model")
+        assert config.read_bytes() == saved and not (run / ".hydra-resume").exists()
+    assert ftool("eval", f"ckpt={run}", cwd=workdir).returncode == 0
+
+    # Taken, by path: the run's config and overrides gain the resume's settings.
+    assert ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "optimizer.lr=0.01", cwd=workdir).returncode == 0
+    recorded = yaml.safe_load(config.read_text())
+    assert recorded["trainer"]["epochs"] == 2 and recorded["optimizer"]["lr"] == 0.01
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+    assert overrides == [*SMALL, "trainer.epochs=2", "optimizer.lr=0.01"]  # (trainer.resume=<path> aside)
+    assert (run / ".hydra" / "hydra.yaml").read_bytes() == where_it_ran  # the folder it ran in, for its paths
+    # By `auto`: composed afresh, recorded as Hydra records a run.
+    train(workdir, run, "trainer.resume=auto", "trainer.epochs=3")
+    assert yaml.safe_load(config.read_text())["optimizer"]["lr"] == 0.001
+    assert yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) == [
+        *SMALL, "trainer.resume=auto", "trainer.epochs=3"]
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", "checkpoints", "eval.json", "metrics.jsonl", "summary.json"]
 
 
 def test_accumulating_four_batches_of_16_equals_one_batch_of_64(workdir):

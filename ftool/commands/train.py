@@ -3,6 +3,8 @@ summary.json. Several processes (torchrun) share the work; only the main one wri
 
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,14 +21,14 @@ from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate,
 from ftool.errors import FtoolError, RunInterrupted
 from ftool.metrics import build_loss, default_monitor, metric_names
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
-from ftool.rundir import RunDir, Summary, is_main_process, read_summary
+from ftool.rundir import RunDir, Summary, is_main_process, read_summary, settle_config
 
 
 def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
     """Returns the best value of the monitored metric (what a sweeper optimizes)."""
     previous = read_summary(RunDir(run_dir)) if is_main_process() else None  # before this run rewrites it
     summary = Summary(RunDir(run_dir), command, enabled=is_main_process(), earlier=previous)
-    with summary.recording(), StopFlag().installed() as stop:
+    with summary.recording(), StopFlag().installed() as stop, _config_settled(RunDir(run_dir)):
         rc = validate(cfg)
         acc = select(rc.trainer)
         run = RunDir(Path(acc.broadcast(str(run_dir))))  # rank 0's run dir, on every process
@@ -90,6 +92,9 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     if frozen and rc.finetune.unfreeze_at_epoch > epochs:
         raise FtoolError(f"finetune.unfreeze_at_epoch: {rc.finetune.unfreeze_at_epoch} is after the run's last epoch "
                          f"({epochs}); the frozen layers would never train")
+    if resume and resume[1]["step"] > total_steps:
+        raise FtoolError(f"trainer.resume: the checkpoint is at step {resume[1]['step']}, past the {total_steps} steps "
+                         f"this run asks for; more trainer.epochs (or trainer.max_steps) continue it")
     scheduler = build_scheduler(rc.scheduler, optimizer, total_steps, steps_per_epoch)
     ema = None
     if rc.trainer.ema_decay:
@@ -112,14 +117,18 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
                           unfreeze=(rc.finetune.unfreeze_at_epoch, frozen) if rc.finetune.unfreeze_at_epoch else None)
         at = None
         if resume:
-            at = trainer.restore(resume[1])
+            at = trainer.restore(resume[1], loaders.train)
             summary.update(resumed_from_step=at.step)
         if acc.is_main:
+            settle_config(run, taken=True)  # the run goes ahead: its config is this command's
             where = (f"resuming at step {at.step} (epoch {at.epoch})" if at else f"{n_params:,} parameters"
                      f"{f' ({trainable:,} trainable)' if trainable < n_params else ''}")
             console.print(f"[bold]ftool {summary.data['command']}[/] {rc.model.name} on {rc.data.name}: {where}, "
                           f"{acc.device.type}{f' x{acc.world_size}' if acc.world_size > 1 else ''}, "
                           f"precision {acc.precision}{', compiled' if acc.compile else ''} -> {run.path}", soft_wrap=True)
+            if at:
+                _print_lr_change(resume[1]["optimizer"]["param_groups"][0]["lr"], optimizer.param_groups[0]["lr"],
+                                 at.step, total_steps)
             warmup = warmup_steps(rc.scheduler, steps_per_epoch)
             if warmup >= total_steps:  # a short trial (trainer.max_steps) of a transformer recipe, say
                 warn(f"scheduler.warmup_epochs={rc.scheduler.warmup_epochs} is {warmup} steps, the run {total_steps}: "
@@ -162,6 +171,24 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     if acc.is_main:
         print_metrics("results", metrics, where=f"run directory: {run.path}")
     return result.best["value"] if result.best else None
+
+
+@contextlib.contextmanager
+def _config_settled(run: RunDir):
+    """A resume whose run did not go ahead (refused, skipped) leaves the run's saved config as it was."""
+    try:
+        yield
+    finally:
+        if is_main_process():
+            settle_config(run, taken=False)
+
+
+def _print_lr_change(saved: float, now: float, step: int, total_steps: int) -> None:
+    """A resume takes its LR from this command's settings (trainer.restore): say so where it jumps."""
+    if not math.isclose(saved, now, rel_tol=1e-6, abs_tol=1e-12):
+        console.print(f"resume: step {step + 1} trains at learning rate {now:.3g}, where the checkpoint's run had "
+                      f"{saved:.3g}: this command's optimizer and scheduler settings apply, over its {total_steps} "
+                      f"steps", soft_wrap=True)
 
 
 def _trained_as_asked(previous: dict, rc: RunConfig) -> bool:

@@ -27,7 +27,7 @@ from ftool.engine.progress import EvalProgress, TrainProgress, console, warn
 from ftool.errors import FtoolError, RunInterrupted
 from ftool.finetune import set_trainable
 from ftool.metrics import EpochMeter, monitor_mode
-from ftool.optim import l1_penalty
+from ftool.optim import continue_schedule, l1_penalty
 from ftool.rundir import RunDir
 
 
@@ -188,9 +188,7 @@ class Trainer:
         cfg, acc = self.cfg, self.acc
         at = at or Position()
         accum = cfg.accumulate_grad_batches
-        layout = {"data.batch_size": train_loader.batch_size * acc.world_size, "trainer.devices": acc.world_size,
-                  "trainer.accumulate_grad_batches": accum}
-        _check_same_batching(at, layout)
+        layout = self._layout(train_loader)
         batches = batches_per_epoch(train_loader)
         steps_per_epoch = math.ceil(batches / accum)
         epochs, total_steps = plan_steps(cfg, steps_per_epoch)
@@ -219,7 +217,8 @@ class Trainer:
                 if timer is not None:
                     timer = time.perf_counter()
                 i = first
-                for i, batch in enumerate(train_loader, first + 1):
+                # (a run stopped at its last step, mid-epoch, by a signal or a failed test resumes with none left)
+                for i, batch in enumerate(train_loader if at.step < total_steps else (), first + 1):
                     x, y = acc.to_device(batch)
                     # The step's gradient is the mean over the samples of its whole group of batches, as
                     # one big batch would give: weight each batch by its share (the last may be short).
@@ -353,15 +352,28 @@ class Trainer:
             checkpoint.save_last(self.run, tensors, state)
         self.acc.barrier()
 
-    def restore(self, state: dict) -> Position:
-        """Load a `last` checkpoint's state (the weights are loaded by the caller)."""
+    def _layout(self, train_loader: DataLoader) -> dict:
+        """What a count of batches done means: checked when a checkpoint from mid-epoch resumes."""
+        return {"data.batch_size": train_loader.batch_size * self.acc.world_size, "trainer.devices": self.acc.world_size,
+                "trainer.accumulate_grad_batches": self.cfg.accumulate_grad_batches}
+
+    def restore(self, state: dict, train_loader: DataLoader) -> Position:
+        """Load a `last` checkpoint's state (the weights are loaded by the caller). The checkpoint
+        brings what training accumulated (the optimizer's moments, the step, the RNG); the settings
+        are this command's: its optimizer's hyperparameters and its schedule over its own length, so
+        a resume may change optimizer.lr or ask for more epochs."""
+        at = Position(**state["position"])
+        _check_same_batching(at, self._layout(train_loader))
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
         self.acc.load_optimizer_state(self.model, self.optimizer, state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        for group, own in zip(self.optimizer.param_groups, settings):
+            group.update(own)
+        continue_schedule(self.scheduler, state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
-        return Position(**state["position"])
+        return at
 
     def _sync(self) -> None:
         if self.acc.device.type == "cuda":
