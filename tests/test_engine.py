@@ -72,6 +72,10 @@ def test_resume_auto_skips_a_completed_run_unless_it_asks_for_more_epochs(workdi
     # Resumed by its path, as far as it went: skipped too, not re-tested with its timing zeroed.
     skipped = ftool("train", f"trainer.resume={run}", "trainer.epochs=2", cwd=workdir)
     assert "completed before; skipped" in skipped.stdout and (run / "summary.json").read_bytes() == kept
+    # In two processes (the second, which reads no summary, ended in a traceback).
+    skipped = ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "trainer.devices=2", cwd=workdir)
+    assert skipped.returncode == 0 and "Traceback" not in skipped.stderr, skipped.stderr
+    assert "completed before; skipped" in skipped.stdout and (run / "summary.json").read_bytes() == kept
 
     result = train(workdir, run, "trainer.resume=auto", "trainer.epochs=3")
     assert "resuming at step 10 (epoch 3)" in result.stdout
@@ -121,6 +125,10 @@ def test_a_resume_trains_with_the_commands_settings_and_the_checkpoints_state(wo
     assert set(lrs(run).values()) == {0.001}
     assert ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "optimizer.lr=0.01", cwd=workdir).returncode == 0
     assert set(lrs(run, after=5).values()) == {0.01}
+    # fp16 from here on: a run without fp16 saved no loss scale (loading its empty one was a traceback).
+    result = ftool("train", f"trainer.resume={run}", "trainer.epochs=3", "trainer.precision=fp16-mixed", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert read_json(run / "summary.json")["environment"]["precision"] == "fp16-mixed"
 
 
 def test_a_run_resumed_at_its_last_step_trains_no_further(workdir):
@@ -295,6 +303,13 @@ def test_fsdp_on_two_processes_matches_one_process_across_a_resume(workdir):
     for key, value in a["metrics"].items():
         assert b["metrics"][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
     assert_same_weights(weights(one), weights(two), atol=1e-5)
+    # A one-process run continued under FSDP: its optimizer state, keyed by position, was a KeyError.
+    three = workdir / "three"
+    train(workdir, three, *job, "trainer.epochs=2")
+    result = ftool("train", f"trainer.resume={three}", "trainer.epochs=3", "trainer.devices=2", "trainer.strategy=fsdp",
+                   cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert_same_weights(weights(one), weights(three), atol=1e-5)
 
 
 def test_torchrun_launch_and_devices_mismatch(workdir):

@@ -40,7 +40,7 @@ def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
             if acc.is_main:
                 console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume; "
                               "more trainer.epochs would continue it)", soft_wrap=True)
-            return (previous.get("best") or {}).get("value")
+            return ((previous or {}).get("best") or {}).get("value")  # (read by the main process only)
         settings = flat_settings(OmegaConf.to_container(cfg, resolve=True))  # for the loggers that track runs
         return _train(rc, acc, run, summary, stop, previous, settings)
 

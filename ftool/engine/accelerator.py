@@ -126,10 +126,10 @@ class Accelerator:
         if self.sharded:
             from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-            set_optimizer_state_dict(model, optimizer, state if self.is_main else {},
+            set_optimizer_state_dict(model, optimizer, _keyed_by_name(state, model, optimizer) if self.is_main else {},
                                      options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
         else:
-            optimizer.load_state_dict(state)
+            optimizer.load_state_dict(state)  # (by position: an FSDP run's state, keyed by name, loads too)
 
     def to_device(self, batch):
         """(inputs, targets) on the device; inputs are a tensor or, for text, a dict of tensors."""
@@ -236,6 +236,18 @@ def _precision(asked: str, kind: str) -> str:
         raise FtoolError(f"trainer.precision: bf16-mixed is not supported by this {kind}; use 32"
                          + (" or fp16-mixed" if kind == "cuda" else ""))
     return asked
+
+
+def _keyed_by_name(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """An optimizer state saved without FSDP (keyed by each parameter's position) keyed by parameter
+    name, as FSDP's loader takes it: a one-process or DDP run resumed with strategy=fsdp."""
+    saved = [i for group in state["param_groups"] for i in group["params"]]
+    if not all(isinstance(i, int) for i in saved):
+        return state  # an FSDP run's own
+    names = {p: n for n, p in model.named_parameters()}
+    name = dict(zip(saved, (names[p] for group in optimizer.param_groups for p in group["params"])))
+    return {"state": {name[i]: s for i, s in state["state"].items()},
+            "param_groups": [{**group, "params": [name[i] for i in group["params"]]} for group in state["param_groups"]]}
 
 
 def _fully_shard(model: nn.Module, device: torch.device, world_size: int) -> None:

@@ -369,7 +369,8 @@ class Trainer:
         for group, own in zip(self.optimizer.param_groups, settings):
             group.update(own)
         continue_schedule(self.scheduler, state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # (none from a run without fp16: an fp16 resume starts its loss scale afresh)
+            self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
