@@ -402,15 +402,25 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
               config_dir: Path, extra: list[str], sweep_dir: Path | None = None) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
-    from ftool.rundir import is_main_process
+    from ftool.rundir import check_rerun_job, is_main_process
 
     failed: list[str] = []
 
     @hydra.main(version_base="1.3", config_path=str(config_dir), config_name="config")
     def task(cfg):
         hc = HydraConfig.get()
+        if command.trains and hc.mode == RunMode.MULTIRUN:
+            try:
+                swept = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)
+                         if o.is_sweep_override()} | set(hc.sweeper.get("params") or {})
+                check_rerun_job(Path(hc.runtime.output_dir), list(hc.overrides.task), swept)
+            except FtoolError as e:  # the folder holds another sweep: the whole sweep stops
+                if is_main_process():
+                    report_error(e)
+                raise SystemExit(e.exit_code) from None
         try:
             with machine_errors():  # (imported here: --cfg, --info and Hydra's help run no job and need no torch)
                 module = importlib.import_module(command.module)

@@ -125,6 +125,31 @@ def settle_config(run: RunDir, taken: bool) -> None:
     shutil.rmtree(pending, ignore_errors=True)
 
 
+def check_rerun_job(job: Path, overrides: list[str], swept: set[str]) -> None:
+    """A sweep run again (trainer.resume=auto) continues its jobs by number. A job folder that holds
+    a run of other values of the `swept` keys (a value added to a list shifts the rest; a search
+    proposes others) would be skipped or continued as this job, its results filed under this job's settings."""
+    import yaml
+
+    saved_file = job / ".hydra" / "overrides.yaml"
+    if not (holds_checkpoints(job) and saved_file.is_file()):
+        return
+
+    def values(items):
+        return {key.lstrip("+~"): value for key, _, value in (o.partition("=") for o in items or [])}
+
+    saved, now = values(yaml.safe_load(saved_file.read_text())), values(overrides)
+    continued = {"trainer.epochs", "trainer.max_steps"}  # more of them continue a job: what a resume is for
+    differ = sorted(k for k in swept - continued if saved.get(k) != now.get(k))
+    if differ:
+        def settings(given):
+            return ", ".join(f"{k}={given.get(k, '(unset)')}" for k in differ)
+
+        raise FtoolError(f"trainer.resume=auto: {job} holds a run of {settings(saved)}, and this sweep's job {job.name} "
+                         f"is {settings(now)}; a sweep continues its jobs by number: run it again with the values it "
+                         f"had (more trainer.epochs continue them), or give another hydra.sweep.dir")
+
+
 def holds_checkpoints(path: Path) -> bool:
     """Does `path` hold a run's results (weights in its checkpoints/)?"""
     return any((Path(path) / "checkpoints").glob("*.safetensors"))

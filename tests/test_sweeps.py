@@ -100,3 +100,21 @@ def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_others(workdir):
     again = read_json(second / "summary.json")
     assert again["status"] == "completed" and again["resumed_from_step"] == record["timing"]["steps"]
     assert again["metrics"]["test/accuracy"] == record["metrics"]["test/accuracy"]
+
+    # A value added to the list shifts the jobs: job 1 is now lr 0.003, its folder holds lr 0.001's run,
+    # which was skipped and reported as 0.003's. The sweep stops there, the runs as they were.
+    shifted = ftool("train", "-m", "optimizer.lr=0.01,0.003,0.001", *FAST, f"hydra.sweep.dir={sweep}",
+                    "trainer.resume=auto", cwd=workdir)
+    assert shifted.returncode == 2 and "Traceback" not in shifted.stderr
+    assert (f"ftool: error: trainer.resume=auto: {second} holds a run of optimizer.lr=0.001, and this sweep's job 1 "
+            f"is optimizer.lr=0.003; a sweep continues its jobs by number: run it again with the values it had "
+            f"(more trainer.epochs continue them), or give another hydra.sweep.dir") in shifted.stderr
+    assert jobs(sweep) == [first, second] and read_json(second / "summary.json") == again
+    # More epochs, swept too, continue the jobs.
+    sweep = workdir / "epochs"
+    for epochs in ("1,2", "2,3"):
+        longer = ftool("train", "-m", f"trainer.epochs={epochs}", "trainer.progress=false", f"hydra.sweep.dir={sweep}",
+                       "trainer.resume=auto", cwd=workdir)
+        assert longer.returncode == 0, longer.stderr
+    assert [read_json(job / "summary.json")["resumed_from_step"] > 0 for job in jobs(sweep)] == [True, True]
+    assert [read_json(job / "summary.json")["timing"]["epochs"] for job in jobs(sweep)] == [2, 3]
