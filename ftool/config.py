@@ -11,14 +11,16 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from ftool.errors import FtoolError, one_line
-from ftool.registry import close_matches_hint
+from ftool.registry import close_matches_hint, expected_type
 
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed", "auto")
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
@@ -336,6 +338,15 @@ def validate(cfg: DictConfig) -> RunConfig:
     return RunConfig(imports=imports, logger=loggers, **parts)
 
 
+def _kind(annotation) -> str:
+    """A schema field's type in a user's words: `trainer.epochs: must be a whole number`."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1
+    base = args[0] if optional else annotation
+    base = typing.get_origin(base) or base  # list[str]: list
+    return expected_type(getattr(base, "__name__", str(base)), optional)
+
+
 def _settings(raw: dict, key: str, errors: list[str]) -> dict | None:
     """The settings under a top-level key (none: {}); anything but key: value pairs is an error (None)."""
     node = raw.get(key)
@@ -350,8 +361,12 @@ def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
     try:
         obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except OmegaConfBaseException as e:
-        full_key = f"{key}.{e.full_key}" if getattr(e, "full_key", None) else key
-        errors.append(f"{full_key}: {one_line(e)}")
+        name = getattr(e, "full_key", None)
+        hints = typing.get_type_hints(schema)
+        if isinstance(e, ValidationError) and name in hints:  # a value of the wrong type (OmegaConf's words are its own)
+            errors.append(f"{key}.{name}: must be {_kind(hints[name])}, got {values[name]!r}")
+        else:
+            errors.append(f"{key + '.' + name if name else key}: {one_line(e)}")
         return None
     problems = obj.problems()
     errors.extend(problems)

@@ -106,6 +106,14 @@ class Registry:
 
 
 _SIMPLE_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+_TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
+               "list": "a list ([a,b])", "dict": "settings ({key: value})"}
+
+
+def expected_type(name: str, optional: bool = False) -> str:
+    """A setting's type in a user's words, for `must be ..., got ...` (`int`: a whole number)."""
+    words = _TYPE_WORDS.get(name, name)
+    return f"{words} or null" if optional else words
 
 
 def _type_problem(param: inspect.Parameter, value: Any) -> str | None:
@@ -118,10 +126,8 @@ def _type_problem(param: inspect.Parameter, value: Any) -> str | None:
     expected = _SIMPLE_TYPES.get(base)
     if expected is None or (value is None and optional):
         return None
-    if isinstance(value, bool) and base != "bool":
-        return f"expected {base}, got {value!r}"
-    if not isinstance(value, expected):
-        return f"expected {base}, got {value!r}"
+    if not isinstance(value, expected) or (isinstance(value, bool) and base != "bool"):
+        return f"must be {expected_type(base, optional)}, got {value!r}"
     return None
 
 

@@ -46,6 +46,7 @@ def test_layer_sizes_below_one_are_errors_and_one_hidden_size_is_one_layer():
     assert [m.out_features for m in one.modules() if isinstance(m, torch.nn.Linear)] == [16, 10]
     for name, sizes, message in (("mlp", {"hidden": [64, 0]}, "model.hidden: mlp's layer sizes must be whole numbers "
                                   ">= 1, got [64, 0]"),  # a layer of nothing: only the output biases would learn
+                                 ("mlp", {"hidden": "abc"}, "must be whole numbers >= 1, got abc"),  # not ['a', 'b', 'c']
                                  ("simplecnn", {"hidden": -5}, "model.hidden: simplecnn's"),  # torch's traceback
                                  ("simplecnn", {"channels": 0}, "model.channels: simplecnn's"),
                                  ("convnet", {"hidden": 0}, "model.hidden: convnet's")):

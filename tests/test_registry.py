@@ -39,7 +39,7 @@ def test_check_args_reports_unknown_keys_with_suggestion_and_types():
     assert reg.check_args("small", {"width": 3, "rate": 1}) == []  # an int is a fine float
     (error,) = reg.check_args("small", {"widht": 3})
     assert error.startswith("model.widht: not an option of model 'small'") and "Did you mean 'width'?" in error
-    assert reg.check_args("small", {"width": "wide"}) == ["model.width: expected int, got 'wide'"]
-    assert reg.check_args("small", {"width": True}) == ["model.width: expected int, got True"]
+    assert reg.check_args("small", {"width": "wide"}) == ["model.width: must be a whole number, got 'wide'"]
+    assert reg.check_args("small", {"width": True}) == ["model.width: must be a whole number, got True"]
     assert reg.check_args("small", {"name_tag": None}) == []
     assert reg.check_args("small", {"num_outputs": 4}) == ["model.num_outputs is set by ftool, not by the config"]

@@ -12,8 +12,8 @@ from ftool.registry import MODELS
 class MLP(nn.Module):
     def __init__(self, input_shape, num_outputs, hidden: list | int = (128, 64), dropout: float = 0.0):
         super().__init__()
-        hidden = [hidden] if isinstance(hidden, int) else list(hidden)  # hidden=64: one layer
         check_sizes("mlp", hidden=hidden)
+        hidden = [hidden] if isinstance(hidden, int) else list(hidden)  # hidden=64: one layer
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for size in hidden:
