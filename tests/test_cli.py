@@ -303,6 +303,39 @@ def test_overrides_are_read_as_a_shell_user_means_them():
         assert shell_like(kept) == kept  # Hydra's own syntax stays as it is
 
 
+def test_settings_that_decide_a_runs_samples_and_inputs_stay_the_runs(workdir):
+    # Each was applied without a word: another split_seed or test_fraction scored samples the run had
+    # trained on (a higher accuracy), normalize=false gave the model inputs it never saw.
+    write_image_folder(workdir / "imgs", per_class=10)
+    run = workdir / "run"
+    job = ("data=imagefolder", "data.root=imgs", "trainer.epochs=1", "trainer.progress=false")
+    assert ftool("train", *job, f"hydra.run.dir={run}", cwd=workdir).returncode == 0
+    config = (run / ".hydra" / "config.yaml").read_bytes()
+    elsewhere = workdir / "elsewhere"  # the run's relative data.root, named from another folder
+    elsewhere.mkdir()
+    split = ("the run held out its samples with data.split_seed=0; on its own data other split settings put "
+             "samples it trained on into the held-out ones; leave them as the run had them, or score every sample "
+             "with split=all")
+    assert_one_line_error(ftool("eval", f"ckpt={run}", "data.split_seed=7", cwd=elsewhere), f"data.split_seed=7: {split}")
+    assert_one_line_error(ftool("eval", f"ckpt={run}", "data.split_seed=7", f"data.root={workdir / 'imgs'}",
+                                cwd=elsewhere), f"data.split_seed=7: {split}")
+    assert_one_line_error(ftool("eval", f"ckpt={run}", "data.test_fraction=0.5", cwd=workdir),
+                          "data.test_fraction=0.5: the run held out its samples with data.test_fraction=0.2")
+    assert ftool("eval", f"ckpt={run}", "data.split_seed=7", "split=all", cwd=workdir).returncode == 0
+    assert ftool("eval", f"ckpt={run}", "data.split_seed=0", cwd=workdir).returncode == 0  # as it was
+    write_image_folder(workdir / "new", per_class=4)  # other data: its own split is no leak
+    assert ftool("eval", f"ckpt={run}", "data.root=new", "data.split_seed=7", cwd=workdir).returncode == 0
+
+    normalize = ("data.normalize=false: the run's model takes its inputs as it trained on them (data.normalize=true); "
+                 "leave data.normalize as the run had it")
+    for command in (("eval",), ("predict", "input=imgs/cat/0.png"), ("export", f"out={workdir / 'm.safetensors'}")):
+        assert_one_line_error(ftool(*command, f"ckpt={run}", "data.normalize=false", cwd=workdir), normalize)
+    assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "data.val_fraction=0.3",
+                                cwd=workdir), "data.val_fraction=0.3: the run held out its samples with "
+                          "data.val_fraction=0.1", "a resume keeps the run's splits")
+    assert (run / ".hydra" / "config.yaml").read_bytes() == config
+
+
 def test_eval_and_command_errors(workdir):
     assert_one_line_error(ftool("eval", "ckpt=no/such/run", cwd=workdir), "ckpt: no/such/run does not exist")
     assert_one_line_error(ftool("eval", cwd=workdir), "eval needs ckpt=... (eval: evaluate a run's checkpoint: "

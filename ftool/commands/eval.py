@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from ftool import components
 from ftool.config import validate
-from ftool.data import check_data_fits_run
+from ftool.data import check_data_fits_run, check_read_as_trained
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.atomic import atomic_write_json
@@ -30,6 +30,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
         raise FtoolError(f"split: must be test, val, train or all, got {split!r}")
     run, weights = locate_checkpoint(ckpt)
     rc = validate(cfg)
+    check_read_as_trained(rc.data, run, own_splits=None if split == "all" else
+                          "leave them as the run had them, or score every sample with split=all")
     if split == "all":  # every sample is read, so nothing is held out: a folder of a few new photos evaluates too
         rc = dataclasses.replace(rc, data=dataclasses.replace(rc.data, val_fraction=0.0, test_size=0))
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)

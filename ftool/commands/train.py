@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 import ftool
 from ftool import components, finetune
 from ftool.config import RunConfig, validate
-from ftool.data import check_data_fits_run
+from ftool.data import check_data_fits_run, check_read_as_trained
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.loggers import Loggers, flat_settings
@@ -54,6 +54,8 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     info = loaders.info
     if resume:
         check_data_fits_run(info, (previous or {}).get("data"), "a resumed run")
+        check_read_as_trained(rc.data, run, own_splits="a resume keeps the run's splits; "
+                              "a new run (another hydra.run.dir) splits anew")
     monitor = rc.trainer.monitor or default_monitor(info)
     logged = [f"val/{m}" for m in metric_names(info)]
     if monitor not in logged:

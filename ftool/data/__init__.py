@@ -17,6 +17,7 @@ from typing import Callable, Optional
 from torch.utils.data import Dataset
 
 from ftool.errors import FtoolError
+from ftool.rundir import RunDir, read_saved, where_it_ran
 from ftool.values import is_size
 
 
@@ -94,6 +95,48 @@ def check_data_fits_run(info: DataInfo, trained: dict | None, command: str) -> N
         raise FtoolError(f"data: its inputs are {_shape(shape)}, the run's model takes {_shape(run_shape)}{hint}")
     if info.num_outputs != trained["num_outputs"]:
         raise FtoolError(f"data: it has {info.num_outputs} targets, the run's model predicts {trained['num_outputs']}")
+
+
+# With the data itself, these decide which samples a run trained on and which it held out.
+SPLIT_SETTINGS = ("split_seed", "val_fraction", "test_fraction", "test_size")
+
+
+def check_read_as_trained(data, run: RunDir, own_splits: str | None = None) -> None:
+    """Data settings of a trained run that a command reusing it (eval, predict, export, a resume) may
+    not change, as its results would be wrong without a word. `normalize`: the model takes inputs
+    scaled as in training. Given `own_splits` (what to do instead: evaluating a split, resuming), on the
+    run's own data: the split settings, whose change moves samples it trained on into the held-out ones."""
+    saved = (read_saved(run) or {}).get("data")
+    if not saved:
+        return
+
+    def setting(key, value):
+        return f"data.{key}={'null' if value is None else str(value).lower() if isinstance(value, bool) else value}"
+
+    if "normalize" in saved and data.normalize != saved["normalize"]:
+        raise FtoolError(f"{setting('normalize', data.normalize)}: the run's model takes its inputs as it trained on "
+                         f"them ({setting('normalize', saved['normalize'])}); leave data.normalize as the run had it")
+    changed = [k for k in SPLIT_SETTINGS if k in saved and getattr(data, k) != saved[k]]
+    if own_splits and changed and _same_source(data, saved, run):
+        held = ", ".join(setting(k, saved[k]) for k in changed)
+        raise FtoolError(f"{setting(changed[0], getattr(data, changed[0]))}: the run held out its samples with {held}; "
+                         f"on its own data other split settings put samples it trained on into the held-out ones; "
+                         f"{own_splits}")
+
+
+def _same_source(data, saved: dict, run: RunDir) -> bool:
+    """Is `data` the data the run trained on: the same dataset, with the same settings (a relative
+    path named from where the run started and from here alike)?"""
+    if data.name != saved.get("name"):
+        return False
+    typed = {f.name for f in dataclasses.fields(data)}
+    ran_in = where_it_ran(run) or Path.cwd()
+    for key in set(data.args) | {k for k in saved if k not in typed}:
+        now, then = data.args.get(key), saved.get(key)
+        if now != then and not (isinstance(now, str) and isinstance(then, str)
+                                and (Path.cwd() / now).resolve() == (ran_in / then).resolve()):
+            return False
+    return True
 
 
 def _listed(names: list[str], most: int = 8) -> str:
