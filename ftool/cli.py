@@ -280,6 +280,12 @@ def claim_output_dir(hydra_cfg, multirun: bool, resume_auto: bool) -> tuple[Path
     try:
         if "${now:" in pattern:
             path = claim_new_dir(path)
+            if resume_auto:  # a job script's resume=auto would start over after every crash, without a word
+                from ftool.engine.progress import warn
+
+                warn(f"trainer.resume=auto: hydra.{key}.dir is a new timestamped folder for every run, so there is "
+                     f"never one to continue; name one (hydra.{key}.dir=runs/long) for a command that resumes "
+                     f"when run again")
             return path, [f"hydra.{key}.dir={quoted(path)}"]
         runs = ([p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []) if multirun else [path]
         held = [p for p in runs if holds_checkpoints(p)]

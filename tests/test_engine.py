@@ -83,6 +83,13 @@ def test_resume_auto_skips_a_completed_run_unless_it_asks_for_more_epochs(workdi
     assert read_json(run / "summary.json")["timing"]["epochs"] == 3
 
 
+def test_resume_auto_in_a_timestamped_folder_warns_that_it_never_resumes(workdir):
+    result = ftool("train", *SMALL, "trainer.epochs=1", "trainer.resume=auto", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert ("warning: trainer.resume=auto: hydra.run.dir is a new timestamped folder for every run, so there is "
+            "never one to continue; name one (hydra.run.dir=runs/long)") in result.stderr
+
+
 def test_resume_from_the_middle_of_an_epoch_is_bit_exact(workdir):
     full, cut = workdir / "full", workdir / "cut"
     common = ("trainer.epochs=3", "trainer.validate=false")
