@@ -520,6 +520,11 @@ def main(argv: list[str] | None = None) -> None:
             from ftool.rundir import PENDING_CONFIG, locate_checkpoint, locate_run, where_it_ran
 
             run = locate_checkpoint(reused)[0] if command.reuses_run else locate_run(reused, "trainer.resume")
+            elsewhere = _override_value(overrides, "hydra.run.dir")
+            if command.trains and elsewhere and Path(elsewhere.strip("'\"")).resolve() != run.path.resolve():
+                raise FtoolError(f"hydra.run.dir: a resume continues the run in its own folder ({run.path}); to "
+                                 f"train on from its weights in another, ftool finetune finetune.from={reused} "
+                                 f"hydra.run.dir={elsewhere}")
             ran_in = where_it_ran(run)
             if ran_in:  # the modules its `imports` names may live in the folder it ran in
                 sys.path.append(str(ran_in))
