@@ -193,6 +193,10 @@ def test_resume_errors_are_one_line(workdir):
     failed = read_json(run / "summary.json")
     assert failed["status"] == "failed" and failed["error"].startswith("data: its classes")
     assert {k: failed[k] for k in ("data", "metrics", "best")} == {k: trained[k] for k in ("data", "metrics", "best")}
+    # Another seed reshuffled the data order, so a mid-epoch resume skipped or repeated samples.
+    assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "trainer.seed=5", cwd=workdir),
+                          "trainer.seed=5: a resume continues the run's random state and data order (trainer.seed=0); "
+                          "a new run (another hydra.run.dir) takes another seed")
     # Another folder was ignored: the resume went on in the run's own.
     assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "hydra.run.dir=fork", cwd=workdir),
                           f"hydra.run.dir: a resume continues the run in its own folder ({run}); to train on from its "

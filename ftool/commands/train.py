@@ -21,7 +21,7 @@ from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate,
 from ftool.errors import FtoolError, RunInterrupted
 from ftool.metrics import build_loss, default_monitor, metric_names
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
-from ftool.rundir import RunDir, Summary, is_main_process, read_summary, settle_config
+from ftool.rundir import RunDir, Summary, is_main_process, read_saved, read_summary, settle_config
 
 
 def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
@@ -56,6 +56,10 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
         check_data_fits_run(info, (previous or {}).get("data"), "a resumed run")
         check_read_as_trained(rc.data, run, own_splits="a resume keeps the run's splits; "
                               "a new run (another hydra.run.dir) splits anew")
+        seed = ((read_saved(run) or {}).get("trainer") or {}).get("seed", rc.trainer.seed)
+        if rc.trainer.seed != seed:  # its random state and data order go on from the checkpoint
+            raise FtoolError(f"trainer.seed={rc.trainer.seed}: a resume continues the run's random state and data "
+                             f"order (trainer.seed={seed}); a new run (another hydra.run.dir) takes another seed")
     monitor = rc.trainer.monitor or default_monitor(info)
     logged = [f"val/{m}" for m in metric_names(info)]
     if monitor not in logged:
