@@ -197,6 +197,10 @@ def test_resume_errors_are_one_line(workdir):
     assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "trainer.seed=5", cwd=workdir),
                           "trainer.seed=5: a resume continues the run's random state and data order (trainer.seed=0); "
                           "a new run (another hydra.run.dir) takes another seed")
+    # Another metric's values were compared with the best so far (val/loss 0.3 "beat" val/accuracy 0.9).
+    assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "trainer.monitor=val/loss",
+                                cwd=workdir), "trainer.monitor: a resume keeps the metric its best checkpoint was "
+                          "chosen by (val/accuracy, mode max); a new run (another hydra.run.dir) may choose another")
     # Another folder was ignored: the resume went on in the run's own.
     assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "hydra.run.dir=fork", cwd=workdir),
                           f"hydra.run.dir: a resume continues the run in its own folder ({run}); to train on from its "

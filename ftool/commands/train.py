@@ -19,7 +19,7 @@ from ftool.engine.loggers import Loggers, flat_settings
 from ftool.engine.progress import EvalProgress, console, print_metrics, warn
 from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
 from ftool.errors import FtoolError, RunInterrupted
-from ftool.metrics import build_loss, default_monitor, metric_names
+from ftool.metrics import build_loss, default_monitor, metric_names, monitor_mode
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
 from ftool.rundir import RunDir, Summary, is_main_process, read_saved, read_summary, settle_config
 
@@ -64,6 +64,12 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     logged = [f"val/{m}" for m in metric_names(info)]
     if monitor not in logged:
         raise FtoolError(f"trainer.monitor: '{monitor}' is never logged; choose one of {', '.join(logged)}")
+    best, mode = resume[1]["position"]["best"] if resume else None, monitor_mode(monitor, rc.trainer.mode)
+    if best and (best["monitor"], best.get("mode", mode)) != (monitor, mode):
+        # (the best so far would be compared with values of another metric or direction)
+        raise FtoolError(f"trainer.monitor: a resume keeps the metric its best checkpoint was chosen by "
+                         f"({best['monitor']}, mode {best.get('mode', mode)}); a new run (another hydra.run.dir) "
+                         f"may choose another")
     if not (rc.trainer.validate and loaders.val is not None):
         # Settings that act on validation would be ignored without a word.
         why = "trainer.validate=false" if not rc.trainer.validate else \
