@@ -117,7 +117,7 @@ def settle_config(run: RunDir, taken: bool) -> None:
             overrides = ([o for o in own or [] if o.partition("=")[0] not in given]
                          + [o for o in overrides if not o.startswith("trainer.resume=")])
             (pending / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-            (pending / "hydra.yaml").unlink()
+            (pending / "hydra.yaml").unlink(missing_ok=True)
         saved.mkdir(exist_ok=True)
         for name in ("overrides.yaml", "hydra.yaml", "config.yaml"):  # the config last: it marks the record whole
             if (pending / name).is_file():

@@ -52,24 +52,12 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     resume = _resume_point(rc, run)
     loaders = components.build_data(rc, acc.rank, acc.world_size)
     info = loaders.info
-    if resume:
-        check_data_fits_run(info, (previous or {}).get("data"), "a resumed run")
-        check_read_as_trained(rc.data, run, own_splits="a resume keeps the run's splits; "
-                              "a new run (another hydra.run.dir) splits anew")
-        seed = ((read_saved(run) or {}).get("trainer") or {}).get("seed", rc.trainer.seed)
-        if rc.trainer.seed != seed:  # its random state and data order go on from the checkpoint
-            raise FtoolError(f"trainer.seed={rc.trainer.seed}: a resume continues the run's random state and data "
-                             f"order (trainer.seed={seed}); a new run (another hydra.run.dir) takes another seed")
     monitor = rc.trainer.monitor or default_monitor(info)
     logged = [f"val/{m}" for m in metric_names(info)]
     if monitor not in logged:
         raise FtoolError(f"trainer.monitor: '{monitor}' is never logged; choose one of {', '.join(logged)}")
-    best, mode = resume[1]["position"]["best"] if resume else None, monitor_mode(monitor, rc.trainer.mode)
-    if best and (best["monitor"], best.get("mode", mode)) != (monitor, mode):
-        # (the best so far would be compared with values of another metric or direction)
-        raise FtoolError(f"trainer.monitor: a resume keeps the metric its best checkpoint was chosen by "
-                         f"({best['monitor']}, mode {best.get('mode', mode)}); a new run (another hydra.run.dir) "
-                         f"may choose another")
+    if resume:
+        _check_resumable(rc, run, info, previous, resume[1], monitor)
     if not (rc.trainer.validate and loaders.val is not None):
         # Settings that act on validation would be ignored without a word.
         why = "trainer.validate=false" if not rc.trainer.validate else \
@@ -183,6 +171,24 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     if acc.is_main:
         print_metrics("results", metrics, where=f"run directory: {run.path}")
     return result.best["value"] if result.best else None
+
+
+def _check_resumable(rc: RunConfig, run: RunDir, info, previous: dict | None, state: dict, monitor: str) -> None:
+    """What a resume may not change, as the run would go on wrong without a word: its data's classes,
+    inputs, splits and scaling; the seed (the random state and data order come from the checkpoint);
+    the metric its best checkpoint so far was chosen by."""
+    check_data_fits_run(info, (previous or {}).get("data"), "a resumed run")
+    check_read_as_trained(rc.data, run, own_splits="a resume keeps the run's splits; "
+                          "a new run (another hydra.run.dir) splits anew")
+    seed = ((read_saved(run) or {}).get("trainer") or {}).get("seed", rc.trainer.seed)
+    if rc.trainer.seed != seed:
+        raise FtoolError(f"trainer.seed={rc.trainer.seed}: a resume continues the run's random state and data "
+                         f"order (trainer.seed={seed}); a new run (another hydra.run.dir) takes another seed")
+    best, mode = state["position"]["best"], monitor_mode(monitor, rc.trainer.mode)
+    if best and (best["monitor"], best.get("mode", mode)) != (monitor, mode):
+        raise FtoolError(f"trainer.monitor: a resume keeps the metric its best checkpoint was chosen by "
+                         f"({best['monitor']}, mode {best.get('mode', mode)}); a new run (another hydra.run.dir) "
+                         f"may choose another")
 
 
 @contextlib.contextmanager
