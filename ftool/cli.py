@@ -525,6 +525,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise FtoolError(f"hydra.run.dir: a resume continues the run in its own folder ({run.path}); to "
                                  f"train on from its weights in another, ftool finetune finetune.from={reused} "
                                  f"hydra.run.dir={elsewhere}")
+            if command.trains and is_multirun(flags):  # its jobs would each look for a checkpoint in their own folder
+                raise FtoolError(f"trainer.resume={reused}: a sweep's jobs are new runs and a resume continues one; "
+                                 f"to start each job from its weights, ftool finetune -m finetune.from={reused} ...")
             ran_in = where_it_ran(run)
             if ran_in:  # the modules its `imports` names may live in the folder it ran in
                 sys.path.append(str(ran_in))

@@ -201,6 +201,10 @@ def test_resume_errors_are_one_line(workdir):
     assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "trainer.monitor=val/loss",
                                 cwd=workdir), "trainer.monitor: a resume keeps the metric its best checkpoint was "
                           "chosen by (val/accuracy, mode max); a new run (another hydra.run.dir) may choose another")
+    # A sweep of resumes: each job looked for a checkpoint in its own new folder.
+    assert_one_line_error(ftool("train", "-m", f"trainer.resume={run}", "optimizer.lr=0.1,0.01", cwd=workdir),
+                          f"trainer.resume={run}: a sweep's jobs are new runs and a resume continues one; to start "
+                          f"each job from its weights, ftool finetune -m finetune.from={run} ...")
     # Another folder was ignored: the resume went on in the run's own.
     assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "hydra.run.dir=fork", cwd=workdir),
                           f"hydra.run.dir: a resume continues the run in its own folder ({run}); to train on from its "
