@@ -514,6 +514,8 @@ def main(argv: list[str] | None = None) -> None:
         options, flags, overrides = split_args(rest, command)
         if set(flags) & {"-h", "--help"}:  # Hydra's help shows the config; first, what the command does
             print(f"ftool {name}: {command.summary}\n")
+        if command.reuses_run and is_multirun(flags):  # (eval's jobs each replaced eval.json; all left sweep folders)
+            raise FtoolError(f"{name} -m: sweeps are for training; {name} takes one run: run it once per setting")
         config_dir, extra = config_root(), [f"hydra.job.name={name}"]
         reused = run_to_reuse(command, options, overrides)
         if reused:

@@ -342,6 +342,9 @@ def test_eval_and_command_errors(workdir):
                           "ckpt=<run dir|file> [split=test|val|train|all])")
     assert_one_line_error(ftool("eval", "runs/mr", cwd=workdir), "eval needs ckpt=...; 'runs/mr' has no key: ckpt=runs/mr?")
     assert_one_line_error(ftool("trian", cwd=workdir), "unknown command 'trian'", "Did you mean 'train'?")
+    assert_one_line_error(ftool("eval", "-m", "ckpt=runs/mr", "data.eval_batch_size=16,32", cwd=workdir),
+                          "eval -m: sweeps are for training; eval takes one run: run it once per setting")
+    assert not (workdir / "multirun").exists()
     (workdir / "empty").mkdir()
     assert_one_line_error(ftool("eval", f"ckpt={workdir / 'empty'}", cwd=workdir), "holds no checkpoint: expected "
                           "checkpoints/best.safetensors or checkpoints/last.safetensors; is it an ftool run directory?")
