@@ -164,10 +164,14 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
 def check_no_group_choices(overrides: list[str], groups: dict, command: str, saved: Path) -> None:
     """A reused run's saved config has no groups left: there `data=cifar10` would set data to a word."""
     for o in overrides:
-        key, sep, _ = o.partition("=")
-        if sep and key.lstrip("+") in groups:
+        key, sep, value = o.partition("=")
+        key = key.lstrip("+")
+        if sep and key in groups:
+            # (loggers are keys of `logger`, each with its settings: one is added as a key)
+            hint = (" ".join(f"+logger.{name.strip()}={{}}" for name in value.strip("[]").split(","))
+                    if key == "logger" else f"{key}.<key>=...")
             raise FtoolError(f"{o}: {command} uses the config saved with the run ({saved}), where a group's option "
-                             f"cannot be swapped; set its keys instead ({key.lstrip('+')}.<key>=...)")
+                             f"cannot be swapped; set its keys instead ({hint})")
 
 
 def paths_from_where_it_ran(run, overrides: list[str]) -> list[str]:

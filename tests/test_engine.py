@@ -209,8 +209,13 @@ def test_resume_errors_are_one_line(workdir):
     assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "hydra.run.dir=fork", cwd=workdir),
                           f"hydra.run.dir: a resume continues the run in its own folder ({run}); to train on from its "
                           f"weights in another, ftool finetune finetune.from={run} hydra.run.dir=fork")
+    # A logger is added as a key of the saved config's `logger` (the hint said logger.<key>=..., which fails).
+    assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "logger=tensorboard", cwd=workdir),
+                          "set its keys instead (+logger.tensorboard={})")
+    assert ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "+logger.tensorboard={}", cwd=workdir).returncode == 0
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     (run / "checkpoints" / "last.state.pt").unlink()
-    assert_one_line_error(ftool("train", f"trainer.resume={run}", cwd=workdir), "no resumable checkpoint")
+    assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=3", cwd=workdir), "no resumable checkpoint")
 
 
 def test_a_refused_resume_keeps_the_runs_config_and_one_that_trains_records_its_own(workdir):
