@@ -155,6 +155,17 @@ def test_a_run_resumed_at_its_last_step_trains_no_further(workdir):
     assert finished["metrics"]["test/loss"] == summary["metrics"]["test/loss"]
 
 
+def test_a_resume_in_larger_batches_trains_the_epochs_asked(workdir):
+    # 2 epochs of 9 steps (batches of 64), then 2 more of 5 (128): the plan counted 4 x 5 = 20 steps in
+    # all, so the run stopped 2 steps into epoch 3.
+    run = workdir / "run"
+    train(workdir, run, "trainer.epochs=2", "data.batch_size=64")
+    train(workdir, run, "trainer.resume=auto", "trainer.epochs=4")
+    timing = read_json(run / "summary.json")["timing"]
+    assert (timing["epochs"], timing["steps"]) == (4, 18 + 2 * 5)
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if r["split"] == "val"] == [9, 18, 23, 28]
+
+
 def test_sigkill_leaves_a_checkpoint_that_resume_auto_finishes(workdir):
     job = (*SMALL, "model=simplecnn", "data.shape=[3,32,32]", "data.train_size=1500", "data.batch_size=32",
            "trainer.epochs=3", "trainer.validate=false", "trainer.checkpoint_every_n_steps=5")

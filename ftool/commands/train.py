@@ -17,7 +17,8 @@ from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.loggers import Loggers, flat_settings
 from ftool.engine.progress import EvalProgress, console, print_metrics, warn
-from ftool.engine.trainer import StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
+from ftool.engine.trainer import (Position, StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps,
+                                  seed_everything)
 from ftool.errors import FtoolError, RunInterrupted
 from ftool.metrics import build_loss, default_monitor, metric_names, monitor_mode
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
@@ -88,7 +89,7 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     model, step_model = acc.prepare(model)
     optimizer = build_optimizer(rc.optimizer, model, lr_mult)
     steps_per_epoch = -(-batches_per_epoch(loaders.train) // rc.trainer.accumulate_grad_batches)
-    epochs, total_steps = plan_steps(rc.trainer, steps_per_epoch)
+    epochs, total_steps = plan_steps(rc.trainer, steps_per_epoch, Position(**resume[1]["position"]) if resume else None)
     if frozen and rc.finetune.unfreeze_at_epoch > epochs:
         raise FtoolError(f"finetune.unfreeze_at_epoch: {rc.finetune.unfreeze_at_epoch} is after the run's last epoch "
                          f"({epochs}); the frozen layers would never train")

@@ -61,10 +61,15 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def plan_steps(cfg: TrainerConfig, steps_per_epoch: int) -> tuple[int, int]:
-    """(epochs, optimizer steps) the run will make: `max_steps` wins over `epochs` when set."""
-    total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
-    return math.ceil(total / steps_per_epoch), total
+def plan_steps(cfg: TrainerConfig, steps_per_epoch: int, at: Position | None = None) -> tuple[int, int]:
+    """(last epoch, optimizer steps in all) of the run: `max_steps` wins over `epochs` when set. A resumed
+    run (`at`) counts the steps made before its epoch, then `steps_per_epoch` for the rest: the batching
+    may have changed at an epoch's end."""
+    at = at or Position()
+    before = at.step - math.ceil(at.batch / cfg.accumulate_grad_batches)  # steps made before epoch `at.epoch`
+    if cfg.max_steps > 0:
+        return at.epoch - 1 + math.ceil((cfg.max_steps - before) / steps_per_epoch), cfg.max_steps
+    return cfg.epochs, before + (cfg.epochs - at.epoch + 1) * steps_per_epoch
 
 
 def batches_per_epoch(loader: DataLoader) -> int:
@@ -191,7 +196,7 @@ class Trainer:
         layout = self._layout(train_loader)
         batches = batches_per_epoch(train_loader)
         steps_per_epoch = math.ceil(batches / accum)
-        epochs, total_steps = plan_steps(cfg, steps_per_epoch)
+        epochs, total_steps = plan_steps(cfg, steps_per_epoch, at)
         mode = monitor_mode(self.monitor, cfg.mode)
         progress = TrainProgress(cfg.progress and acc.is_main, epochs, cfg.log_every_n_steps)
         timer, timed_seconds, timed_samples, first_step_at = None, 0.0, 0, None
