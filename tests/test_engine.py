@@ -166,6 +166,17 @@ def test_a_resume_in_larger_batches_trains_the_epochs_asked(workdir):
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl") if r["split"] == "val"] == [9, 18, 23, 28]
 
 
+def test_a_mid_epoch_resume_checks_each_setting_its_batch_count_depends_on():
+    from ftool.engine.trainer import Position, _check_same_batching
+
+    taken = {"data.batch_size": 32, "trainer.devices": 1, "trainer.accumulate_grad_batches": 1}
+    now = {**taken, "data.group_by_length": True}
+    _check_same_batching(Position(epoch=2, batch=5, layout=taken), now)  # a checkpoint older than the key
+    with pytest.raises(FtoolError, match=r"taken with data.group_by_length=False \(now True\)"):
+        # length grouping reorders the epoch: the batches done would be other samples
+        _check_same_batching(Position(epoch=2, batch=5, layout={**taken, "data.group_by_length": False}), now)
+
+
 def test_sigkill_leaves_a_checkpoint_that_resume_auto_finishes(workdir):
     job = (*SMALL, "model=simplecnn", "data.shape=[3,32,32]", "data.train_size=1500", "data.batch_size=32",
            "trainer.epochs=3", "trainer.validate=false", "trainer.checkpoint_every_n_steps=5")

@@ -147,8 +147,8 @@ class Position:
 def _check_same_batching(at: Position, layout: dict) -> None:
     """A checkpoint from the middle of an epoch counts the batches done; resumed in other batches,
     that count would skip or repeat samples, silently. (Checkpoints before this field: unchecked.)"""
-    if not at.batch or not at.layout or at.layout == layout:
-        return
+    if not at.batch or not at.layout or all(layout.get(key) == value for key, value in at.layout.items()):
+        return  # (a key newer than the checkpoint goes unchecked)
     changed = ", ".join(f"{key}={value} (now {layout.get(key)})" for key, value in at.layout.items()
                         if layout.get(key) != value)
     raise FtoolError(f"trainer.resume: the checkpoint is from the middle of epoch {at.epoch}, taken with {changed}; "
@@ -360,7 +360,8 @@ class Trainer:
     def _layout(self, train_loader: DataLoader) -> dict:
         """What a count of batches done means: checked when a checkpoint from mid-epoch resumes."""
         return {"data.batch_size": train_loader.batch_size * self.acc.world_size, "trainer.devices": self.acc.world_size,
-                "trainer.accumulate_grad_batches": self.cfg.accumulate_grad_batches}
+                "trainer.accumulate_grad_batches": self.cfg.accumulate_grad_batches,
+                "data.group_by_length": train_loader.sampler.lengths is not None}
 
     def restore(self, state: dict, train_loader: DataLoader) -> Position:
         """Load a `last` checkpoint's state (the weights are loaded by the caller). The checkpoint
