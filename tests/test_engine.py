@@ -227,6 +227,13 @@ def test_resume_errors_are_one_line(workdir):
     assert_one_line_error(ftool("train", "-m", f"trainer.resume={run}", "optimizer.lr=0.1,0.01", cwd=workdir),
                           f"trainer.resume={run}: a sweep's jobs are new runs and a resume continues one; to start "
                           f"each job from its weights, ftool finetune -m finetune.from={run} ...")
+    # The LR multipliers group the optimizer's parameters: torch's "different number of parameter groups".
+    tuned = workdir / "tuned"
+    assert ftool("finetune", *SMALL, f"finetune.from={run}", "trainer.epochs=1", f"hydra.run.dir={tuned}",
+                 cwd=workdir).returncode == 0
+    assert_one_line_error(ftool("finetune", f"trainer.resume={tuned}", "trainer.epochs=2", "finetune.backbone_lr_mult=0.1",
+                                cwd=workdir), "finetune.backbone_lr_mult=0.1: the run's optimizer groups its parameters "
+                          "by it (finetune.backbone_lr_mult=1.0), and its checkpoint holds their state so")
     # Another folder was ignored: the resume went on in the run's own.
     assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "hydra.run.dir=fork", cwd=workdir),
                           f"hydra.run.dir: a resume continues the run in its own folder ({run}); to train on from its "

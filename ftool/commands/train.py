@@ -175,13 +175,21 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
 
 
 def _check_resumable(rc: RunConfig, run: RunDir, info, previous: dict | None, state: dict, monitor: str) -> None:
-    """What a resume may not change, as the run would go on wrong without a word: its data's classes,
-    inputs, splits and scaling; the seed (the random state and data order come from the checkpoint);
-    the metric its best checkpoint so far was chosen by."""
+    """What a resume may not change, as the run would go on wrong without a word (or stop in torch's
+    words): its data's classes, inputs, splits and scaling; the seed (the random state and data order
+    come from the checkpoint); the metric its best checkpoint so far was chosen by; the LR multipliers
+    that group the optimizer's parameters, whose state the checkpoint holds group by group."""
     check_data_fits_run(info, (previous or {}).get("data"), "a resumed run")
     check_read_as_trained(rc.data, run, own_splits="a resume keeps the run's splits; "
                           "a new run (another hydra.run.dir) splits anew")
-    seed = ((read_saved(run) or {}).get("trainer") or {}).get("seed", rc.trainer.seed)
+    saved = read_saved(run) or {}
+    for key in ("backbone_lr_mult", "layer_lr_decay"):
+        then = (saved.get("finetune") or {}).get(key, getattr(rc.finetune, key))
+        if getattr(rc.finetune, key) != then:
+            raise FtoolError(f"finetune.{key}={getattr(rc.finetune, key)}: the run's optimizer groups its parameters "
+                             f"by it (finetune.{key}={then}), and its checkpoint holds their state so; a new run "
+                             f"(ftool finetune finetune.from=<this run>) may set another")
+    seed = (saved.get("trainer") or {}).get("seed", rc.trainer.seed)
     if rc.trainer.seed != seed:
         raise FtoolError(f"trainer.seed={rc.trainer.seed}: a resume continues the run's random state and data "
                          f"order (trainer.seed={seed}); a new run (another hydra.run.dir) takes another seed")
