@@ -13,7 +13,7 @@ import os
 import sys
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -347,6 +347,17 @@ def _kind(annotation) -> str:
     return expected_type(getattr(base, "__name__", str(base)), optional)
 
 
+def _field(schema: type, dotted: str, values: dict) -> tuple[Any, Any] | None:
+    """(type, value given) of a schema's field, nested ones too (`augment.hflip`), or None."""
+    annotation, value = schema, values
+    for part in dotted.split("."):
+        hints = typing.get_type_hints(annotation) if isinstance(annotation, type) and is_dataclass(annotation) else {}
+        if part not in hints or not isinstance(value, dict) or part not in value:
+            return None
+        annotation, value = hints[part], value[part]
+    return annotation, value
+
+
 def _settings(raw: dict, key: str, errors: list[str]) -> dict | None:
     """The settings under a top-level key (none: {}); anything but key: value pairs is an error (None)."""
     node = raw.get(key)
@@ -362,9 +373,9 @@ def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
         obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
     except OmegaConfBaseException as e:
         name = getattr(e, "full_key", None)
-        hints = typing.get_type_hints(schema)
-        if isinstance(e, ValidationError) and name in hints:  # a value of the wrong type (OmegaConf's words are its own)
-            errors.append(f"{key}.{name}: must be {_kind(hints[name])}, got {values[name]!r}")
+        given = _field(schema, name, values) if isinstance(e, ValidationError) and name else None
+        if given:  # a value of the wrong type (OmegaConf's words are its own)
+            errors.append(f"{key}.{name}: must be {_kind(given[0])}, got {given[1]!r}")
         else:
             errors.append(f"{key + '.' + name if name else key}: {one_line(e)}")
         return None
