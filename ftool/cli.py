@@ -418,15 +418,16 @@ def run_hydra(command: Command, options: dict, flags: list[str], overrides: list
     from ftool.rundir import check_rerun_job, is_main_process
 
     failed: list[str] = []
+    swept = ({o.key_or_group for o in OverridesParser.create().parse_overrides(overrides) if o.is_sweep_override()}
+             if is_multirun(flags) else set())  # (with the sweeper's own params: a rerun's jobs are checked by them)
 
     @hydra.main(version_base="1.3", config_path=str(config_dir), config_name="config")
     def task(cfg):
         hc = HydraConfig.get()
         if command.trains and hc.mode == RunMode.MULTIRUN:
             try:
-                swept = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides)
-                         if o.is_sweep_override()} | set(hc.sweeper.get("params") or {})
-                check_rerun_job(Path(hc.runtime.output_dir), list(hc.overrides.task), swept)
+                check_rerun_job(Path(hc.runtime.output_dir), list(hc.overrides.task),
+                                swept | set(hc.sweeper.get("params") or {}))
             except FtoolError as e:  # the folder holds another sweep: the whole sweep stops
                 if is_main_process():
                     report_error(e)
