@@ -358,6 +358,18 @@ def _field(schema: type, dotted: str, values: dict) -> tuple[Any, Any] | None:
     return annotation, value
 
 
+def _section_given_a_value(schema: type, values: dict, prefix: str = "") -> tuple[str, Any] | None:
+    """(dotted key, value) of the first nested section given a plain value (`data.augment=5`), or None."""
+    for name, hint in typing.get_type_hints(schema).items():
+        if name in values and is_dataclass(hint):
+            if not isinstance(values[name], dict):
+                return prefix + name, values[name]
+            found = _section_given_a_value(hint, values[name], f"{prefix}{name}.")
+            if found:
+                return found
+    return None
+
+
 def _settings(raw: dict, key: str, errors: list[str]) -> dict | None:
     """The settings under a top-level key (none: {}); anything but key: value pairs is an error (None)."""
     node = raw.get(key)
@@ -374,8 +386,11 @@ def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
     except OmegaConfBaseException as e:
         name = getattr(e, "full_key", None)
         given = _field(schema, name, values) if isinstance(e, ValidationError) and name else None
+        section = None if name else _section_given_a_value(schema, values)
         if given:  # a value of the wrong type (OmegaConf's words are its own)
             errors.append(f"{key}.{name}: must be {_kind(given[0])}, got {given[1]!r}")
+        elif section:  # OmegaConf names no key: "Merge error: int is not a subclass of AugmentConfig"
+            errors.append(f"{key}.{section[0]}: must be {expected_type('dict')}, got {section[1]!r}")
         else:
             errors.append(f"{key + '.' + name if name else key}: {one_line(e)}")
         return None

@@ -105,7 +105,7 @@ class Registry:
             raise FtoolError(f"{self.config_key}={name}: {one_line(e)}") from e
 
 
-_SIMPLE_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+_SIMPLE_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": (list, tuple), "dict": dict}
 _TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
                "list": "a list ([a,b])", "dict": "settings ({key: value})"}
 
@@ -117,7 +117,7 @@ def expected_type(name: str, optional: bool = False) -> str:
 
 
 def _type_problem(param: inspect.Parameter, value: Any) -> str | None:
-    """A message when `value` plainly contradicts a simple annotation (int, float, bool, str)."""
+    """A message when `value` plainly contradicts a simple annotation (int, float, bool, str, list, dict)."""
     annotation = param.annotation if isinstance(param.annotation, str) else getattr(
         param.annotation, "__name__", ""
     )

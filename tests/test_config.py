@@ -68,6 +68,9 @@ def test_wrong_type_and_unknown_key_in_schemas():
     assert errors_of(base(data__classes=5)) == ["data.classes: must be a list ([a,b]) or null, got 5"]
     assert errors_of(base(trainer__monitor=[1])) == ["trainer.monitor: must be text or null, got [1]"]
     assert errors_of(base(data__augment__hflip="maybe")) == ["data.augment.hflip: must be true or false, got 'maybe'"]
+    # a section given a value: OmegaConf named no key ("data: Merge error: int is not a subclass of AugmentConfig")
+    assert errors_of(base(data__augment=5)) == ["data.augment: must be settings ({key: value}), got 5"]
+    assert errors_of(base(finetune__lora="on")) == ["finetune.lora: must be settings ({key: value}), got 'on'"]
     assert errors_of(base(trainer__epoch=3))[0].startswith("trainer.epoch: Key 'epoch' not in 'TrainerConfig'")
     assert errors_of(base(extra=1)) == ["extra: unknown config key; top-level keys are data, finetune, imports, logger, model, "
                                         "optimizer, scheduler, trainer"]

@@ -147,6 +147,8 @@ def test_imagefolder_with_train_val_test_dirs_and_resize(tmp_path):
     data = loaders("imagefolder", root=str(tmp_path), image_size=[8, 8])
     assert [len(d.dataset) for d in (data.train, data.val, data.test)] == [6, 6, 6]
     assert next(iter(data.test))[0].shape[1:] == (3, 8, 8)
+    square = loaders("imagefolder", root=str(tmp_path), image_size=8)  # one number: a square (it was a traceback)
+    assert square.info.input_shape == (3, 8, 8)
     for bad in ([0, 0], [8]):  # torch's traceback at the first resize, before
         with pytest.raises(FtoolError, match=re.escape(f"data.image_size: expected a list of 2 positive sizes such "
                                                         f"as [32,32], got {bad}")):
@@ -274,6 +276,9 @@ def test_a_table_predicts_its_last_column_from_the_others_or_the_columns_named(t
     (tmp_path / "years.csv").write_text("1990,2000\n1,2\n3,4.5\n")  # columns named by numbers, as Hydra reads them
     by_number = DATASETS.build("table", {"path": str(tmp_path / "years.csv"), "target": 2000, "features": [1990]})
     assert by_number.info.columns == {"features": ["1990"], "target": ["2000"], "task": "regression"}
+    # one column by its name (data.features=rooms), as the target is; it was read letter by letter
+    one = DATASETS.build("table", {"path": str(houses), "features": "rooms"})
+    assert one.info.columns["features"] == ["rooms"] and one.train.tensors[0].flatten().tolist() == [3, 1, 2, 2]
 
 
 def test_a_table_with_words_as_the_target_is_a_classifier_labelled_by_name(tmp_path, capsys):
@@ -295,7 +300,7 @@ def test_a_table_with_words_as_the_target_is_a_classifier_labelled_by_name(tmp_p
     survivors = tmp_path / "survivors.csv"  # new rows of one class, given to the run: still its classes
     survivors.write_text("x,survived\n0.8,1\n0.7,1\n")
     assert DATASETS.build("table", {"path": str(survivors)}, run_columns=binary.info.columns).info.task == "classification"
-    assert "data: numbered.csv: survived (2 classes) from 1 columns" in capsys.readouterr().out
+    assert "data: numbered.csv: survived (2 classes) from 1 column" in capsys.readouterr().out
 
     test.write_text('{"w": 1, "h": 1, "kind": "d"}\n')
     with pytest.raises(FtoolError, match="data.test_path: .*test.jsonl has classes the train data has not: d"):

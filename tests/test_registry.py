@@ -8,7 +8,8 @@ def make_registry() -> Registry:
     reg = Registry("model", "model", provided=("input_shape", "num_outputs"))
 
     @reg.register("small")
-    def small(input_shape, num_outputs, width: int = 8, rate: float = 0.1, name_tag: str | None = None):
+    def small(input_shape, num_outputs, width: int = 8, rate: float = 0.1, name_tag: str | None = None,
+              betas: list = (0.9, 0.99)):
         return ("small", input_shape, num_outputs, width, rate)
 
     return reg
@@ -42,4 +43,7 @@ def test_check_args_reports_unknown_keys_with_suggestion_and_types():
     assert reg.check_args("small", {"width": "wide"}) == ["model.width: must be a whole number, got 'wide'"]
     assert reg.check_args("small", {"width": True}) == ["model.width: must be a whole number, got True"]
     assert reg.check_args("small", {"name_tag": None}) == []
+    # a number for a list was the builder's traceback (Adam's tuple(0.9): 'float' object is not iterable)
+    assert reg.check_args("small", {"betas": 0.9}) == ["model.betas: must be a list ([a,b]), got 0.9"]
+    assert reg.check_args("small", {"betas": [0.8, 0.9]}) == []
     assert reg.check_args("small", {"num_outputs": 4}) == ["model.num_outputs is set by ftool, not by the config"]

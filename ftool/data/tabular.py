@@ -65,7 +65,7 @@ def regression(num_features: int = 10, num_outputs: int = 1, train_size: int = 1
 
 
 @DATASETS.register("table")
-def table(path: str, target: str | list | None = None, features: list | None = None, task: str = "auto",
+def table(path: str, target: str | list | None = None, features: str | list | None = None, task: str = "auto",
           categorical: list | dict | None = None, missing: str | dict = "error", test_path: str | None = None,
           val_path: str | None = None, run_columns: dict | None = None) -> Splits:
     """Rows of a CSV, TSV or JSON-lines table: the `features` columns (default: every column but the
@@ -116,7 +116,8 @@ def table(path: str, target: str | list | None = None, features: list | None = N
     if not run_columns:  # what was read, to check at a glance
         encoded = f"; one-hot: {', '.join(categories)}" if categories else ""
         what = f"{len(names)} classes" if kind == "classification" else "regression"
-        note(f"data: {files['train'].name}: {', '.join(targets)} ({what}) from {len(inputs)} columns{encoded}")
+        columns = f"{len(inputs)} column{'s' if len(inputs) > 1 else ''}"
+        note(f"data: {files['train'].name}: {', '.join(targets)} ({what}) from {columns}{encoded}")
     info = DataInfo(kind, (x["train"].shape[1],), outputs, names, mean=mean, std=std, target_mean=target_mean,
                     target_std=target_std, columns=read_as)
     datasets = {split: TensorDataset(x[split], y[split]) for split in files}
@@ -126,8 +127,7 @@ def table(path: str, target: str | list | None = None, features: list | None = N
 def _pick_columns(header: list[str], target, features, file: Path) -> tuple[list[str], list[str]]:
     """The feature and target columns: those named (Hydra reads data.target=5 as a number, a header's
     names are text), else the last column and every other one."""
-    if isinstance(target, (str, int, float)):  # one column
-        target = [target]
+    target, features = ([c] if isinstance(c, (str, int, float)) else c for c in (target, features))  # one column
     targets = [str(c) for c in target] if target else header[-1:]
     inputs = [str(c) for c in features] if features else [c for c in header if c not in targets]
     both = [c for c in inputs if c in targets]

@@ -17,6 +17,7 @@ from torch.utils.data import TensorDataset
 from ftool.data import DataInfo, Splits, checked_shape
 from ftool.errors import FtoolError, one_line
 from ftool.registry import DATASETS
+from ftool.values import is_size
 
 # Per-channel statistics of the training sets, as published with each dataset's reference code.
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -150,9 +151,10 @@ def fashion_mnist(root: str = "data", download: bool = False) -> Splits:
 
 
 @DATASETS.register("imagefolder")
-def imagefolder(root: str, image_size: list | None = None, grayscale: bool = False) -> Splits:
+def imagefolder(root: str, image_size: list | int | None = None, grayscale: bool = False) -> Splits:
     """Images in class folders: root/{train,val,test}/<class>/*.png, or root/<class>/*.png (then
-    val and test are held out of it). `image_size` [H, W] defaults to the first image's size."""
+    val and test are held out of it). `image_size` [H, W] (one number: square) defaults to the first
+    image's size."""
     from ftool.data.image_files import ImageFiles, VisibleImageFolder, read_image
 
     base = Path(root).expanduser().resolve()
@@ -171,6 +173,8 @@ def imagefolder(root: str, image_size: list | None = None, grayscale: bool = Fal
     train = scan(train_dir)
     channels = 1 if grayscale else 3
     first = train.samples[0][0]
+    if is_size(image_size):
+        image_size = [image_size, image_size]
     size = checked_shape("data.image_size", image_size, "[32,32]", dims=2) if image_size else \
         read_image(first, "data.root", lambda image: (image.height, image.width))
     others = {}
