@@ -174,6 +174,15 @@ def check_no_group_choices(overrides: list[str], groups: dict, command: str, sav
                              f"cannot be swapped; set its keys instead ({hint})")
 
 
+def check_no_data_settings(overrides: list[str], command: str) -> None:
+    """predict and export read inputs as the run read its data (input size, classes, scaling: from its
+    summary.json), so a data setting would change nothing (data.image_size=[64,64] resized nothing)."""
+    for o in overrides:
+        if o.lstrip("+~").startswith("data."):
+            raise FtoolError(f"{o}: {command} reads its inputs as the run read its data (their size, classes and "
+                             f"scaling are saved with it), so data settings change nothing here; leave them out")
+
+
 def paths_from_where_it_ran(run, overrides: list[str]) -> list[str]:
     """Overrides that pin a reused run's relative paths (`data.root=imgs`) to the folder it ran in, so
     eval, predict, export and a resume work from any folder (the keys the command line sets stay)."""
@@ -540,6 +549,8 @@ def main(argv: list[str] | None = None) -> None:
                 sys.path.append(str(ran_in))
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
             check_no_group_choices(overrides, config_groups(config_root()), command.name, run.config)
+            if not command.reads_data:
+                check_no_data_settings(overrides, command.name)
             saves = PENDING_CONFIG if command.trains else "null"  # (a resume's config: see settle_config)
             extra += [f"hydra.run.dir={quoted(run.path)}", f"hydra.output_subdir={saves}", "hydra/job_logging=none",
                       *paths_from_where_it_ran(run, overrides)]

@@ -15,7 +15,7 @@ from torch import nn
 
 from ftool import components
 from ftool.config import RunConfig, validate
-from ftool.data import DataInfo, check_read_as_trained
+from ftool.data import DataInfo
 from ftool.data.tables import TABLE_SUFFIXES, check_columns, read_rows, read_text
 from ftool.data.text import rows_with_text, texts_in_folder
 from ftool.engine import checkpoint
@@ -47,7 +47,6 @@ def data_info(run: RunDir) -> DataInfo:
 def load_trained(cfg, ckpt: str) -> Trained:
     run, weights = locate_checkpoint(ckpt)
     rc = validate(cfg)
-    check_read_as_trained(rc.data, run)
     info = data_info(run)
     model = components.build_model(rc, info, pretrained=False)  # the checkpoint brings every weight
     checkpoint.load_into(model, weights)

@@ -328,8 +328,14 @@ def test_settings_that_decide_a_runs_samples_and_inputs_stay_the_runs(workdir):
 
     normalize = ("data.normalize=false: the run's model takes its inputs as it trained on them (data.normalize=true); "
                  "leave data.normalize as the run had it")
-    for command in (("eval",), ("predict", "input=imgs/cat/0.png"), ("export", f"out={workdir / 'm.safetensors'}")):
-        assert_one_line_error(ftool(*command, f"ckpt={run}", "data.normalize=false", cwd=workdir), normalize)
+    assert_one_line_error(ftool("eval", f"ckpt={run}", "data.normalize=false", cwd=workdir), normalize)
+    # predict and export read no data: a data setting changed nothing (data.image_size=[4,4] resized nothing)
+    for command in (("predict", "input=imgs/cat/0.png"), ("export", f"out={workdir / 'm.safetensors'}")):
+        for setting in ("data.normalize=false", "data.image_size=[4,4]"):
+            assert_one_line_error(ftool(*command, f"ckpt={run}", setting, cwd=workdir),
+                                  f"{setting}: {command[0]} reads its inputs as the run read its data (their size, "
+                                  f"classes and scaling are saved with it), so data settings change nothing here")
+    assert not (workdir / "m.safetensors").exists()
     assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "data.val_fraction=0.3",
                                 cwd=workdir), "data.val_fraction=0.3: the run held out its samples with "
                           "data.val_fraction=0.1", "a resume keeps the run's splits")
