@@ -410,10 +410,24 @@ def test_finetune_starts_its_processes_as_train_does(workdir):
 
 def test_early_stopping_stops_after_patience_validations(workdir):
     run = workdir / "run"
-    train(workdir, run, "trainer.epochs=10", "trainer.early_stopping_patience=2",
-          "trainer.early_stopping_min_delta=10")  # no epoch can improve by 10
+    result = train(workdir, run, "trainer.epochs=10", "trainer.early_stopping_patience=2",
+                   "trainer.early_stopping_min_delta=10")  # no epoch can improve by 10
     summary = read_json(run / "summary.json")
     assert summary["stopped_early"] is True and summary["timing"]["epochs"] == 3
+    best, epoch = f"{summary['best']['value']:.4f}", summary["best"]["epoch"]
+    out = " ".join(result.stdout.split())  # (the console wraps long lines)
+    # where it stopped and the epoch whose figures the results table shows (the best), not the last
+    assert (f"early stopping after epoch 3/10: val/accuracy has not improved by more than 10.0 for 2 validations "
+            f"(best: {best}, epoch {epoch})") in out
+    assert f"val/accuracy │ {best}" in out  # the best epoch's
+    # the results table's val and test figures are the best epoch's, which is not the last here: say so
+    # (mode=max makes the first epoch's loss, the highest, the best)
+    result = train(workdir, workdir / "worst", "trainer.epochs=10", "trainer.early_stopping_patience=2",
+                   "trainer.monitor=val/loss", "trainer.mode=max")
+    summary = read_json(workdir / "worst" / "summary.json")
+    assert summary["best"]["epoch"] == 1 and summary["timing"]["epochs"] == 3
+    assert "val and test figures: epoch 1, the best by val/loss; train/loss: epoch 3" in " ".join(result.stdout.split())
+    assert "val and test figures" not in train(workdir, workdir / "plain", "trainer.epochs=1").stdout  # the last epoch's
 
 
 def test_an_l1_loss_fits_a_table_with_outliers_where_mse_is_pulled_by_them(workdir):

@@ -170,8 +170,16 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
                        "first_step_seconds": round(result.first_step_at - ftool.STARTED, 3)
                        if result.first_step_at else None})
     if acc.is_main:
-        print_metrics("results", metrics, where=f"run directory: {run.path}")
+        print_metrics("results", metrics, where=f"{_best_epoch_note(result)}run directory: {run.path}")
     return result.best["value"] if result.best else None
+
+
+def _best_epoch_note(result) -> str:
+    """A line saying which epoch the results' val and test figures come from, where it is not the last."""
+    best = result.best
+    if not best or best["epoch"] == result.epochs:
+        return ""
+    return f"val and test figures: epoch {best['epoch']}, the best by {best['monitor']}; train/loss: epoch {result.epochs}\n"
 
 
 def _check_resumable(rc: RunConfig, run: RunDir, info, previous: dict | None, state: dict, monitor: str) -> None:

@@ -29,6 +29,7 @@ from ftool.finetune import set_trainable
 from ftool.metrics import EpochMeter, monitor_mode
 from ftool.optim import continue_schedule, l1_penalty
 from ftool.rundir import RunDir
+from ftool.values import figure
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -322,8 +323,9 @@ class Trainer:
                                          layout))
                 progress.end_epoch({**train_metrics, **val_metrics}, self.monitor)
                 if cfg.early_stopping_patience and at.stale >= cfg.early_stopping_patience:
-                    console.print(f"early stopping: {self.monitor} has not improved by more than "
-                                  f"{cfg.early_stopping_min_delta} for {at.stale} validations")
+                    console.print(f"early stopping after epoch {epoch}/{epochs}: {self.monitor} has not improved by "
+                                  f"more than {cfg.early_stopping_min_delta} for {at.stale} validations (best: "
+                                  f"{figure(at.best['value'])}, epoch {at.best['epoch']})")
                     stopped_early = True
                     break
                 if at.step >= total_steps:
