@@ -3,4 +3,4 @@
 import time
 
 __version__ = "0.1.0"
-STARTED = time.perf_counter()  # the first ftool import: summary.json's timing.first_step_seconds counts from here
+STARTED = time.perf_counter()  # the first ftool import: a command's timing (summary.json) counts from here

@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+import ftool
 from ftool.errors import FtoolError, RunInterrupted, machine_errors, one_line
 
 
@@ -256,11 +257,15 @@ class Summary:
     the run usable by eval and predict, which read the data's description here."""
 
     KEPT = ("data", "parameters", "finetune", "metrics", "best", "checkpoints")
+    started_one = False  # in this process: a sweep runs its jobs one after another in one
 
     def __init__(self, run: RunDir, command: str, enabled: bool = True, earlier: dict | None = None):
         self.run, self.enabled = run, enabled  # only the main process writes
         self.kept = False
-        self.start = time.perf_counter()
+        # timing counts from the job's start: a process's first job's is ftool's (its imports are part
+        # of starting up), a sweep's later jobs' their own (not the jobs before them)
+        self.start = time.perf_counter() if Summary.started_one else ftool.STARTED
+        Summary.started_one = True
         self.data: dict = {"command": command, "status": "running",
                            "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                            **{key: (earlier or {})[key] for key in self.KEPT if key in (earlier or {})}}

@@ -428,6 +428,14 @@ def test_early_stopping_stops_after_patience_validations(workdir):
     assert summary["best"]["epoch"] == 1 and summary["timing"]["epochs"] == 3
     assert "val and test figures: epoch 1, the best by val/loss; train/loss: epoch 3" in " ".join(result.stdout.split())
     assert "val and test figures" not in train(workdir, workdir / "plain", "trainer.epochs=1").stdout  # the last epoch's
+    # A resume of a run that stopped early is skipped, unless it stops otherwise (it was skipped whatever it asked)
+    resumed = ftool("train", f"trainer.resume={workdir / 'worst'}", cwd=workdir)
+    assert "completed before; skipped (trainer.resume; another trainer.early_stopping_patience (0: none) would " \
+           "continue it, as it stopped early)" in " ".join(resumed.stdout.split())
+    assert ftool("train", f"trainer.resume={workdir / 'worst'}", "trainer.early_stopping_patience=4",
+                 cwd=workdir).returncode == 0
+    summary = read_json(workdir / "worst" / "summary.json")
+    assert summary["resumed_from_step"] > 0 and summary["timing"]["epochs"] == 5 and summary["stopped_early"]
 
 
 def test_an_l1_loss_fits_a_table_with_outliers_where_mse_is_pulled_by_them(workdir):

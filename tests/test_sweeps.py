@@ -89,6 +89,11 @@ def test_a_rerun_sweep_skips_finished_jobs_and_resumes_the_others(workdir):
     command = ("train", "-m", "optimizer.lr=0.01,0.001", *FAST, f"hydra.sweep.dir={sweep}", "trainer.resume=auto")
     assert ftool(*command, cwd=workdir).returncode == 0
     first, second = jobs(sweep)
+    # each job's timing counts from its own start (the second's counted the first job's time too, and
+    # the first's total did not count ftool's start-up, which its first step did)
+    for job in (first, second):
+        timing = read_json(job / "summary.json")["timing"]
+        assert 0 < timing["first_step_seconds"] <= timing["total_seconds"], timing
     kept = (first / "summary.json").read_bytes()
     record = read_json(second / "summary.json")
     (second / "summary.json").write_text(json.dumps({**record, "status": "interrupted"}))  # as if preempted

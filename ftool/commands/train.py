@@ -9,7 +9,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-import ftool
 from ftool import components, finetune
 from ftool.config import RunConfig, validate
 from ftool.data import check_data_fits_run, check_read_as_trained
@@ -35,12 +34,14 @@ def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
         run = RunDir(Path(acc.broadcast(str(run_dir))))  # rank 0's run dir, on every process
         # A resume of a run that completed as far as asked has nothing to train: it is skipped, not
         # re-tested with its timing zeroed (a re-run sweep with trainer.resume=auto resumes only the rest).
-        if acc.broadcast(rc.trainer.resume is not None and _trained_as_asked(previous, rc)
+        if acc.broadcast(rc.trainer.resume is not None and _trained_as_asked(previous, rc, run)
                          if previous else False):
             summary.keep(previous)
             if acc.is_main:
-                console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume; "
-                              "more trainer.epochs would continue it)", soft_wrap=True)
+                more = ("another trainer.early_stopping_patience (0: none) would continue it, as it stopped early"
+                        if previous.get("stopped_early") else "more trainer.epochs would continue it")
+                console.print(f"ftool train: {run.path} completed before; skipped (trainer.resume; {more})",
+                              soft_wrap=True)
             return ((previous or {}).get("best") or {}).get("value")  # (read by the main process only)
         settings = flat_settings(OmegaConf.to_container(cfg, resolve=True))  # for the loggers that track runs
         return _train(rc, acc, run, summary, stop, previous, settings)
@@ -167,7 +168,7 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
                        "train_samples_per_s": round(result.train_samples / result.train_seconds, 2)
                        if result.train_seconds > 0 else None,
                        "epochs": result.epochs, "steps": result.steps,
-                       "first_step_seconds": round(result.first_step_at - ftool.STARTED, 3)
+                       "first_step_seconds": round(result.first_step_at - summary.start, 3)
                        if result.first_step_at else None})
     if acc.is_main:
         print_metrics("results", metrics, where=f"{_best_epoch_note(result)}run directory: {run.path}")
@@ -226,13 +227,16 @@ def _print_lr_change(saved: float, now: float, step: int, total_steps: int) -> N
                       f"steps", soft_wrap=True)
 
 
-def _trained_as_asked(previous: dict, rc: RunConfig) -> bool:
+def _trained_as_asked(previous: dict, rc: RunConfig, run: RunDir) -> bool:
     """Did the run that completed in this dir train as far as this one asks? More epochs or
-    steps than it made resume it instead; a run that stopped early is done."""
+    steps than it made resume it instead; a run that stopped early is done unless this command
+    stops otherwise (a larger early_stopping_patience, or none)."""
     if previous.get("status") != "completed":
         return False
     if previous.get("stopped_early"):
-        return True
+        then = (read_saved(run) or {}).get("trainer") or {}
+        return all(getattr(rc.trainer, key) == then.get(key)
+                   for key in ("early_stopping_patience", "early_stopping_min_delta"))
     made = previous.get("timing") or {}
     if rc.trainer.max_steps > 0:
         return made.get("steps", 0) >= rc.trainer.max_steps
