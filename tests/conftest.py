@@ -72,7 +72,7 @@ def tiny_bert(tmp_path_factory) -> Path:
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
     BertTokenizerFast(str(folder / "vocab.txt")).save_pretrained(folder)
     config = BertConfig(vocab_size=len(dict.fromkeys(vocab)), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder
 

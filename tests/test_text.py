@@ -91,12 +91,12 @@ def test_text_files_reads_a_folder_per_class_one_text_per_file_as_imdbs_download
 
 
 def test_a_max_length_beyond_the_models_positions_is_an_error_before_tokenizing(texts, tiny_bert, cache):
-    tokenizer = load_tokenizer(str(tiny_bert))
-    tokenizer.model_max_length = 64  # the tiny BERT's max_position_embeddings
-    assert text_files(str(texts), tokenizer, max_length=64).info.input_shape == (64,)
-    with pytest.raises(FtoolError, match=r"data.max_length: 65 is more tokens than the model takes \(64\); "
-                                         r"give data.max_length=64 or less"):
-        text_files(str(texts), tokenizer, max_length=65)  # (a long text would fail in training, mid-run)
+    tokenizer = load_tokenizer(str(tiny_bert))  # saved without a limit: its model's max_position_embeddings
+    assert tokenizer.model_max_length == 128
+    assert text_files(str(texts), tokenizer, max_length=128).info.input_shape == (128,)
+    with pytest.raises(FtoolError, match=r"data.max_length: 129 is more tokens than the model takes \(128\); "
+                                         r"give data.max_length=128 or less"):
+        text_files(str(texts), tokenizer, max_length=129)  # (a long text would fail in training, mid-run)
 
 
 def test_augmentation_on_text_is_an_error(texts, tiny_bert, cache):

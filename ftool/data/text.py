@@ -142,8 +142,8 @@ def text_splits(splits: dict[str, tuple[list[str], list[int]]], class_names: lis
                          "(model=hf_classifier)")
     if max_length < 2:
         raise FtoolError(f"data.max_length: must be >= 2, got {max_length}")
-    limit = tokenizer.model_max_length  # (a tokenizer that does not know its model's says 10^30)
-    if limit < 10**6 and max_length > limit:  # longer texts would fail in the model's position embeddings
+    limit = tokenizer.model_max_length  # the model's (models.hf.load_tokenizer), or 10^30 where unknown
+    if max_length > limit:  # longer texts would fail in the model's position embeddings
         raise FtoolError(f"data.max_length: {max_length} is more tokens than the model takes ({limit}); give "
                          f"data.max_length={limit} or less")
     made = {name: TokenizedTexts(tokenize(texts, tokenizer, max_length), torch.tensor(labels, dtype=torch.long))

@@ -63,13 +63,26 @@ def _hub_error(what: str, name_or_path: str, e: Exception) -> FtoolError:
 
 
 def load_tokenizer(name_or_path: str):
-    from transformers import AutoTokenizer
+    """The model's tokenizer, knowing how many tokens the model takes: one saved without that limit
+    (model_max_length 10^30) gets its model's positions, so a longer data.max_length is refused before
+    training rather than failing in the position embeddings at the first long text."""
+    from transformers import AutoConfig, AutoTokenizer
 
     _quiet_transformers()
+    where = resolve(name_or_path)
     try:
-        return AutoTokenizer.from_pretrained(resolve(name_or_path))
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        if tokenizer.model_max_length > _NO_LIMIT:
+            config = AutoConfig.from_pretrained(where)
+            positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+            if positions:
+                tokenizer.model_max_length = positions
     except (OSError, ValueError) as e:
         raise _hub_error("tokenizer", name_or_path, e) from None
+    return tokenizer
+
+
+_NO_LIMIT = 10**6  # a tokenizer that does not know its model's limit says 10^30
 
 
 class HFClassifier(nn.Module):
