@@ -202,6 +202,7 @@ def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
     (["0", "2", "1", "0"], ["0", "1", "2"], [0, 2, 1, 0]),  # 0..k-1: their own index
     (["5", "1", "10", "1"], ["1", "5", "10"], [1, 0, 2, 0]),  # star ratings: no empty class 0, numeric order
     (["-1", "+1", "1"], ["-1", "1"], [0, 1, 1]),  # -1/+1
+    (["1.0", "10.0", "2.0", "1"], ["1", "2", "10"], [0, 2, 1, 0]),  # as pandas writes them: not names ("10.0" < "2.0")
     (["b", "a", "10"], ["10", "a", "b"], [2, 1, 0]),  # names
 ])
 def test_text_csv_labels_are_classes_in_order(labels, names, indices, tmp_path, tiny_bert, cache):

@@ -34,10 +34,16 @@ def read_text(path: Path | None, what: str) -> str:
 def labels_to_indices(labels: list) -> tuple[list[int], list[str]]:
     """Labels as given -> (indices, class names in index order). Whole numbers are classes in numeric
     order, named by their number: 0..k-1 keep their index, and 1-5 star ratings or -1/+1 make as many
-    classes, with no empty class 0. Other labels are names, in text order."""
+    classes, with no empty class 0; written as decimals too (1.0: pandas writes a column of whole numbers
+    with a gap so). Other labels are names, in text order."""
     def number(v):
-        text = str(v).strip()
-        return int(text) if not isinstance(v, bool) and text.lstrip("+-").isdigit() else None
+        if isinstance(v, bool):
+            return None
+        try:
+            value = float(str(v).strip())
+        except ValueError:
+            return None
+        return int(value) if value.is_integer() else None
 
     if labels and all(number(v) is not None for v in labels):
         values = sorted({number(v) for v in labels})
