@@ -468,10 +468,30 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step(workdir):
     assert "non-finite loss at step" in result.stderr and "trainer.on_nonfinite=skip" in result.stderr
     assert read_json(run / "summary.json")["status"] == "failed"
 
+    # skip: a stray bad batch is skipped (here the model's third training forward gives NaN) ...
+    (workdir / "flaky.py").write_text(
+        "import torch\nfrom torch import nn\nfrom ftool.registry import MODELS\n\n"
+        "class Flaky(nn.Linear):\n"
+        "    calls = 0\n"
+        "    def forward(self, x):\n"
+        "        Flaky.calls += self.training\n"
+        "        return super().forward(x) * (float('nan') if self.training and Flaky.calls == 3 else 1.0)\n\n"
+        "@MODELS.register('flaky')\n"
+        "def flaky(input_shape, num_outputs, bias: bool = True):\n"
+        "    return Flaky(input_shape[0], num_outputs)\n")
     skipped = workdir / "skipped"
-    result = ftool("train", *diverge, "trainer.on_nonfinite=skip", f"hydra.run.dir={skipped}", cwd=workdir)
-    assert result.returncode == 0 and "non-finite loss, step skipped" in result.stderr
+    result = ftool("train", "model=linear", "model.name=flaky", "imports=[flaky]", "data=regression", "optimizer=sgd",
+                   "trainer.epochs=3", "trainer.on_nonfinite=skip", f"hydra.run.dir={skipped}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("non-finite loss, step skipped") == 1 and "step 3:" in result.stderr
     assert all(torch.isfinite(t).all() for t in weights(skipped).values())
+    assert read_json(skipped / "summary.json")["metrics"]["test/r2"] > 0.9
+    # ... and a model that diverged stops: its every step was skipped, to the run's end (exit status 0)
+    diverged = workdir / "diverged"
+    result = ftool("train", *diverge, "trainer.on_nonfinite=skip", f"hydra.run.dir={diverged}", cwd=workdir)
+    assert result.returncode == 2 and result.stderr.count("step skipped") == 9
+    assert "(epoch 1) all had a non-finite loss: the model has diverged, which skipping steps cannot undo" in result.stderr
+    assert read_json(diverged / "summary.json")["status"] == "failed"
 
 
 def test_tensorboard_and_csv_loggers_write_real_files(workdir):

@@ -130,6 +130,11 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Acce
     return meter.compute(prefix, total=acc.sum)
 
 
+# Steps skipped in a row for a non-finite loss (trainer.on_nonfinite=skip) that mean the model has
+# diverged (its outputs overflow), not that a stray batch was bad: the run stops.
+DIVERGED_AFTER = 10
+
+
 @dataclass
 class Position:
     """Where training stands; saved in every `last` checkpoint so a run resumes exactly."""
@@ -201,7 +206,7 @@ class Trainer:
         mode = monitor_mode(self.monitor, cfg.mode)
         progress = TrainProgress(cfg.progress and acc.is_main, epochs, cfg.log_every_n_steps)
         timer, timed_seconds, timed_samples, first_step_at = None, 0.0, 0, None
-        train_metrics, stopped_early = {}, False
+        train_metrics, stopped_early, skipped_in_row = {}, False, 0
         # Everything built so far lives for the whole run: keep the cyclic GC from re-scanning it
         # (a full collection over torch's and Hydra's objects stalls a step for ~0.2 s).
         gc.collect()
@@ -249,9 +254,16 @@ class Trainer:
                             last = self.run.relative(self.run.last_weights) if self.run.last_weights.is_file() else "none yet"
                             raise FtoolError(f"training stopped: non-finite loss at step {at.step + 1} (epoch {epoch}); "
                                              f"last good checkpoint: {last}; trainer.on_nonfinite=skip skips such steps")
+                        skipped_in_row += 1
+                        if skipped_in_row == DIVERGED_AFTER:
+                            raise FtoolError(f"training stopped: steps {at.step + 2 - skipped_in_row} to {at.step + 1} "
+                                             f"(epoch {epoch}) all had a non-finite loss: the model has diverged, which "
+                                             f"skipping steps cannot undo; a lower optimizer.lr or trainer.grad_clip=1.0 "
+                                             f"keeps it from diverging")
                         warn(f"step {at.step + 1}: non-finite loss, step skipped")
                         self.optimizer.zero_grad(set_to_none=True)
                     else:
+                        skipped_in_row = 0
                         if cfg.grad_clip > 0:
                             self.scaler.unscale_(self.optimizer)
                             params = self.model.parameters()
