@@ -36,6 +36,18 @@ def test_digits_transfer_keeps_the_frozen_convs_and_learns_new_classes(workdir):
     assert_one_line_error(ftool("finetune", f"finetune.from={pre}", "model=mlp", cwd=workdir),  # another model
                           "finetune.from: no layer of", "fits this model (that run trained model=simplecnn;")
 
+    # A resume needs its checkpoint only: the pretrained run may be gone ("finetune.from: ... does not
+    # exist" before), and the frozen layers stay frozen (the checkpoint names those that were pretrained).
+    pre.rename(workdir / "moved")
+    result = ftool("finetune", f"trainer.resume={tuned}", "trainer.epochs=6", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "tensors from" not in result.stdout  # no pretrained weights loaded, to be replaced at once
+    resumed = read_json(tuned / "summary.json")
+    assert resumed["resumed_from_step"] > 0 and resumed["timing"]["epochs"] == 6
+    assert resumed["finetune"]["frozen"] == summary["finetune"]["frozen"]
+    assert resumed["finetune"]["pretrained_parameters"] == summary["finetune"]["pretrained_parameters"]
+    assert torch.equal(before["features.0.weight"], load_file(tuned / "checkpoints" / "last.safetensors")["features.0.weight"])
+
 
 def test_backbone_freezing_freezes_the_pretrained_layers_and_needs_some():
     model = SimpleCNN((1, 8, 8), 3, padding=2)

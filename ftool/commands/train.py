@@ -68,8 +68,12 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
             if getattr(rc.trainer, key):
                 raise FtoolError(f"trainer.{key}: needs validation, and this run has none ({why})")
 
-    # (a resumed fine-tune loads its pretrained weights again; its own checkpoint then replaces them)
-    model = components.build_model(rc, info)
+    # A resume's checkpoint brings every weight and names those that started pretrained, so it needs
+    # no pretrained source (finetune.from's run may be gone); one from an older ftool loads it again.
+    marked = resume[1].get("pretrained") if resume else None
+    model = components.build_model(rc, info, pretrained=marked is None)
+    if marked is not None:
+        model.pretrained_parameters = set(marked)
     pretrained = finetune.pretrained_parameters(model)
     if summary.data["command"] == "finetune" and not pretrained:
         raise FtoolError(f"finetune: {rc.model.name} starts from nothing pretrained; give finetune.from=<run dir or "

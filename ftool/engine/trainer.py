@@ -25,7 +25,7 @@ from ftool.engine import checkpoint
 from ftool.engine.accelerator import Accelerator
 from ftool.engine.progress import EvalProgress, TrainProgress, console, warn
 from ftool.errors import FtoolError, RunInterrupted
-from ftool.finetune import set_trainable
+from ftool.finetune import pretrained_parameters, set_trainable
 from ftool.metrics import EpochMeter, monitor_mode
 from ftool.optim import continue_schedule, l1_penalty
 from ftool.rundir import RunDir
@@ -363,6 +363,8 @@ class Trainer:
             "epoch_done": at.epoch - 1, "step": at.step, "position": dataclasses.asdict(at),
             "optimizer": self.acc.optimizer_state(self.model, self.optimizer),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng_state(),
+            # which parameters started pretrained (frozen, their own LR): a resume needs no pretrained source
+            "pretrained": sorted(pretrained_parameters(self.model)),
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
