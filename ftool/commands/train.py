@@ -184,7 +184,8 @@ def _best_epoch_note(result) -> str:
     best = result.best
     if not best or best["epoch"] == result.epochs:
         return ""
-    return f"val and test figures: epoch {best['epoch']}, the best by {best['monitor']}; train/loss: epoch {result.epochs}\n"
+    return (f"val and test figures: epoch {best['epoch']}, the best by {best['monitor']}; "
+            f"train/loss: epoch {result.epochs}\n")
 
 
 def _check_resumable(rc: RunConfig, run: RunDir, info, previous: dict | None, state: dict, monitor: str) -> None:

@@ -62,6 +62,9 @@ def _hub_error(what: str, name_or_path: str, e: Exception) -> FtoolError:
                       f"once (it is cached in HF_HOME)")
 
 
+_NO_LIMIT = 10**6  # a tokenizer that does not know its model's limit says 10^30
+
+
 def load_tokenizer(name_or_path: str):
     """The model's tokenizer, knowing how many tokens the model takes: one saved without that limit
     (model_max_length 10^30) gets its model's positions, so a longer data.max_length is refused before
@@ -80,9 +83,6 @@ def load_tokenizer(name_or_path: str):
     except (OSError, ValueError) as e:
         raise _hub_error("tokenizer", name_or_path, e) from None
     return tokenizer
-
-
-_NO_LIMIT = 10**6  # a tokenizer that does not know its model's limit says 10^30
 
 
 class HFClassifier(nn.Module):
