@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftool.registry import close_matches_hint
 
 # What users of Lightning, Hugging Face's Trainer and torchtune type (the key's last part), and
-# ftool's setting for it.
+# ftool's setting for it (None: there is none).
 OTHER_TOOLS_NAMES = {
     **dict.fromkeys(("max_epochs", "num_train_epochs", "num_epochs", "n_epochs"), "trainer.epochs"),
     "learning_rate": "optimizer.lr",
@@ -26,8 +26,23 @@ OTHER_TOOLS_NAMES = {
     **dict.fromkeys(("amp", "mixed_precision", "dtype"), "trainer.precision"),
     **dict.fromkeys(("output_dir", "default_root_dir"), "hydra.run.dir"),
     **dict.fromkeys(("ckpt_path", "resume_from_checkpoint"), "trainer.resume"),
-    "fast_dev_run": "trainer.max_steps",
-    "check_val_every_n_epoch": "trainer.val_every",
+    **dict.fromkeys(("fast_dev_run", "limit_train_batches"), "trainer.max_steps"),
+    **dict.fromkeys(("check_val_every_n_epoch", "val_check_interval", "eval_steps"), "trainer.val_every"),
+    "enable_progress_bar": "trainer.progress",
+    "logging_steps": "trainer.log_every_n_steps",
+    "save_steps": "trainer.checkpoint_every_n_steps",
+    "metric_for_best_model": "trainer.monitor",
+    "greater_is_better": "trainer.mode",
+    "label_smoothing_factor": "trainer.label_smoothing",
+    "torch_compile": "trainer.compile",
+    "report_to": "logger=<name>",
+    **dict.fromkeys(("max_seq_length", "max_seq_len", "max_len"), "data.max_length"),
+    **dict.fromkeys(("lora_r", "lora_rank"), "finetune.lora.r"),
+    "lora_alpha": "finetune.lora.alpha",
+    "lora_dropout": "finetune.lora.dropout",
+    "lora_attn_modules": "finetune.lora.target_modules",
+    # ... and settings ftool has no counterpart of (None), where the closest name would mislead
+    **dict.fromkeys(("num_sanity_val_steps", "limit_val_batches", "gradient_checkpointing"), None),
     **dict.fromkeys(("patience", "early_stopping"), "trainer.early_stopping_patience"),
     "dataloader_num_workers": "data.num_workers",
     **dict.fromkeys(("warmup_steps", "warmup_ratio", "num_warmup_steps"), "scheduler.warmup_epochs"),
@@ -63,7 +78,8 @@ def unknown_key(key: str, cfg: DictConfig, config_dirs: list[Path], options: tup
 
 def _meant(parent: str, leaf: str, keys: list[str], cfg: DictConfig, config_dirs: list[Path]) -> str:
     if leaf in OTHER_TOOLS_NAMES:
-        return f" Did you mean '{OTHER_TOOLS_NAMES[leaf]}'?"
+        meant = OTHER_TOOLS_NAMES[leaf]
+        return f" Did you mean '{meant}'?" if meant else " ftool has no such setting."
     # A key another group has (epochs=3, trainer.lr=0.1) was meant for that group.
     elsewhere = [f"{g}.{leaf}" for g, node in cfg.items()
                  if g not in (parent, "hydra") and isinstance(node, DictConfig) and leaf in node]

@@ -16,8 +16,10 @@ from ftool.errors import FtoolError, one_line
 
 
 def close_matches_hint(word: str, options: list[str]) -> str:
-    """' Did you mean X?' for the closest option, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    """' Did you mean X?' for the closest option (the same word in other case first: AdamW is adamw),
+    or '' when nothing is close."""
+    close = ([o for o in options if o.lower() == word.lower()]
+             or difflib.get_close_matches(word, options, n=1, cutoff=0.5))
     return f" Did you mean '{close[0]}'?" if close else ""
 
 

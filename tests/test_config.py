@@ -157,6 +157,11 @@ def test_running_out_of_memory_is_one_line_saying_what_needs_less():
     (["fp16=true"], "fp16: no such key; the config has optimizer, ... Did you mean 'trainer.precision=fp16-mixed'?"),
     (["trainer.gpus=2"], "trainer.gpus: no such key; trainer has epochs, ... Did you mean 'trainer.devices'?"),
     (["output_dir=runs/a"], "output_dir: no such key; the config has optimizer, ... Did you mean 'hydra.run.dir'?"),
+    (["trainer.num_sanity_val_steps=0"], "trainer.num_sanity_val_steps: no such key; trainer has epochs, ... ftool "
+                                         "has no such setting."),  # not 'max_steps', the closest name
+    (["trainer.limit_train_batches=10"], "trainer.limit_train_batches: no such key; trainer has epochs, ... Did you "
+                                         "mean 'trainer.max_steps'?"),  # (not 'accumulate_grad_batches')
+    (["lora_rank=8"], "lora_rank: no such key; the config has optimizer, ... Did you mean 'finetune.lora.r'?"),
     # a setting of another option of the group
     (["optimizer.momentum=0.9"], "optimizer.momentum: no such key; optimizer has name, lr, weight_decay, l1, betas, "
                                  "eps. It is a setting of optimizer=sgd."),

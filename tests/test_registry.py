@@ -1,7 +1,7 @@
 import pytest
 
 from ftool.errors import FtoolError
-from ftool.registry import Registry
+from ftool.registry import Registry, close_matches_hint
 
 
 def make_registry() -> Registry:
@@ -47,3 +47,9 @@ def test_check_args_reports_unknown_keys_with_suggestion_and_types():
     assert reg.check_args("small", {"betas": 0.9}) == ["model.betas: must be a list ([a,b]), got 0.9"]
     assert reg.check_args("small", {"betas": [0.8, 0.9]}) == []
     assert reg.check_args("small", {"num_outputs": 4}) == ["model.num_outputs is set by ftool, not by the config"]
+
+
+def test_a_name_in_other_case_is_the_option_meant():
+    # (difflib's closest to AdamW is adam)
+    assert close_matches_hint("AdamW", ["adam", "adamw", "sgd"]) == " Did you mean 'adamw'?"
+    assert close_matches_hint("adamm", ["adam", "adamw", "sgd"]) == " Did you mean 'adam'?"
