@@ -459,6 +459,17 @@ def test_every_parameter_that_trains_gets_a_gradient_as_ddp_requires(tiny_bert, 
     assert without == []  # (mean pooling leaves BERT's pooler unused: it is frozen)
 
 
+def test_a_model_saved_with_a_head_for_other_classes_gets_one_for_this_datas(tiny_bert):
+    # The tiny BERT is saved with a 2-class head (as a model fine-tuned on SST-2 would be); for 3 classes
+    # transformers refused its size ("ignore_mismatched_sizes"), a traceback.
+    from ftool.models.hf import hf_classifier
+
+    model = hf_classifier(3, name_or_path=str(tiny_bert))
+    assert model.hf.classifier.out_features == 3
+    assert {n for n, _ in model.named_parameters()} - model.pretrained_parameters == {"hf.classifier.weight",
+                                                                                     "hf.classifier.bias"}
+
+
 @pytest.mark.parametrize("scheme", ["kaiming", "xavier"])
 def test_weight_init_starts_the_new_head_and_leaves_the_pretrained_layers_as_loaded(tiny_bert, scheme):
     from ftool.models import apply_init

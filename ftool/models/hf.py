@@ -131,7 +131,9 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
     auto = AutoModelForSequenceClassification if pooling == "cls" else AutoModel
     if pretrained:
         try:
-            hf, loading = auto.from_pretrained(source, config=config, output_loading_info=True)
+            # (a head for other classes than this data's, a model fine-tuned before, starts fresh below)
+            hf, loading = auto.from_pretrained(source, config=config, output_loading_info=True,
+                                               ignore_mismatched_sizes=True)
         except (OSError, ValueError) as e:
             raise _hub_error("weights", name_or_path, e) from None
     else:  # eval/predict/export: the checkpoint brings every weight
