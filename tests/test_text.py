@@ -432,6 +432,48 @@ def test_lora_trains_adapters_only_exports_merged_and_carries_over_to_finetune_f
                                 cwd=tmp_path, env=_env(cache)), "finetune.backbone_lr_mult: must be 1 with LoRA")
 
 
+def test_a_model_without_a_padding_token_pads_with_its_end_token(tmp_path):
+    # GPT-2's family has no padding token: its own head, which looks for each text's last token by the
+    # padding id, stopped at "Cannot handle batch sizes > 1 if no padding token is defined".
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
+
+    from ftool.data.text import PadBatch, encode
+    from ftool.models.hf import hf_classifier, load_tokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["a gorgeous witty film", "the plot is dull"] * 5, vocab_size=300,
+                            special_tokens=["<|endoftext|>"])
+    bpe.save(str(tmp_path / "bpe.json"))
+    end = "<|endoftext|>"
+    PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "bpe.json"), eos_token=end, bos_token=end,
+                            unk_token=end).save_pretrained(tmp_path / "gpt")
+    end_id = bpe.token_to_id(end)
+    GPT2ForSequenceClassification(GPT2Config(vocab_size=bpe.get_vocab_size(), n_embd=32, n_layer=1, n_head=2,
+                                             n_positions=64, eos_token_id=end_id, bos_token_id=end_id)
+                                  ).save_pretrained(tmp_path / "gpt")
+    tokenizer, model = load_tokenizer(str(tmp_path / "gpt")), hf_classifier(2, name_or_path=str(tmp_path / "gpt")).eval()
+    assert tokenizer.pad_token_id == model.hf.config.pad_token_id == end_id
+    ids = encode(["a gorgeous witty film", "dull"], tokenizer, 16)
+    batch, _ = PadBatch(tokenizer.pad_token_id)([(t, 0) for t in ids])
+    with torch.no_grad():  # each text's logits as if alone: the head reads its last token, not the padding
+        together = model(batch)
+        alone = torch.cat([model(PadBatch(tokenizer.pad_token_id)([(t, 0)])[0]) for t in ids])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
+def test_a_model_folder_without_its_tokenizer_is_an_error(tiny_bert, tmp_path):
+    # transformers made a tokenizer of five special tokens: every word [UNK], a model that learns nothing
+    from transformers import AutoModelForSequenceClassification
+
+    from ftool.models.hf import load_tokenizer
+
+    AutoModelForSequenceClassification.from_pretrained(tiny_bert).save_pretrained(tmp_path / "model")
+    with pytest.raises(FtoolError, match=r"model.name_or_path: .*model holds no tokenizer \(tokenizer.json, "
+                                         r"tokenizer_config.json, vocab.txt, ...\); save the model's tokenizer beside"):
+        load_tokenizer(str(tmp_path / "model"))
+
+
 def test_lora_on_a_model_peft_has_no_default_for_names_its_layers(tiny_bert, tmp_path):
     # DistilBERT's attention is q_lin/v_lin: peft's own words ("Please specify `target_modules`") named none
     from transformers import BertTokenizerFast, DistilBertConfig, DistilBertForSequenceClassification

@@ -63,6 +63,9 @@ def _hub_error(what: str, name_or_path: str, e: Exception) -> FtoolError:
 
 
 _NO_LIMIT = 10**6  # a tokenizer that does not know its model's limit says 10^30
+# What a saved tokenizer leaves in its folder (one of them at least): fast, WordPiece, BPE, SentencePiece.
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                    "sentencepiece.bpe.model", "tokenizer.model")
 
 
 def load_tokenizer(name_or_path: str):
@@ -73,8 +76,14 @@ def load_tokenizer(name_or_path: str):
 
     _quiet_transformers()
     where = resolve(name_or_path)
+    if os.path.isdir(where) and not any(os.path.exists(os.path.join(where, f)) for f in _TOKENIZER_FILES):
+        # (transformers would make a tokenizer of five special tokens, reading every word as unknown)
+        raise FtoolError(f"model.name_or_path: {where} holds no tokenizer ({', '.join(_TOKENIZER_FILES[:3])}, ...); "
+                         f"save the model's tokenizer beside it: tokenizer.save_pretrained(folder)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token  # GPT-2's family has none: batches pad with the end token
         if tokenizer.model_max_length > _NO_LIMIT:
             config = AutoConfig.from_pretrained(where)
             positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
@@ -124,6 +133,9 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
         config = AutoConfig.from_pretrained(source, num_labels=num_outputs)
     except (OSError, ValueError) as e:
         raise _hub_error("config", name_or_path, e) from None
+    if config.pad_token_id is None and config.eos_token_id is not None:  # as load_tokenizer pads (GPT-2's family),
+        eos = config.eos_token_id  # which the model's own head needs to find each text's last token
+        config.pad_token_id = eos[0] if isinstance(eos, list) else eos
     if dropout is not None:
         for key in ("hidden_dropout_prob", "dropout", "classifier_dropout"):
             if hasattr(config, key):
