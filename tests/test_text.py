@@ -460,6 +460,9 @@ def test_a_model_without_a_padding_token_pads_with_its_end_token(tmp_path):
         together = model(batch)
         alone = torch.cat([model(PadBatch(tokenizer.pad_token_id)([(t, 0)])[0]) for t in ids])
     assert torch.allclose(together, alone, atol=1e-5)
+    # model.dropout sets GPT-2's own dropout settings (it set BERT's names only: ignored here, without a word)
+    config = hf_classifier(2, name_or_path=str(tmp_path / "gpt"), dropout=0.3).hf.config
+    assert (config.resid_pdrop, config.embd_pdrop, config.summary_first_dropout) == (0.3, 0.3, 0.3)
 
 
 def test_a_model_folder_without_its_tokenizer_is_an_error(tiny_bert, tmp_path):

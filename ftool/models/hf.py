@@ -63,6 +63,9 @@ def _hub_error(what: str, name_or_path: str, e: Exception) -> FtoolError:
 
 
 _NO_LIMIT = 10**6  # a tokenizer that does not know its model's limit says 10^30
+# A config's dropout settings (BERT and RoBERTa's, DistilBERT's, GPT-2's), which model.dropout sets.
+_DROPOUT_KEYS = ("hidden_dropout_prob", "dropout", "seq_classif_dropout", "resid_pdrop", "embd_pdrop",
+                 "summary_first_dropout")
 # What a saved tokenizer leaves in its folder (one of them at least): fast, WordPiece, BPE, SentencePiece.
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                     "sentencepiece.bpe.model", "tokenizer.model")
@@ -136,10 +139,13 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
     if config.pad_token_id is None and config.eos_token_id is not None:  # as load_tokenizer pads (GPT-2's family),
         eos = config.eos_token_id  # which the model's own head needs to find each text's last token
         config.pad_token_id = eos[0] if isinstance(eos, list) else eos
+    known = [key for key in _DROPOUT_KEYS if isinstance(getattr(config, key, None), float)]
     if dropout is not None:
-        for key in ("hidden_dropout_prob", "dropout", "classifier_dropout"):
-            if hasattr(config, key):
-                setattr(config, key, dropout)
+        if not known:
+            raise FtoolError(f"model.dropout: the {config.model_type} model has none of the dropout settings ftool sets "
+                             f"({', '.join(_DROPOUT_KEYS)}); leave model.dropout unset")
+        for key in known + ["classifier_dropout"] * hasattr(config, "classifier_dropout"):  # (BERT's: null)
+            setattr(config, key, dropout)
     auto = AutoModelForSequenceClassification if pooling == "cls" else AutoModel
     if pretrained:
         try:
@@ -152,7 +158,7 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
         hf, loading = auto.from_config(config), None
     head = None
     if pooling == "mean":
-        p = getattr(config, "hidden_dropout_prob", getattr(config, "dropout", 0.1))
+        p = getattr(config, known[0]) if known else 0.1  # the model's own, as model.dropout set it
         head = nn.Sequential(nn.Dropout(p), nn.Linear(config.hidden_size, num_outputs))
         # The encoder's own pooler ([CLS] -> dense) goes unused: frozen, or DDP stops on its missing gradients.
         pooler = getattr(hf, "pooler", None)
