@@ -82,8 +82,10 @@ def lr_multipliers(model: nn.Module, pretrained: set[str], cfg: FinetuneConfig) 
         if not layer:
             raise FtoolError("finetune.layer_lr_decay: this model has no numbered layers (encoder.layer.N) to decay over")
         top = max(layer.values()) + 2  # the depth above the last layer
+        embeddings = {f"{module_name}.{name}" for module_name, module in model.named_modules()  # (GPT-2's wte, wpe)
+                      if isinstance(module, nn.Embedding) for name, _ in module.named_parameters(recurse=False)}
         for n in names:
-            depth = layer[n] + 1 if n in layer else (0 if "embed" in n else top)
+            depth = layer[n] + 1 if n in layer else (0 if "embed" in n or n in embeddings else top)
             mult[n] *= cfg.layer_lr_decay ** (top - depth)
     return mult
 

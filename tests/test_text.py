@@ -512,6 +512,13 @@ def test_layer_lr_decay_lowers_the_lr_layer_by_layer(tiny_bert):
     assert mult["hf.bert.encoder.layer.1.attention.self.query.weight"] == pytest.approx(0.8 * 0.5)
     assert mult["hf.bert.encoder.layer.0.attention.self.query.weight"] == pytest.approx(0.8 * 0.25)
     assert mult["hf.bert.embeddings.word_embeddings.weight"] == pytest.approx(0.8 * 0.125)
+    # GPT-2 names its embeddings wte and wpe: they trained at the head's full LR
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    gpt = GPT2ForSequenceClassification(GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=32))
+    mult = lr_multipliers(gpt, set(), FinetuneConfig(layer_lr_decay=0.5))
+    assert mult["transformer.wte.weight"] == mult["transformer.wpe.weight"] == pytest.approx(0.125)
+    assert mult["transformer.h.0.attn.c_attn.weight"] == pytest.approx(0.25) and mult["score.weight"] == 1.0
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
