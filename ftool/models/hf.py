@@ -142,8 +142,8 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
     known = [key for key in _DROPOUT_KEYS if isinstance(getattr(config, key, None), float)]
     if dropout is not None:
         if not known:
-            raise FtoolError(f"model.dropout: the {config.model_type} model has none of the dropout settings ftool sets "
-                             f"({', '.join(_DROPOUT_KEYS)}); leave model.dropout unset")
+            raise FtoolError(f"model.dropout: the {config.model_type} model has none of the dropout settings ftool "
+                             f"sets ({', '.join(_DROPOUT_KEYS)}); leave model.dropout unset")
         for key in known + ["classifier_dropout"] * hasattr(config, "classifier_dropout"):  # (BERT's: null)
             setattr(config, key, dropout)
     auto = AutoModelForSequenceClassification if pooling == "cls" else AutoModel
