@@ -193,7 +193,7 @@ def test_unfreeze_at_epoch_trains_the_backbone_from_then_on(tmp_path):
                           "never train")
 
 
-def test_torchvision_weights_offline_name_the_file_to_provide(tmp_path):
+def test_torchvision_weights_offline_name_the_file_to_provide(tmp_path, monkeypatch):
     env = {"TORCH_HOME": str(tmp_path / "torch")}
     message = assert_one_line_error(
         ftool("train", "model=resnet18", "model.weights=IMAGENET1K_V1", "data=synthetic", "data.shape=[3,32,32]",
@@ -201,6 +201,10 @@ def test_torchvision_weights_offline_name_the_file_to_provide(tmp_path):
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
     with pytest.raises(FtoolError, match="model.weights: resnet18 has no weights 'IMAGENET9'; options: IMAGENET1K_V1"):
         pretrained_state("resnet18", "IMAGENET9")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    for name in ("ResNet18_Weights.IMAGENET1K_V1", "imagenet1k_v1"):  # as torchvision's code names them; any case
+        with pytest.raises(FtoolError, match=f"cannot get resnet18 {name} .*resnet18-f37072fd.pth"):
+            pretrained_state("resnet18", name)
     with pytest.raises(FtoolError, match="resnet18's pretrained weights take 3-channel images; this data has 1"):
         MODELS.build("resnet18", {"weights": "IMAGENET1K_V1"}, input_shape=(1, 8, 8), num_outputs=10)
 

@@ -17,8 +17,8 @@ def pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
     from torchvision import models as tvm  # (imported when used: it takes over a second)
 
     options = tvm.get_model_weights(arch)
-    try:
-        chosen = options[weights]
+    try:  # as torchvision's code names them too: ResNet18_Weights.IMAGENET1K_V1, in any case
+        chosen = options[weights.rpartition(".")[2].upper()]
     except KeyError:
         raise FtoolError(f"model.weights: {arch} has no weights {weights!r}; options: "
                          f"{', '.join(options.__members__)}") from None
