@@ -311,6 +311,13 @@ def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(t
     (tmp_path / "latin.txt").write_bytes("un film très beau\n".encode("latin-1"))
     with pytest.raises(FtoolError, match=r"input: .*latin.txt is not UTF-8 text \(invalid continuation byte"):
         given_texts(str(tmp_path / "latin.txt"), "text")
+    from PIL import Image  # photos given to a text model: "not UTF-8 text ...; save it as UTF-8" misled
+
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "photos" / "cat.png")
+    for given in (tmp_path / "photos", tmp_path / "photos" / "cat.png"):
+        with pytest.raises(FtoolError, match=r"input: .*cat.png is an image, and this reads text \(a text file"):
+            given_texts(str(given), "text")
 
 
 def test_predict_expands_file_patterns_and_leaves_texts_alone(tmp_path, monkeypatch):
