@@ -384,6 +384,19 @@ def test_a_tables_missing_values_are_an_error_or_dropped_or_filled(tmp_path, cap
     assert again.train.tensors[0].tolist() == [[0, 1, 30, 100]] and again.info.columns == filled.info.columns
 
 
+def test_a_table_saved_by_excel_with_decimal_commas_reads_its_numbers(tmp_path):
+    # Excel where the decimal mark is a comma separates columns with ';': the header was one column,
+    # the values went under the name None, and the run ended in a TypeError
+    (tmp_path / "houses.csv").write_text("area;rooms;price\n100,5;3;250\n50;1;120,25\n90,0;2;200\n")
+    data = DATASETS.build("table", {"path": str(tmp_path / "houses.csv")})
+    assert data.info.columns["features"] == ["area", "rooms"] and "categorical" not in data.info.columns
+    x, y = data.train.tensors
+    assert x.tolist() == [[100.5, 3], [50, 1], [90, 2]] and y.flatten().tolist() == [250, 120.25, 200]
+    (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,3\n1,2,3,4\n")  # a row with a value too many
+    with pytest.raises(FtoolError, match=r"data.path: .*ragged.csv line 3 has 4 values, and its header 3 names"):
+        DATASETS.build("table", {"path": str(tmp_path / "ragged.csv")})
+
+
 def test_a_table_path_to_a_folder_or_a_workbook_says_what_it_needs(tmp_path):
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04\x14\x00\x06\x00\xff\xfe")  # a zip, as Excel saves
     for path, message in [(tmp_path, "is a folder; give a table file (CSV, TSV, JSON lines)"),

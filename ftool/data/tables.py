@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -67,9 +68,13 @@ def read_rows(path: Path, what: str) -> list[dict]:
                          else f"{what}: {path} does not exist")
     text, suffix = read_text(path, what), path.suffix.lower()
     if suffix == ".tsv":  # TSV quotes nothing (GLUE's files, pandas' quoting=3): a quote is part of the text
-        return list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+        return _delimited(text, path, what, "\t", csv.QUOTE_NONE)
     if suffix not in (".jsonl", ".json"):
-        return list(csv.DictReader(io.StringIO(text, newline="")))
+        header = text.partition("\n")[0]
+        if header.count(";") > header.count(","):  # Excel's CSV where the decimal mark is a comma: 1,5;3;100
+            return [{k: _DECIMAL_COMMA.sub(r"\1.\2", v) if v else v for k, v in row.items()}
+                    for row in _delimited(text, path, what, ";")]
+        return _delimited(text, path, what, ",")
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
@@ -80,6 +85,22 @@ def read_rows(path: Path, what: str) -> list[dict]:
             if not isinstance(rows[-1], dict):
                 raise FtoolError(f"{what}: {path}:{n} is not a JSON object (a {type(rows[-1]).__name__})")
     return rows
+
+
+def _delimited(text: str, path: Path, what: str, delimiter: str, quoting: int = csv.QUOTE_MINIMAL) -> list[dict]:
+    """A CSV or TSV table's rows by its header; a row with more values than the header has names is an
+    error (csv would file them under None)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    rows = []
+    for row in reader:
+        if None in row:
+            raise FtoolError(f"{what}: {path} line {reader.line_num} has {len(row) - 1 + len(row[None])} values, "
+                             f"and its header {len(reader.fieldnames)} names ({delimiter!r}-separated)")
+        rows.append(row)
+    return rows
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*([+-]?\d+),(\d+)\s*$")
 
 
 def check_columns(rows: list[dict], path: Path, what: str, columns: tuple[str, ...], hint: str) -> None:
