@@ -392,6 +392,9 @@ def test_a_table_saved_by_excel_with_decimal_commas_reads_its_numbers(tmp_path):
     assert data.info.columns["features"] == ["area", "rooms"] and "categorical" not in data.info.columns
     x, y = data.train.tensors
     assert x.tolist() == [[100.5, 3], [50, 1], [90, 2]] and y.flatten().tolist() == [250, 120.25, 200]
+    # pandas' to_csv writes its index first, unnamed: row numbers, not a feature (it was one, with a warning)
+    (tmp_path / "pandas.csv").write_text(",area,rooms,price\n0,100,3,250\n1,50,1,120\n2,90,2,200\n")
+    assert DATASETS.build("table", {"path": str(tmp_path / "pandas.csv")}).info.columns["features"] == ["area", "rooms"]
     (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,3\n1,2,3,4\n")  # a row with a value too many
     with pytest.raises(FtoolError, match=r"data.path: .*ragged.csv line 3 has 4 values, and its header 3 names"):
         DATASETS.build("table", {"path": str(tmp_path / "ragged.csv")})

@@ -115,6 +115,8 @@ def table(path: str, target: str | list | None = None, features: str | list | No
                **({"categorical": categories} if categories else {}), **({"missing": fill} if fill else {})}
     if not run_columns:  # what was read, to check at a glance
         encoded = f"; one-hot: {', '.join(categories)}" if categories else ""
+        if not features and any(not c.strip() for c in rows["train"][0]):
+            encoded += "; left out: the unnamed column (pandas' index)"
         what = f"{len(names)} classes" if kind == "classification" else "regression"
         columns = f"{len(inputs)} column{'s' if len(inputs) > 1 else ''}"
         note(f"data: {files['train'].name}: {', '.join(targets)} ({what}) from {columns}{encoded}")
@@ -129,7 +131,8 @@ def _pick_columns(header: list[str], target, features, file: Path) -> tuple[list
     names are text), else the last column and every other one."""
     target, features = ([c] if isinstance(c, (str, int, float)) else c for c in (target, features))  # one column
     targets = [str(c) for c in target] if target else header[-1:]
-    inputs = [str(c) for c in features] if features else [c for c in header if c not in targets]
+    # (an unnamed column is the index pandas writes first unless told index=False: row numbers)
+    inputs = [str(c) for c in features] if features else [c for c in header if c not in targets and c.strip()]
     both = [c for c in inputs if c in targets]
     if both or not inputs:
         raise FtoolError(f"data.features: {both[0]!r} is the target too" if both else
