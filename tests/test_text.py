@@ -196,6 +196,10 @@ def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
     lines.write_text('["awful", "negative"]\n')
     with pytest.raises(FtoolError, match="test.jsonl:1 is not a JSON object \\(a list\\)"):
         text_csv(str(table), load_tokenizer(str(tiny_bert)), "review", "sentiment", test_path=str(lines))
+    lines.write_text('{"review": "awful", "sentiment": ["negative", "angry"]}\n')  # several labels: a class "[...]"
+    with pytest.raises(FtoolError, match=r"test.jsonl:1: 'sentiment' is a list \(\['negative', 'angry'\]\); ftool reads "
+                                         r"one value per column \(one class per row"):
+        text_csv(str(table), load_tokenizer(str(tiny_bert)), "review", "sentiment", test_path=str(lines))
 
 
 @pytest.mark.parametrize("labels, names, indices", [

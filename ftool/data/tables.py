@@ -84,6 +84,11 @@ def read_rows(path: Path, what: str) -> list[dict]:
                 raise FtoolError(f"{what}: {path}:{n} is not a JSON object ({e.msg})") from None
             if not isinstance(rows[-1], dict):
                 raise FtoolError(f"{what}: {path}:{n} is not a JSON object (a {type(rows[-1]).__name__})")
+            nested = [(k, v) for k, v in rows[-1].items() if isinstance(v, (list, dict))]
+            if nested:  # (as text, ["pos"] would be a class of its own: a list of labels, a multi-label task)
+                key, value = nested[0]
+                raise FtoolError(f"{what}: {path}:{n}: {key!r} is a {type(value).__name__} ({value!r}); ftool reads "
+                                 f"one value per column (one class per row: several labels per row are not supported)")
     return rows
 
 
