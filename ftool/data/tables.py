@@ -14,6 +14,7 @@ from ftool.data.classes import check_split_classes
 from ftool.errors import FtoolError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, as .jsonl
+_DECIMAL_COMMA = re.compile(r"^\s*([+-]?\d+),(\d+)\s*$")  # 1,5 in a table Excel saved with ';' between values
 _OTHER_FORMATS = {".xlsx": "an Excel workbook", ".xls": "an Excel workbook", ".ods": "a spreadsheet",
                   ".parquet": "a Parquet file", ".feather": "a Feather file", ".pkl": "a pickle", ".pickle": "a pickle"}
 
@@ -103,9 +104,6 @@ def _delimited(text: str, path: Path, what: str, delimiter: str, quoting: int = 
                              f"and its header {len(reader.fieldnames)} names ({delimiter!r}-separated)")
         rows.append(row)
     return rows
-
-
-_DECIMAL_COMMA = re.compile(r"^\s*([+-]?\d+),(\d+)\s*$")
 
 
 def check_columns(rows: list[dict], path: Path, what: str, columns: tuple[str, ...], hint: str) -> None:
