@@ -136,8 +136,9 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
         config = AutoConfig.from_pretrained(source, num_labels=num_outputs)
     except (OSError, ValueError) as e:
         raise _hub_error("config", name_or_path, e) from None
-    if config.pad_token_id is None and config.eos_token_id is not None:  # as load_tokenizer pads (GPT-2's family),
-        eos = config.eos_token_id  # which the model's own head needs to find each text's last token
+    eos = getattr(config, "eos_token_id", None)
+    if getattr(config, "pad_token_id", None) is None and eos is not None:  # as load_tokenizer pads (GPT-2's
+        # family): the model's own head finds each text's last token by it
         config.pad_token_id = eos[0] if isinstance(eos, list) else eos
     known = [key for key in _DROPOUT_KEYS if isinstance(getattr(config, key, None), float)]
     if dropout is not None:
