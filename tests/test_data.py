@@ -395,6 +395,10 @@ def test_a_table_saved_by_excel_with_decimal_commas_reads_its_numbers(tmp_path):
     # pandas' to_csv writes its index first, unnamed: row numbers, not a feature (it was one, with a warning)
     (tmp_path / "pandas.csv").write_text(",area,rooms,price\n0,100,3,250\n1,50,1,120\n2,90,2,200\n")
     assert DATASETS.build("table", {"path": str(tmp_path / "pandas.csv")}).info.columns["features"] == ["area", "rooms"]
+    # ... and a separator ending each line makes an empty last column: not the target (every row "missing")
+    (tmp_path / "trailing.csv").write_text("area,rooms,price,\n100,3,250,\n50,1,120,\n90,2,200,\n")
+    columns = DATASETS.build("table", {"path": str(tmp_path / "trailing.csv")}).info.columns
+    assert (columns["features"], columns["target"]) == (["area", "rooms"], ["price"])
     (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,3\n1,2,3,4\n")  # a row with a value too many
     with pytest.raises(FtoolError, match=r"data.path: .*ragged.csv line 3 has 4 values, and its header 3 names"):
         DATASETS.build("table", {"path": str(tmp_path / "ragged.csv")})

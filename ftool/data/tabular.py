@@ -115,8 +115,8 @@ def table(path: str, target: str | list | None = None, features: str | list | No
                **({"categorical": categories} if categories else {}), **({"missing": fill} if fill else {})}
     if not run_columns:  # what was read, to check at a glance
         encoded = f"; one-hot: {', '.join(categories)}" if categories else ""
-        if not features and any(not c.strip() for c in rows["train"][0]):
-            encoded += "; left out: the unnamed column (pandas' index)"
+        if (features is None or target is None) and any(not c.strip() for c in rows["train"][0]):
+            encoded += "; left out: an unnamed column (pandas' index, or a separator ending each line)"
         what = f"{len(names)} classes" if kind == "classification" else "regression"
         columns = f"{len(inputs)} column{'s' if len(inputs) > 1 else ''}"
         note(f"data: {files['train'].name}: {', '.join(targets)} ({what}) from {columns}{encoded}")
@@ -130,9 +130,11 @@ def _pick_columns(header: list[str], target, features, file: Path) -> tuple[list
     """The feature and target columns: those named (Hydra reads data.target=5 as a number, a header's
     names are text), else the last column and every other one."""
     target, features = ([c] if isinstance(c, (str, int, float)) else c for c in (target, features))  # one column
-    targets = [str(c) for c in target] if target else header[-1:]
-    # (an unnamed column is the index pandas writes first unless told index=False: row numbers)
-    inputs = [str(c) for c in features] if features else [c for c in header if c not in targets and c.strip()]
+    # An unnamed column is no default: pandas' index (row numbers, first unless index=False), or the
+    # empty column a separator at each line's end makes.
+    named = [c for c in header if c.strip()]
+    targets = [str(c) for c in target] if target else named[-1:]
+    inputs = [str(c) for c in features] if features else [c for c in named if c not in targets]
     both = [c for c in inputs if c in targets]
     if both or not inputs:
         raise FtoolError(f"data.features: {both[0]!r} is the target too" if both else
