@@ -402,6 +402,9 @@ def test_a_table_saved_by_excel_with_decimal_commas_reads_its_numbers(tmp_path):
     (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,3\n1,2,3,4\n")  # a row with a value too many
     with pytest.raises(FtoolError, match=r"data.path: .*ragged.csv line 3 has 4 values, and its header 3 names"):
         DATASETS.build("table", {"path": str(tmp_path / "ragged.csv")})
+    (tmp_path / "twice.csv").write_text("a,a,y\n1,2,3\n")  # csv kept the second 'a' only
+    with pytest.raises(FtoolError, match=r"data.path: .*twice.csv's header names 'a' twice; give each column its own"):
+        DATASETS.build("table", {"path": str(tmp_path / "twice.csv")})
 
 
 def test_a_table_path_to_a_folder_or_a_workbook_says_what_it_needs(tmp_path):

@@ -94,9 +94,12 @@ def read_rows(path: Path, what: str) -> list[dict]:
 
 
 def _delimited(text: str, path: Path, what: str, delimiter: str, quoting: int = csv.QUOTE_MINIMAL) -> list[dict]:
-    """A CSV or TSV table's rows by its header; a row with more values than the header has names is an
-    error (csv would file them under None)."""
+    """A CSV or TSV table's rows by its header; a header naming a column twice, or a row with more
+    values than the header has names, is an error (csv would file them under None)."""
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    twice = [name for n, name in enumerate(reader.fieldnames or []) if name in reader.fieldnames[:n] and name.strip()]
+    if twice:  # (csv would keep the last column of the name, silently)
+        raise FtoolError(f"{what}: {path}'s header names {twice[0]!r} twice; give each column its own name")
     rows = []
     for row in reader:
         if None in row:
