@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from ftool.errors import FtoolError, one_line
 from ftool.registry import close_matches_hint, expected_type
@@ -391,6 +391,12 @@ def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
             errors.append(f"{key}.{name}: must be {_kind(given[0])}, got {given[1]!r}")
         elif section:  # OmegaConf names no key: "Merge error: int is not a subclass of AugmentConfig"
             errors.append(f"{key}.{section[0]}: must be {expected_type('dict')}, got {section[1]!r}")
+        elif isinstance(e, ConfigKeyError) and name:  # a key added with + (+trainer.epoch=3): as without +
+            parent, _, leaf = name.rpartition(".")
+            schema_there = _field(schema, parent, values)[0] if parent else schema
+            known = [f.name for f in fields(schema_there) if f.name != "args"]
+            errors.append(f"{key}.{name}: no such key; {key + '.' + parent if parent else key} has "
+                          f"{', '.join(known)}.{close_matches_hint(leaf, known)}")
         else:
             errors.append(f"{key + '.' + name if name else key}: {one_line(e)}")
         return None

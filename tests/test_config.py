@@ -71,7 +71,13 @@ def test_wrong_type_and_unknown_key_in_schemas():
     # a section given a value: OmegaConf named no key ("data: Merge error: int is not a subclass of AugmentConfig")
     assert errors_of(base(data__augment=5)) == ["data.augment: must be settings ({key: value}), got 5"]
     assert errors_of(base(finetune__lora="on")) == ["finetune.lora: must be settings ({key: value}), got 'on'"]
-    assert errors_of(base(trainer__epoch=3))[0].startswith("trainer.epoch: Key 'epoch' not in 'TrainerConfig'")
+    # a key the schema lacks (added with +, as +trainer.epoch=3): as the command line's unknown keys are,
+    # not OmegaConf's "Key 'epoch' not in 'TrainerConfig'"
+    (error,) = errors_of(base(trainer__epoch=3))
+    assert error.startswith("trainer.epoch: no such key; trainer has epochs, max_steps,") and \
+        error.endswith("Did you mean 'epochs'?")
+    assert errors_of(base(data__augment__hflp=True)) == ["data.augment.hflp: no such key; data.augment has "
+                                                         "crop_padding, hflip, rotation. Did you mean 'hflip'?"]
     assert errors_of(base(extra=1)) == ["extra: unknown config key; top-level keys are data, finetune, imports, logger, model, "
                                         "optimizer, scheduler, trainer"]
 
