@@ -174,13 +174,19 @@ def check_no_group_choices(overrides: list[str], groups: dict, command: str, sav
                              f"cannot be swapped; set its keys instead ({hint})")
 
 
-def check_no_data_settings(overrides: list[str], command: str) -> None:
-    """predict and export read inputs as the run read its data (input size, classes, scaling: from its
-    summary.json), so a data setting would change nothing (data.image_size=[64,64] resized nothing)."""
+def check_settings_that_change_nothing(overrides: list[str], command: Command) -> None:
+    """Settings a command that reuses a run would ignore, given on its command line: eval, predict and
+    export run in one process (trainer.devices=2 ran one), and predict and export read inputs as the
+    run read its data (input size, classes, scaling: from its summary.json), so a data setting would
+    change nothing (data.image_size=[64,64] resized nothing)."""
     for o in overrides:
-        if o.lstrip("+~").startswith("data."):
-            raise FtoolError(f"{o}: {command} reads its inputs as the run read its data (their size, classes and "
-                             f"scaling are saved with it), so data settings change nothing here; leave them out")
+        key = o.lstrip("+~").partition("=")[0]
+        if key in ("trainer.devices", "trainer.strategy"):
+            raise FtoolError(f"{o}: {command.name} runs in one process, on one device (trainer.accelerator picks "
+                             f"it); leave {key} out")
+        if key.startswith("data.") and not command.reads_data:
+            raise FtoolError(f"{o}: {command.name} reads its inputs as the run read its data (their size, classes "
+                             f"and scaling are saved with it), so data settings change nothing here; leave them out")
 
 
 def paths_from_where_it_ran(run, overrides: list[str]) -> list[str]:
@@ -549,8 +555,8 @@ def main(argv: list[str] | None = None) -> None:
                 sys.path.append(str(ran_in))
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
             check_no_group_choices(overrides, config_groups(config_root()), command.name, run.config)
-            if not command.reads_data:
-                check_no_data_settings(overrides, command.name)
+            if not command.trains:
+                check_settings_that_change_nothing(overrides, command)
             saves = PENDING_CONFIG if command.trains else "null"  # (a resume's config: see settle_config)
             extra += [f"hydra.run.dir={quoted(run.path)}", f"hydra.output_subdir={saves}", "hydra/job_logging=none",
                       *paths_from_where_it_ran(run, overrides)]

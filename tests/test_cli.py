@@ -336,6 +336,10 @@ def test_settings_that_decide_a_runs_samples_and_inputs_stay_the_runs(workdir):
                                   f"{setting}: {command[0]} reads its inputs as the run read its data (their size, "
                                   f"classes and scaling are saved with it), so data settings change nothing here")
     assert not (workdir / "m.safetensors").exists()
+    # nor do they run in several processes: trainer.devices=2 ran one, without a word
+    assert_one_line_error(ftool("eval", f"ckpt={run}", "trainer.devices=2", cwd=workdir),
+                          "trainer.devices=2: eval runs in one process, on one device (trainer.accelerator picks it); "
+                          "leave trainer.devices out")
     assert_one_line_error(ftool("train", f"trainer.resume={run}", "trainer.epochs=2", "data.val_fraction=0.3",
                                 cwd=workdir), "data.val_fraction=0.3: the run held out its samples with "
                           "data.val_fraction=0.1", "a resume keeps the run's splits")

@@ -103,10 +103,10 @@ SPLIT_SETTINGS = ("split_seed", "val_fraction", "test_fraction", "test_size")
 
 def check_read_as_trained(data, run: RunDir, own_splits: str | None = None) -> None:
     """Data settings of a trained run that a command reading data for it (eval, a resume) may not
-    change (predict and export take none: cli.check_no_data_settings), as its results would be wrong
-    without a word. `normalize`: the model takes inputs scaled as in training. Given `own_splits`
-    (what to do instead: evaluating a split, resuming), on the run's own data: the split settings,
-    whose change moves samples it trained on into the held-out ones."""
+    change (predict and export take none: cli.check_settings_that_change_nothing), as its results
+    would be wrong without a word. `normalize`: the model takes inputs scaled as in training. Given
+    `own_splits` (what to do instead: evaluating a split, resuming), on the run's own data: the split
+    settings, whose change moves samples it trained on into the held-out ones."""
     saved = (read_saved(run) or {}).get("data")
     if not saved:
         return
