@@ -358,6 +358,14 @@ def _field(schema: type, dotted: str, values: dict) -> tuple[Any, Any] | None:
     return annotation, value
 
 
+def _keys_there(schema: type, dotted: str, values: dict) -> list[str]:
+    """The keys of the (nested) schema that `dotted` would be a key of, or [] where none is a dataclass."""
+    parent = dotted.rpartition(".")[0]
+    found = _field(schema, parent, values) if parent else (schema, values)
+    there = found[0] if found else None
+    return [f.name for f in fields(there) if f.name != "args"] if is_dataclass(there) else []
+
+
 def _section_given_a_value(schema: type, values: dict, prefix: str = "") -> tuple[str, Any] | None:
     """(dotted key, value) of the first nested section given a plain value (`data.augment=5`), or None."""
     for name, hint in typing.get_type_hints(schema).items():
@@ -391,10 +399,9 @@ def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
             errors.append(f"{key}.{name}: must be {_kind(given[0])}, got {given[1]!r}")
         elif section:  # OmegaConf names no key: "Merge error: int is not a subclass of AugmentConfig"
             errors.append(f"{key}.{section[0]}: must be {expected_type('dict')}, got {section[1]!r}")
-        elif isinstance(e, ConfigKeyError) and name:  # a key added with + (+trainer.epoch=3): as without +
+        elif isinstance(e, ConfigKeyError) and name and _keys_there(schema, name, values):  # +trainer.epoch=3
             parent, _, leaf = name.rpartition(".")
-            schema_there = _field(schema, parent, values)[0] if parent else schema
-            known = [f.name for f in fields(schema_there) if f.name != "args"]
+            known = _keys_there(schema, name, values)
             errors.append(f"{key}.{name}: no such key; {key + '.' + parent if parent else key} has "
                           f"{', '.join(known)}.{close_matches_hint(leaf, known)}")
         else:
