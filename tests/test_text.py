@@ -90,13 +90,22 @@ def test_text_files_reads_a_folder_per_class_one_text_per_file_as_imdbs_download
         text_files(str(imdb), tokenizer, max_length=16)
 
 
-def test_a_max_length_beyond_the_models_positions_is_an_error_before_tokenizing(texts, tiny_bert, cache):
+def test_a_max_length_beyond_the_models_positions_is_an_error_before_tokenizing(texts, tiny_bert, cache, tmp_path):
     tokenizer = load_tokenizer(str(tiny_bert))  # saved without a limit: its model's max_position_embeddings
     assert tokenizer.model_max_length == 128
     assert text_files(str(texts), tokenizer, max_length=128).info.input_shape == (128,)
     with pytest.raises(FtoolError, match=r"data.max_length: 129 is more tokens than the model takes \(128\); "
                                          r"give data.max_length=128 or less"):
         text_files(str(texts), tokenizer, max_length=129)  # (a long text would fail in training, mid-run)
+    # a model of relative positions only (DeBERTa-v3's) takes longer texts than its max_position_embeddings
+    from transformers import DebertaV2Config
+
+    relative = tmp_path / "relative_positions"
+    tokenizer.model_max_length = int(1e30)  # (saved as the tiny BERT's was: without a limit)
+    tokenizer.save_pretrained(relative)
+    DebertaV2Config(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                    max_position_embeddings=64, position_biased_input=False).save_pretrained(relative)
+    assert load_tokenizer(str(relative)).model_max_length > 10**6
 
 
 def test_augmentation_on_text_is_an_error(texts, tiny_bert, cache):

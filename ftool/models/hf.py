@@ -90,7 +90,7 @@ def load_tokenizer(name_or_path: str):
         if tokenizer.model_max_length > _NO_LIMIT:
             config = AutoConfig.from_pretrained(where)
             positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-            if positions:
+            if positions and getattr(config, "position_biased_input", True):  # (DeBERTa-v3's relative ones: none)
                 tokenizer.model_max_length = positions
     except (OSError, ValueError) as e:
         raise _hub_error("tokenizer", name_or_path, e) from None
