@@ -395,13 +395,13 @@ def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
         name = getattr(e, "full_key", None)
         given = _field(schema, name, values) if isinstance(e, ValidationError) and name else None
         section = None if name else _section_given_a_value(schema, values)
+        known = _keys_there(schema, name, values) if isinstance(e, ConfigKeyError) and name else []
         if given:  # a value of the wrong type (OmegaConf's words are its own)
             errors.append(f"{key}.{name}: must be {_kind(given[0])}, got {given[1]!r}")
         elif section:  # OmegaConf names no key: "Merge error: int is not a subclass of AugmentConfig"
             errors.append(f"{key}.{section[0]}: must be {expected_type('dict')}, got {section[1]!r}")
-        elif isinstance(e, ConfigKeyError) and name and _keys_there(schema, name, values):  # +trainer.epoch=3
+        elif known:  # a key the schema lacks, added with + (+trainer.epoch=3): as without +
             parent, _, leaf = name.rpartition(".")
-            known = _keys_there(schema, name, values)
             errors.append(f"{key}.{name}: no such key; {key + '.' + parent if parent else key} has "
                           f"{', '.join(known)}.{close_matches_hint(leaf, known)}")
         else:

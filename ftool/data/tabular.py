@@ -88,7 +88,8 @@ def table(path: str, target: str | list | None = None, features: str | list | No
     for split, found in rows.items():
         if not found:
             raise FtoolError(f"{_path_key(split)}: {files[split]} holds no rows")
-    inputs, targets = _pick_columns(list(rows["train"][0]), target or run_columns.get("target"),
+    header = list(rows["train"][0])
+    inputs, targets = _pick_columns(header, target or run_columns.get("target"),
                                     features or run_columns.get("features"), files["train"])
     for split, file in files.items():
         check_columns(rows[split], file, _path_key(split), (*inputs, *targets),
@@ -115,7 +116,7 @@ def table(path: str, target: str | list | None = None, features: str | list | No
                **({"categorical": categories} if categories else {}), **({"missing": fill} if fill else {})}
     if not run_columns:  # what was read, to check at a glance
         encoded = f"; one-hot: {', '.join(categories)}" if categories else ""
-        if (features is None or target is None) and any(not c.strip() for c in rows["train"][0]):
+        if (features is None or target is None) and len(_named(header)) < len(header):
             encoded += "; left out: an unnamed column (pandas' index, or a separator ending each line)"
         what = f"{len(names)} classes" if kind == "classification" else "regression"
         columns = f"{len(inputs)} column{'s' if len(inputs) > 1 else ''}"
@@ -126,13 +127,17 @@ def table(path: str, target: str | list | None = None, features: str | list | No
     return Splits(train=datasets["train"], info=info, test=datasets.get("test"), val=datasets.get("val"))
 
 
+def _named(header: list[str]) -> list[str]:
+    """The columns that may be defaults: an unnamed one is pandas' index (row numbers, first unless
+    index=False), or the empty column a separator at each line's end makes."""
+    return [c for c in header if c.strip()]
+
+
 def _pick_columns(header: list[str], target, features, file: Path) -> tuple[list[str], list[str]]:
     """The feature and target columns: those named (Hydra reads data.target=5 as a number, a header's
     names are text), else the last column and every other one."""
     target, features = ([c] if isinstance(c, (str, int, float)) else c for c in (target, features))  # one column
-    # An unnamed column is no default: pandas' index (row numbers, first unless index=False), or the
-    # empty column a separator at each line's end makes.
-    named = [c for c in header if c.strip()]
+    named = _named(header)
     targets = [str(c) for c in target] if target else named[-1:]
     inputs = [str(c) for c in features] if features else [c for c in named if c not in targets]
     both = [c for c in inputs if c in targets]
