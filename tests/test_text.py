@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from ftool.data import DataInfo, Splits
 from ftool.data.classes import select_classes
 from ftool.data.loaders import EpochSampler
+from ftool.data.tables import read_rows
 from ftool.data.text import PadBatch, TokenizedTexts, text_csv, text_files, tokenize
 from ftool.errors import FtoolError
 from ftool.inference import text_inputs
@@ -209,6 +210,27 @@ def test_text_csv_reads_labels_by_name_and_jsonl(tmp_path, tiny_bert, cache):
     with pytest.raises(FtoolError, match=r"test.jsonl:1: 'sentiment' is a list \(\['negative', 'angry'\]\); ftool reads "
                                          r"one value per column \(one class per row"):
         text_csv(str(table), load_tokenizer(str(tiny_bert)), "review", "sentiment", test_path=str(lines))
+
+
+def test_json_tables_as_a_list_of_rows_and_one_object_refused(tmp_path):
+    rows = [{"review": "awful", "sentiment": "negative"}, {"review": "witty", "sentiment": "positive"}]
+    table = tmp_path / "reviews.json"
+    table.write_text(json.dumps(rows, indent=2))  # json.dump of a list, pandas' to_json(orient="records")
+    assert read_rows(table, "data") == rows
+    table.write_text(json.dumps([rows[0], ["witty", "positive"]]))
+    with pytest.raises(FtoolError, match=r"data: .*reviews.json row 2 is not a JSON object \(a list\)"):
+        read_rows(table, "data")
+    # {"data": rows}, pandas' default to_json (a dict of columns), one row pretty-printed: no rows to read
+    for whole, indent in (({"data": rows}, None), ({"review": {"0": "awful"}, "sentiment": {"0": "negative"}}, None),
+                          (rows[0], 2)):
+        table.write_text(json.dumps(whole, indent=indent))
+        with pytest.raises(FtoolError, match=r"reviews.json is one JSON object; ftool reads rows: one JSON object per "
+                                             r"line \(JSON lines\) or a list of them"):
+            read_rows(table, "data")
+    table.write_text(json.dumps({"review": "fine", "sentiment": ["negative"] * 200}))  # a row's long list, shown short
+    with pytest.raises(FtoolError, match=r"'sentiment' is a list \(\['negative', 'negative', [^)]+\.\.\.\); ftool reads") as e:
+        read_rows(table, "data")
+    assert len(str(e.value)) < len(str(table)) + 200  # (it held the whole list)
 
 
 @pytest.mark.parametrize("labels, names, indices", [

@@ -13,7 +13,7 @@ from pathlib import Path
 from ftool.data.classes import check_split_classes
 from ftool.errors import FtoolError
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, as .jsonl
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, or a JSON list of rows
 _DECIMAL_COMMA = re.compile(r"^\s*([+-]?\d+),(\d+)\s*$")  # 1,5 in a table Excel saved with ';' between values
 _OTHER_FORMATS = {".xlsx": "an Excel workbook", ".xls": "an Excel workbook", ".ods": "a spreadsheet",
                   ".parquet": "a Parquet file", ".feather": "a Feather file", ".pkl": "a pickle", ".pickle": "a pickle"}
@@ -62,7 +62,7 @@ def labels_to_indices(labels: list) -> tuple[list[int], list[str]]:
 
 
 def read_rows(path: Path, what: str) -> list[dict]:
-    """The rows of a CSV or TSV file with a header, or of a JSON-lines file (`what` names the setting
+    """The rows of a CSV or TSV file with a header, or of a JSON-lines file or JSON list (`what` names the setting
     that gave the path, for errors)."""
     if not path.is_file():
         raise FtoolError(f"{what}: {path} is a folder; give a table file (CSV, TSV, JSON lines)" if path.is_dir()
@@ -76,21 +76,56 @@ def read_rows(path: Path, what: str) -> list[dict]:
             return [{k: _DECIMAL_COMMA.sub(r"\1.\2", v) if v else v for k, v in row.items()}
                     for row in _delimited(text, path, what, ";")]
         return _delimited(text, path, what, ",")
+    return [_json_row(row, f"{path}{where}", what) for where, row in _json_records(text, path, what, suffix)]
+
+
+def _json_records(text: str, path: Path, what: str, suffix: str) -> list[tuple[str, object]]:
+    """(where, value) of each row of JSON lines (one object per line), or of a .json file's one list of
+    objects (`[{...}, {...}]`: json.dump of a list, pandas' `to_json(orient="records")`)."""
+    if suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise FtoolError(f"{what}: {path}:{e.lineno} is not JSON ({e.msg})") from None
+        return [(f" row {n}", row) for n, row in enumerate(records, 1)]
+    whole = _one_json_object(text)
+    if whole is not None and (len(text.strip().splitlines()) > 1 or _holds_rows(whole)):
+        # pretty-printed, {"data": [rows]}, or pandas' default to_json: a dict of columns
+        raise FtoolError(f"{what}: {path} is one JSON object; ftool reads rows: one JSON object per line "
+                         f"(JSON lines) or a list of them ([{{...}}, {{...}}])")
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                rows.append((f":{n}", json.loads(line)))
             except json.JSONDecodeError as e:
                 raise FtoolError(f"{what}: {path}:{n} is not a JSON object ({e.msg})") from None
-            if not isinstance(rows[-1], dict):
-                raise FtoolError(f"{what}: {path}:{n} is not a JSON object (a {type(rows[-1]).__name__})")
-            nested = [(k, v) for k, v in rows[-1].items() if isinstance(v, (list, dict))]
-            if nested:  # (as text, ["pos"] would be a class of its own: a list of labels, a multi-label task)
-                key, value = nested[0]
-                raise FtoolError(f"{what}: {path}:{n}: {key!r} is a {type(value).__name__} ({value!r}); ftool reads "
-                                 f"one value per column (one class per row: several labels per row are not supported)")
     return rows
+
+
+def _one_json_object(text: str) -> dict | None:
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:  # (JSON lines of two rows or more: "Extra data" after the first)
+        return None
+    return whole if isinstance(whole, dict) else None
+
+
+def _holds_rows(obj: dict) -> bool:
+    """Whether a JSON object holds a table rather than being a row of one: a dict, or a list of dicts, as a value."""
+    return any(isinstance(v, dict) or isinstance(v, list) and any(isinstance(x, dict) for x in v) for v in obj.values())
+
+
+def _json_row(row, where: str, what: str) -> dict:
+    if not isinstance(row, dict):
+        raise FtoolError(f"{what}: {where} is not a JSON object (a {type(row).__name__})")
+    nested = [(k, v) for k, v in row.items() if isinstance(v, (list, dict))]
+    if nested:  # (as text, ["pos"] would be a class of its own: a list of labels, a multi-label task)
+        key, value = nested[0]
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise FtoolError(f"{what}: {where}: {key!r} is a {type(value).__name__} ({shown}); ftool reads "
+                         f"one value per column (one class per row: several labels per row are not supported)")
+    return row
 
 
 def _delimited(text: str, path: Path, what: str, delimiter: str, quoting: int = csv.QUOTE_MINIMAL) -> list[dict]:
