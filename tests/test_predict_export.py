@@ -169,6 +169,8 @@ def test_export_errors_are_one_line(image_run, tmp_path):
                           "out: model.onnx has the suffix of format=onnx, and this export is format=safetensors; "
                           "give format=onnx, or out=<name>.safetensors")
     assert not (tmp_path / "model.onnx").exists()
+    assert_one_line_error(ftool("export", f"ckpt={image_run}", "format=pt2", "out=model", cwd=tmp_path),
+                          "out: model: a pt2 export's name ends in .pt2 (torch.export.load expects it); give out=model.pt2")
 
 
 def test_unfreeze_at_epoch_trains_the_backbone_from_then_on(tmp_path):

@@ -325,6 +325,16 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
         assert result.returncode == 0, result.stderr
         assert "max |difference|" in result.stdout
     _check_exports_match(run, predictions)
+    hf = run / "export" / "hf"  # safetensors writes its files 0600: readable by other users as config.json is
+    assert (hf / "model.safetensors").stat().st_mode & 0o777 == (hf / "config.json").stat().st_mode & 0o777
+    (hf / "stale.bin").write_bytes(b"from an export before")  # a folder export replaces the previous one whole
+    assert ftool("export", f"ckpt={run}", f"out={hf}", cwd=tmp_path, env=_env(cache)).returncode == 0
+    assert sorted(p.name for p in hf.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json",
+                                                    "tokenizer_config.json"]
+    assert [p.name for p in hf.parent.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+    assert_one_line_error(ftool("export", f"ckpt={run}", f"out={tmp_path}", cwd=tmp_path, env=_env(cache)),
+                          f"out: {tmp_path} holds other files, and this export is a folder of its own (Hugging Face's "
+                          f"save_pretrained) that replaces it: give a new folder, out={tmp_path / 'hf'}")
 
 
 def given_texts(value, column):

@@ -26,7 +26,7 @@ from torch import nn
 from ftool import components
 from ftool.data.transforms import Standardize
 from ftool.engine import checkpoint
-from ftool.engine.atomic import atomic_write
+from ftool.engine.atomic import atomic_folder, atomic_write, ordinary_mode
 from ftool.engine.progress import console
 from ftool.errors import FtoolError, one_line
 from ftool.finetune import merge_lora
@@ -79,13 +79,20 @@ def _target(out: str, trained: Trained, hf_folder: bool, format: str) -> Path:
     target = Path(out).expanduser()
     if hf_folder and target.is_file():
         raise FtoolError(f"out: {target} is a file; this export is a folder (Hugging Face's save_pretrained)")
+    if hf_folder and target.is_dir() and any(target.iterdir()) and not (target / "config.json").is_file():
+        raise FtoolError(f"out: {target} holds other files, and this export is a folder of its own (Hugging Face's "
+                         f"save_pretrained) that replaces it: give a new folder, out={target / 'hf'}")
     # out=model.onnx with the default format would write safetensors under an ONNX name
     meant = next((f for f, file in FORMATS.items() if Path(file).suffix == target.suffix.lower()), format)
     if meant != format and not target.is_dir():
         wanted = "<folder>" if hf_folder else f"<name>{Path(FORMATS[format]).suffix}"
         raise FtoolError(f"out: {target.name} has the suffix of format={meant}, and this export is format={format}; "
                          f"give format={meant}, or out={wanted}")
-    return target / name if target.is_dir() and not hf_folder else target
+    target = target / name if target.is_dir() and not hf_folder else target
+    if format == "pt2" and target.suffix != ".pt2":  # torch.export.load warns about any other name
+        raise FtoolError(f"out: {target.name}: a pt2 export's name ends in .pt2 (torch.export.load expects it); "
+                         f"give out={target.name}.pt2")
+    return target
 
 
 def _traceable(trained: Trained) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
@@ -139,8 +146,11 @@ def _hf_folder(trained: Trained, module: nn.Module, example, target: Path) -> to
     names = trained.info.class_names
     hf.config.id2label = dict(enumerate(names))
     hf.config.label2id = {n: i for i, n in enumerate(names)}
-    hf.save_pretrained(target)
-    trained.tokenizer().save_pretrained(target)
+    with atomic_folder(target) as folder:  # (a failed save leaves the previous export as it was)
+        hf.save_pretrained(folder)
+        trained.tokenizer().save_pretrained(folder)
+        for weights in folder.glob("*.safetensors"):  # safetensors >= 0.8.1 writes them 0600 (safetensors#782)
+            weights.chmod(ordinary_mode())
     reloaded = AutoModelForSequenceClassification.from_pretrained(target).eval()
     with torch.no_grad():
         return reloaded(input_ids=example[0], attention_mask=example[1]).logits
