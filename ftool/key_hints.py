@@ -26,6 +26,7 @@ OTHER_TOOLS_NAMES = {
     **dict.fromkeys(("amp", "mixed_precision", "dtype"), "trainer.precision"),
     **dict.fromkeys(("output_dir", "default_root_dir"), "hydra.run.dir"),
     **dict.fromkeys(("ckpt_path", "resume_from_checkpoint"), "trainer.resume"),
+    **dict.fromkeys(("ckpt", "init_from"), "finetune.from"),  # (eval's ckpt= given to train: a run to start from)
     **dict.fromkeys(("fast_dev_run", "limit_train_batches"), "trainer.max_steps"),
     **dict.fromkeys(("check_val_every_n_epoch", "val_check_interval", "eval_steps"), "trainer.val_every"),
     "enable_progress_bar": "trainer.progress",

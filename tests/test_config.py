@@ -168,6 +168,7 @@ def test_running_out_of_memory_is_one_line_saying_what_needs_less():
     (["trainer.limit_train_batches=10"], "trainer.limit_train_batches: no such key; trainer has epochs, ... Did you "
                                          "mean 'trainer.max_steps'?"),  # (not 'accumulate_grad_batches')
     (["lora_rank=8"], "lora_rank: no such key; the config has optimizer, ... Did you mean 'finetune.lora.r'?"),
+    (["ckpt=runs/a"], "ckpt: no such key; the config has optimizer, ... Did you mean 'finetune.from'?"),
     # a setting of another option of the group
     (["optimizer.momentum=0.9"], "optimizer.momentum: no such key; optimizer has name, lr, weight_decay, l1, betas, "
                                  "eps. It is a setting of optimizer=sgd."),
