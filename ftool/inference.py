@@ -176,12 +176,12 @@ def vector_inputs(value: str, size: int, columns: dict | None = None) -> list[tu
                                  f"({', '.join(features)})")
             rows.append(dict(zip(features, fields)))
         return _encoded(rows, columns, "standard input" if value == "-" else value)
-    if lines and not any(is_number(field) for field in lines[0][1].replace(",", " ").split()):
+    if lines and not any(is_number(field) for field in _fields(lines[0][1])):
         lines = lines[1:]
     rows = []
     for where, line in lines if lines is not None else [(repr(value), value)]:
         try:
-            numbers = [float(x) for x in line.replace(",", " ").split()]
+            numbers = [float(x) for x in _fields(line)]
         except ValueError:
             what = f"{where}: {line!r} is not numbers" if lines is not None else f"{where} is neither a file nor numbers"
             raise FtoolError(f"input: {what} separated by commas; this run's model takes {size} numbers") from None
@@ -189,6 +189,12 @@ def vector_inputs(value: str, size: int, columns: dict | None = None) -> list[tu
             raise FtoolError(f"input: {where} has {len(numbers)} numbers; this run's model takes {size}")
         rows.append((line, numbers))
     return rows
+
+
+def _fields(line: str) -> list[str]:
+    """A row's numbers as given: separated by commas or spaces, in brackets or not ([0.5, 1.2] as a
+    Python or JSON list prints, [0.5 1.2] as NumPy prints an array)."""
+    return line.strip().removeprefix("[").removesuffix("]").replace(",", " ").split()
 
 
 def _encoded(rows: list[dict], columns: dict, where) -> list[tuple[str, list[float]]]:

@@ -364,6 +364,10 @@ def test_feature_vector_inputs_are_checked_row_by_row(tmp_path):
     from ftool.inference import vector_inputs
 
     assert vector_inputs("0.5, 1 -2", 3) == [("0.5, 1 -2", [0.5, 1.0, -2.0])]  # commas or spaces
+    assert vector_inputs("[0.5, 1, -2]", 3)[0][1] == vector_inputs("[0.5 1. -2.]", 3)[0][1] == [0.5, 1.0, -2.0]  # lists
+    rows = tmp_path / "printed.txt"  # as Python and NumPy print rows
+    rows.write_text("[1, 2, 3]\n[4. 5. 6.]\n")
+    assert [numbers for _, numbers in vector_inputs(str(rows), 3)] == [[1, 2, 3], [4, 5, 6]]
     many = ",".join(["0.123456789"] * 30)  # longer than a file name may be
     assert vector_inputs(many, 30) == [(many, [0.123456789] * 30)]
     table = tmp_path / "table.csv"  # a table run reads a header's columns by name, in any order
