@@ -274,6 +274,7 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
         check_interval_sweeps(sweeps, hydra_cfg)
         check_search_direction(rc, hydra_cfg)
         return None, hydra_cfg
+    check_search_has_multirun(hydra_cfg, command)
     return rc, hydra_cfg
 
 
@@ -344,6 +345,17 @@ def check_interval_sweeps(sweeps: list, hydra_cfg) -> None:
             raise FtoolError(f"{o.input_line}: interval() is a range for a search (hparams_search=..., Optuna); "
                              f"a grid sweep takes values: {o.key_or_group}=range(start,stop,step) or "
                              f"{o.key_or_group}=a,b,c")
+
+
+def check_search_has_multirun(hydra_cfg, command: Command) -> None:
+    """A search (Optuna) chosen without -m: Hydra would train one run of the config's values, silently."""
+    if hydra_cfg.sweeper._target_.endswith(".BasicSweeper"):
+        return
+    choices = hydra_cfg.runtime.choices
+    chosen = (f"hparams_search={choices['hparams_search']}" if choices.get("hparams_search")
+              else f"hydra/sweeper={choices.get('hydra/sweeper')}")
+    raise FtoolError(f"{chosen}: a search runs its trials as a sweep: ftool {command.name} -m {chosen} ...; "
+                     f"without -m it would be one run of the config's values")
 
 
 def check_launcher(overrides: list[str]) -> None:

@@ -38,6 +38,13 @@ def test_optuna_search_runs_its_trials_and_returns_the_monitored_metric(workdir)
     assert float(rows[1][rows[0].index("val/accuracy")]) == round(best, 4)
 
 
+def test_a_search_without_multirun_is_refused_not_one_run(workdir):
+    assert_one_line_error(ftool("train", "hparams_search=digits_optuna", *FAST, cwd=workdir),
+                          "hparams_search=digits_optuna: a search runs its trials as a sweep: ftool train -m "
+                          "hparams_search=digits_optuna ...; without -m it would be one run of the config's values")
+    assert not (workdir / "outputs").exists()
+
+
 def test_a_glob_sweeps_the_options_it_matches(workdir):
     sweep = workdir / "glob"
     result = ftool("train", "-m", "optimizer=glob(*,exclude=adam)", "trainer.max_steps=2", "trainer.validate=false",
