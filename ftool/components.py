@@ -75,7 +75,7 @@ def build_model(run: RunConfig, info: DataInfo, pretrained: bool = True, lora: b
     if pretrained and run.finetune.source:
         from ftool.finetune import load_pretrained
 
-        model.pretrained_parameters = load_pretrained(model, run.finetune.source)
+        model.pretrained_parameters = load_pretrained(model, run.finetune.source, run.data, info.class_names)
     if run.finetune.lora.r and lora:
         from ftool.finetune import apply_lora
 

@@ -12,15 +12,18 @@ import torch
 from torch import nn
 
 from ftool.config import FinetuneConfig, LoraConfig
+from ftool.data import check_same_splits, same_source
 from ftool.engine import checkpoint
-from ftool.engine.progress import console
+from ftool.engine.progress import console, warn
 from ftool.errors import FtoolError, one_line
-from ftool.rundir import RunDir, is_main_process, locate_checkpoint, read_saved, relative_paths_resolved
+from ftool.rundir import (RunDir, is_main_process, locate_checkpoint, read_saved, read_summary,
+                           relative_paths_resolved)
 
 
-def load_pretrained(model: nn.Module, source: str) -> set[str]:
+def load_pretrained(model: nn.Module, source: str, data, class_names: list[str]) -> set[str]:
     """Copy the source checkpoint's tensors whose name and shape match, except the output layer's
-    (the head is for the new data's classes: it starts fresh); returns the parameter names loaded."""
+    (the head is for the new data's classes: it starts fresh); returns the parameter names loaded.
+    On the source's own data and classes (some of them), the split must be the source's."""
     run, path = locate_checkpoint(source, "finetune.from")
     tensors, _ = checkpoint.load_weights(path)
     if any(".lora_A." in name for name in tensors):
@@ -32,11 +35,29 @@ def load_pretrained(model: nn.Module, source: str) -> set[str]:
         raise FtoolError(f"finetune.from: no layer of {path} fits this model "
                          + (f"(that run trained model={trained}; give the same model, with the same sizes)" if trained
                             else "(is it the same architecture?)"))
+    _check_held_out_unseen(run, data, class_names)
     model.load_state_dict(fits, strict=False)
     fresh = [k for k in own if k not in fits]
     if is_main_process():  # (every process loads them)
         console.print(f"finetune: {len(fits)} tensors from {path}; fresh: {', '.join(fresh) or 'none'}", soft_wrap=True)
     return {name for name, _ in model.named_parameters() if name in fits}
+
+
+def _check_held_out_unseen(run: RunDir, data, class_names: list[str]) -> None:
+    """Samples the source run trained on must not be in this run's validation or test split, where they
+    would be scored as unseen: on the source's own data and classes (some of them), the split settings
+    must be the source's (an error), and a split of other classes holds out other samples (a warning)."""
+    source_classes = ((read_summary(run) or {}).get("data") or {}).get("class_names") or []
+    shared = set(source_classes) & set(class_names)
+    if source_classes and class_names and not shared:
+        return  # digits 0-4, then 5-9: no sample of these classes was the source's
+    check_same_splits(data, run, f"finetune.from {run.path} trained on this data, holding out samples with {{held}}; "
+                                 f"other split settings put samples it trained on into this run's held-out ones, "
+                                 f"scored as unseen; give the source's split settings")
+    if sorted(source_classes) != sorted(class_names) and same_source(data, run):
+        warn(f"finetune.from {run.path} trained on classes {', '.join(source_classes)} of this data; split with other "
+             f"classes, this run holds out other samples of {', '.join(sorted(shared))}, some of them ones the source "
+             f"trained on: its val and test figures for them flatter it")
 
 
 def output_layer(model: nn.Module) -> str:

@@ -36,6 +36,19 @@ def test_digits_transfer_keeps_the_frozen_convs_and_learns_new_classes(workdir):
     assert_one_line_error(ftool("finetune", f"finetune.from={pre}", "model=mlp", cwd=workdir),  # another model
                           "finetune.from: no layer of", "fits this model (that run trained model=simplecnn;")
 
+    # The source's training samples are not held out as unseen: on its classes, its split settings...
+    assert_one_line_error(ftool("finetune", f"finetune.from={pre}", "data.classes=[0,1,2,3,4]", "data.split_seed=1",
+                                cwd=workdir),
+                          f"data.split_seed=1: finetune.from {pre} trained on this data, holding out samples with "
+                          f"data.split_seed=0; other split settings put samples it trained on into this run's held-out")
+    quick = ("trainer.max_steps=1", "trainer.progress=false")  # ...other classes split as they like
+    other = ftool("finetune", "experiment=digits_transfer", f"finetune.from={pre}", "data.split_seed=1", *quick,
+                  f"hydra.run.dir={workdir / 'other'}", cwd=workdir)
+    assert other.returncode == 0 and "warning" not in other.stderr, other.stderr
+    more = ftool("finetune", f"finetune.from={pre}", *quick, f"hydra.run.dir={workdir / 'more'}", cwd=workdir)
+    assert more.returncode == 0 and (f"warning: finetune.from {pre} trained on classes 0, 1, 2, 3, 4 of this data; "
+                                     f"split with other classes, this run holds out other samples") in more.stderr
+
     # A resume needs its checkpoint only: the pretrained run may be gone ("finetune.from: ... does not
     # exist" before), and the frozen layers stay frozen (the checkpoint names those that were pretrained).
     pre.rename(workdir / "moved")

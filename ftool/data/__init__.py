@@ -110,24 +110,32 @@ def check_read_as_trained(data, run: RunDir, own_splits: str | None = None) -> N
     saved = (read_saved(run) or {}).get("data")
     if not saved:
         return
-
-    def setting(key, value):
-        return f"data.{key}={'null' if value is None else str(value).lower() if isinstance(value, bool) else value}"
-
     if "normalize" in saved and data.normalize != saved["normalize"]:
-        raise FtoolError(f"{setting('normalize', data.normalize)}: the run's model takes its inputs as it trained on "
-                         f"them ({setting('normalize', saved['normalize'])}); leave data.normalize as the run had it")
+        raise FtoolError(f"{_setting('normalize', data.normalize)}: the run's model takes its inputs as it trained on "
+                         f"them ({_setting('normalize', saved['normalize'])}); leave data.normalize as the run had it")
+    if own_splits:
+        check_same_splits(data, run, f"the run held out its samples with {{held}}; on its own data other split "
+                                     f"settings put samples it trained on into the held-out ones; {own_splits}")
+
+
+def check_same_splits(data, run: RunDir, why: str) -> None:
+    """On the data `run` trained on, `data`'s split settings must be the run's, else samples it trained
+    on would be held out as unseen: an error saying `why` (its `{held}`: the run's settings)."""
+    saved = (read_saved(run) or {}).get("data") or {}
     changed = [k for k in SPLIT_SETTINGS if k in saved and getattr(data, k) != saved[k]]
-    if own_splits and changed and _same_source(data, saved, run):
-        held = ", ".join(setting(k, saved[k]) for k in changed)
-        raise FtoolError(f"{setting(changed[0], getattr(data, changed[0]))}: the run held out its samples with {held}; "
-                         f"on its own data other split settings put samples it trained on into the held-out ones; "
-                         f"{own_splits}")
+    if changed and same_source(data, run):
+        held = ", ".join(_setting(k, saved[k]) for k in changed)
+        raise FtoolError(f"{_setting(changed[0], getattr(data, changed[0]))}: {why.format(held=held)}")
 
 
-def _same_source(data, saved: dict, run: RunDir) -> bool:
+def _setting(key: str, value) -> str:
+    return f"data.{key}={'null' if value is None else str(value).lower() if isinstance(value, bool) else value}"
+
+
+def same_source(data, run: RunDir) -> bool:
     """Is `data` the data the run trained on: the same dataset, with the same settings (a relative
     path named from where the run started and from here alike)?"""
+    saved = (read_saved(run) or {}).get("data") or {}
     if data.name != saved.get("name"):
         return False
     typed = {f.name for f in dataclasses.fields(data)}
