@@ -233,6 +233,16 @@ def test_json_tables_as_a_list_of_rows_and_one_object_refused(tmp_path):
     assert len(str(e.value)) < len(str(table)) + 200  # (it held the whole list)
 
 
+def test_space_around_a_tables_names_and_values_is_not_part_of_them(tmp_path):
+    table = tmp_path / "typed.csv"  # as people type a CSV: a space after each comma, a label with one after it
+    table.write_text('text, label\n"a great, fun film", pos\nboring plot,neg \n')
+    assert read_rows(table, "data") == [{"text": "a great, fun film", "label": "pos"},  # (not '"a great' and ' fun film"')
+                                        {"text": "boring plot", "label": "neg"}]  # (not a class 'neg ')
+    lines = tmp_path / "typed.jsonl"
+    lines.write_text('{"text ": "awful", "label": "neg "}\n')
+    assert read_rows(lines, "data") == [{"text": "awful", "label": "neg"}]
+
+
 @pytest.mark.parametrize("labels, names, indices", [
     (["0", "2", "1", "0"], ["0", "1", "2"], [0, 2, 1, 0]),  # 0..k-1: their own index
     (["5", "1", "10", "1"], ["1", "5", "10"], [1, 0, 2, 0]),  # star ratings: no empty class 0, numeric order

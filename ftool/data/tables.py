@@ -1,5 +1,6 @@
 """Tables and text files as people save them: CSV, TSV (quoting nothing) and JSON lines, UTF-8 with
-or without the byte-order mark; labels as names or whole numbers."""
+or without the byte-order mark; labels as names or whole numbers. Space around a column's name or a
+value is not part of it (`pos ` is the class `pos`)."""
 
 from __future__ import annotations
 
@@ -125,14 +126,17 @@ def _json_row(row, where: str, what: str) -> dict:
         shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
         raise FtoolError(f"{what}: {where}: {key!r} is a {type(value).__name__} ({shown}); ftool reads "
                          f"one value per column (one class per row: several labels per row are not supported)")
-    return row
+    return {name.strip(): value.strip() if isinstance(value, str) else value for name, value in row.items()}
 
 
 def _delimited(text: str, path: Path, what: str, delimiter: str, quoting: int = csv.QUOTE_MINIMAL) -> list[dict]:
     """A CSV or TSV table's rows by its header; a header naming a column twice, or a row with more
     values than the header has names, is an error (csv would file them under None)."""
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
-    twice = [name for n, name in enumerate(reader.fieldnames or []) if name in reader.fieldnames[:n] and name.strip()]
+    # skipinitialspace: `"a film", pos` as people type it, the quotes read as quotes and the label `pos`
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, skipinitialspace=True)
+    if reader.fieldnames:
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    twice = [name for n, name in enumerate(reader.fieldnames or []) if name in reader.fieldnames[:n] and name]
     if twice:  # (csv would keep the last column of the name, silently)
         raise FtoolError(f"{what}: {path}'s header names {twice[0]!r} twice; give each column its own name")
     rows = []
@@ -140,7 +144,7 @@ def _delimited(text: str, path: Path, what: str, delimiter: str, quoting: int = 
         if None in row:
             raise FtoolError(f"{what}: {path} line {reader.line_num} has {len(row) - 1 + len(row[None])} values, "
                              f"and its header {len(reader.fieldnames)} names ({delimiter!r}-separated)")
-        rows.append(row)
+        rows.append({name: value.strip() if value else value for name, value in row.items()})  # ("pos " a class?)
     return rows
 
 
