@@ -197,9 +197,16 @@ def test_photos_are_read_upright_as_their_exif_orientation_says(tmp_path):
     assert x[0, 0, :, 3].eq(1).all() and x[0, 0, :, :3].eq(0).all()  # the white row is now the right column
 
 
-def test_imagefolder_missing_root(tmp_path):
-    with pytest.raises(FtoolError, match="image folder .* does not exist"):
+def test_imagefolder_root_without_class_folders_says_the_layout(tmp_path):
+    layout = "expected <root>/<class>/<image> or <root>/train/<class>/<image>"
+    with pytest.raises(FtoolError, match=f"image folder .*none does not exist; {layout}"):
         loaders("imagefolder", root=str(tmp_path / "none"))
+    (tmp_path / "photo.png").write_bytes(b"")
+    with pytest.raises(FtoolError, match=f"image folder .*photo.png is a file; {layout}"):  # (not "does not exist")
+        loaders("imagefolder", root=str(tmp_path / "photo.png"))
+    (tmp_path / "train").mkdir()  # (was torchvision's "Couldn't find any class folder")
+    with pytest.raises(FtoolError, match=f"data.root: .*train has no class folders; {layout}"):
+        loaders("imagefolder", root=str(tmp_path))
 
 
 def test_held_out_splits_are_disjoint_and_fixed_by_split_seed():

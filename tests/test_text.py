@@ -58,6 +58,13 @@ def test_text_files_class_names_come_from_the_file_suffixes(texts, tiny_bert, ca
     (texts / "rt-polarity.neutral").write_text("\n \n")  # a class with nothing to learn from
     with pytest.raises(FtoolError, match=r"data.root: .*rt-polarity.neutral holds no text; each class file needs some"):
         text_files(str(texts), load_tokenizer(str(tiny_bert)), max_length=8)
+    table = texts.parent / "reviews.csv"
+    table.write_text("text,label\ngreat,pos\n")  # a table given as text_files' folder
+    with pytest.raises(FtoolError, match=r"data.root: .*reviews.csv is a table; data=text_files reads a folder of text "
+                                         r"files, data=text_csv a table: data=text_csv data.path=.*reviews.csv"):
+        text_files(str(table), load_tokenizer(str(tiny_bert)))
+    with pytest.raises(FtoolError, match=r"data.root: .*reviews.pos is a file; expected a folder of one text file"):
+        text_files(str(texts / "reviews.pos"), load_tokenizer(str(tiny_bert)))
 
 
 def test_text_files_reads_a_folder_per_class_one_text_per_file_as_imdbs_download(tmp_path, tiny_bert, cache):

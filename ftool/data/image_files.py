@@ -58,6 +58,9 @@ def is_visible_image(path: Path, root: Path) -> bool:
     return path.suffix.lower() in tvd.folder.IMG_EXTENSIONS and not is_hidden(path, root)
 
 
+IMAGE_FOLDER_LAYOUT = "expected <root>/<class>/<image> or <root>/train/<class>/<image>"
+
+
 class VisibleImageFolder(tvd.ImageFolder):
     """torchvision's ImageFolder, without hidden folders as classes or hidden files as images.
     `classes`: label by these (the train folder's), of which this folder may hold some only."""
@@ -70,7 +73,7 @@ class VisibleImageFolder(tvd.ImageFolder):
     def find_classes(self, directory):
         classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
         if not classes:
-            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+            raise FtoolError(f"data.root: {directory} has no class folders; {IMAGE_FOLDER_LAYOUT}")
         if self.given is not None:
             check_split_classes(f"data.root: {directory}", classes, self.given)
             classes = self.given

@@ -174,9 +174,12 @@ def text_files(root: str, tokenizer, max_length: int = 128, pattern: str = "*") 
       (IMDB's own download, aclImdb), where those folders are the splits.
     `pattern` picks the class files, or the files in the class folders."""
     base = Path(root).expanduser().resolve()
+    if base.suffix.lower() in TABLE_SUFFIXES and base.is_file():  # a table of texts and labels
+        raise FtoolError(f"data.root: {base} is a table; data=text_files reads a folder of text files, "
+                         f"data=text_csv a table: data=text_csv data.path={base}")
     if not base.is_dir():
-        raise FtoolError(f"data.root: {base} is not a folder; expected one text file per class in it, or a folder "
-                         f"per class")
+        raise FtoolError(f"data.root: {base} {'is a file' if base.exists() else 'does not exist'}; expected a folder "
+                         f"of one text file per class, or of a folder per class")
     if (base / "train").is_dir():
         train, names = _texts_of_class_folders(base / "train", pattern)
         splits = {"train": train}

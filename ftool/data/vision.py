@@ -155,12 +155,12 @@ def imagefolder(root: str, image_size: list | int | None = None, grayscale: bool
     """Images in class folders: root/{train,val,test}/<class>/*.png, or root/<class>/*.png (then
     val and test are held out of it). `image_size` [H, W] (one number: square) defaults to the first
     image's size."""
-    from ftool.data.image_files import ImageFiles, VisibleImageFolder, read_image
+    from ftool.data.image_files import IMAGE_FOLDER_LAYOUT, ImageFiles, VisibleImageFolder, read_image
 
     base = Path(root).expanduser().resolve()
     if not base.is_dir():
-        raise FtoolError(f"data.root: image folder {base} does not exist; expected <root>/<class>/<image> "
-                         f"or <root>/train/<class>/<image>")
+        raise FtoolError(f"data.root: image folder {base} {'is a file' if base.exists() else 'does not exist'}; "
+                         f"{IMAGE_FOLDER_LAYOUT}")
     split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
     train_dir = split_dirs.get("train", base)
 
