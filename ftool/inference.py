@@ -125,7 +125,7 @@ def _file_lines(value: str) -> list[tuple[str, str]] | None:
 
 
 def text_inputs(value: str, column: str) -> list[tuple[str, str]]:
-    """(as shown, text) for each text `value` gives: a table's (CSV, TSV, JSON lines) `column`, a
+    """(as shown, text) for each text `value` gives: a table's (CSV, TSV, JSON, Parquet) `column`, a
     text file's lines, standard input's lines for `-`, a folder's files (a text per file, shown by
     its path, as data=text_files reads class folders), else `value` itself."""
     if not value.strip():

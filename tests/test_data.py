@@ -416,8 +416,8 @@ def test_a_table_saved_by_excel_with_decimal_commas_reads_its_numbers(tmp_path):
 
 def test_a_table_path_to_a_folder_or_a_workbook_says_what_it_needs(tmp_path):
     (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04\x14\x00\x06\x00\xff\xfe")  # a zip, as Excel saves
-    for path, message in [(tmp_path, "is a folder; give a table file (CSV, TSV, JSON lines)"),
-                          (tmp_path / "book.xlsx", "book.xlsx is an Excel workbook; ftool reads text, CSV, TSV and "
-                                                   "JSON-lines files: save it as CSV")]:
+    for path, message in [(tmp_path, "is a folder; give a table file (CSV, TSV, JSON, Parquet)"),
+                          (tmp_path / "book.xlsx", "book.xlsx is an Excel workbook; ftool reads text, CSV, TSV, JSON "
+                                                   "and Parquet files: save it as CSV")]:
         with pytest.raises(FtoolError, match=re.escape(message)):
             DATASETS.build("table", {"path": str(path)})

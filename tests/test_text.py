@@ -240,6 +240,22 @@ def test_json_tables_as_a_list_of_rows_and_one_object_refused(tmp_path):
     assert len(str(e.value)) < len(str(table)) + 200  # (it held the whole list)
 
 
+def test_parquet_tables_are_read_as_the_hub_and_pandas_save_them(tmp_path):
+    import pyarrow
+    import pyarrow.parquet
+
+    table = tmp_path / "train-00000-of-00001.parquet"  # (the hub's name; pandas saves a non-default index as a column)
+    rows = [{"text": "a gorgeous film", "label": 1, "__index_level_0__": 7}, {"text": "dull", "label": 0, "__index_level_0__": 3}]
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist(rows), table)
+    assert read_rows(table, "data") == [{"text": "a gorgeous film", "label": 1}, {"text": "dull", "label": 0}]
+    pyarrow.parquet.write_table(pyarrow.Table.from_pylist([{"text": "fine", "label": ["pos", "neg"]}]), table)
+    with pytest.raises(FtoolError, match=r"parquet row 1: 'label' is a list \(\['pos', 'neg'\]\); ftool reads one value"):
+        read_rows(table, "data")
+    table.write_text("text,label\n")  # a CSV under a Parquet name
+    with pytest.raises(FtoolError, match=r"data: .*parquet is not a Parquet file \("):
+        read_rows(table, "data")
+
+
 def test_space_around_a_tables_names_and_values_is_not_part_of_them(tmp_path):
     table = tmp_path / "typed.csv"  # as people type a CSV: a space after each comma, a label with one after it
     table.write_text('text, label\n"a great, fun film", pos\nboring plot,neg \n')

@@ -1,7 +1,7 @@
 """`ftool predict ckpt=<run> input=<text|file> [input=...] [output=table|json|csv]`: label new inputs.
 
 Text models take sentences, text files with one sentence per line, folders of text files (a text
-per file), or tables (CSV, TSV, JSON lines) with a column of texts (`text_column`; default: the
+per file), or tables (CSV, TSV, JSON, Parquet) with a column of texts (`text_column`; default: the
 run's, else `text`); image models take image
 files or folders of images; models of feature vectors take rows of numbers ("0.5,1.2,..."), or
 files of such rows. Prints a table of label and class probabilities (regression: the predicted

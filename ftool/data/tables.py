@@ -1,4 +1,4 @@
-"""Tables and text files as people save them: CSV, TSV (quoting nothing) and JSON lines, UTF-8 with
+"""Tables and text files as people save them: CSV, TSV (quoting nothing), JSON and Parquet, UTF-8 with
 or without the byte-order mark; labels as names or whole numbers. Space around a column's name or a
 value is not part of it (`pos ` is the class `pos`)."""
 
@@ -12,20 +12,20 @@ import sys
 from pathlib import Path
 
 from ftool.data.classes import check_split_classes
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json")  # .json: JSON lines, or a JSON list of rows
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")  # .json: JSON lines, or a JSON list of rows
 _DECIMAL_COMMA = re.compile(r"^\s*([+-]?\d+),(\d+)\s*$")  # 1,5 in a table Excel saved with ';' between values
 _OTHER_FORMATS = {".xlsx": "an Excel workbook", ".xls": "an Excel workbook", ".ods": "a spreadsheet",
-                  ".parquet": "a Parquet file", ".feather": "a Feather file", ".pkl": "a pickle", ".pickle": "a pickle"}
+                  ".feather": "a Feather file", ".pkl": "a pickle", ".pickle": "a pickle"}
 
 
 def read_text(path: Path | None, what: str) -> str:
     """A UTF-8 text file (None: standard input), without the byte-order mark Excel and Notepad put
     first; another encoding is a one-line error (`what` names the setting that gave the path)."""
     if path is not None and path.suffix.lower() in _OTHER_FORMATS:  # (else: "not UTF-8 text")
-        raise FtoolError(f"{what}: {path} is {_OTHER_FORMATS[path.suffix.lower()]}; ftool reads text, CSV, TSV and "
-                         f"JSON-lines files: save it as CSV")
+        raise FtoolError(f"{what}: {path} is {_OTHER_FORMATS[path.suffix.lower()]}; ftool reads text, CSV, TSV, JSON "
+                         f"and Parquet files: save it as CSV")
     data = sys.stdin.buffer.read() if path is None else path.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -63,11 +63,13 @@ def labels_to_indices(labels: list) -> tuple[list[int], list[str]]:
 
 
 def read_rows(path: Path, what: str) -> list[dict]:
-    """The rows of a CSV or TSV file with a header, or of a JSON-lines file or JSON list (`what` names the setting
-    that gave the path, for errors)."""
+    """The rows of a CSV or TSV file with a header, of a JSON-lines file or JSON list, or of a Parquet
+    file (`what` names the setting that gave the path, for errors)."""
     if not path.is_file():
-        raise FtoolError(f"{what}: {path} is a folder; give a table file (CSV, TSV, JSON lines)" if path.is_dir()
+        raise FtoolError(f"{what}: {path} is a folder; give a table file (CSV, TSV, JSON, Parquet)" if path.is_dir()
                          else f"{what}: {path} does not exist")
+    if path.suffix.lower() == ".parquet":
+        return [_typed_row(row, f"{path} row {n}", what) for n, row in enumerate(_parquet_rows(path, what), 1)]
     text, suffix = read_text(path, what), path.suffix.lower()
     if suffix == ".tsv":  # TSV quotes nothing (GLUE's files, pandas' quoting=3): a quote is part of the text
         return _delimited(text, path, what, "\t", csv.QUOTE_NONE)
@@ -77,7 +79,7 @@ def read_rows(path: Path, what: str) -> list[dict]:
             return [{k: _DECIMAL_COMMA.sub(r"\1.\2", v) if v else v for k, v in row.items()}
                     for row in _delimited(text, path, what, ";")]
         return _delimited(text, path, what, ",")
-    return [_json_row(row, f"{path}{where}", what) for where, row in _json_records(text, path, what, suffix)]
+    return [_typed_row(row, f"{path}{where}", what) for where, row in _json_records(text, path, what, suffix)]
 
 
 def _json_records(text: str, path: Path, what: str, suffix: str) -> list[tuple[str, object]]:
@@ -117,7 +119,24 @@ def _holds_rows(obj: dict) -> bool:
     return any(isinstance(v, dict) or isinstance(v, list) and any(isinstance(x, dict) for x in v) for v in obj.values())
 
 
-def _json_row(row, where: str, what: str) -> dict:
+def _parquet_rows(path: Path, what: str) -> list[dict]:
+    """A Parquet file's rows (Hugging Face's hub stores datasets so), without the index pandas saves
+    as a column (`__index_level_0__`)."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise FtoolError(f"{what}: {path} is a Parquet file, which needs pyarrow: pip install 'ftool[text]' (or "
+                         f"save it as CSV)") from None
+    try:
+        table = pyarrow.parquet.read_table(path)
+    except pyarrow.ArrowException as e:
+        raise FtoolError(f"{what}: {path} is not a Parquet file ({one_line(e)})") from None
+    return table.drop_columns([c for c in table.column_names if c.startswith("__index_level_")]).to_pylist()
+
+
+def _typed_row(row, where: str, what: str) -> dict:
+    """A JSON or Parquet row: an object of one value per column."""
     if not isinstance(row, dict):
         raise FtoolError(f"{what}: {where} is not a JSON object (a {type(row).__name__})")
     nested = [(k, v) for k, v in row.items() if isinstance(v, (list, dict))]

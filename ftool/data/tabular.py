@@ -68,7 +68,7 @@ def regression(num_features: int = 10, num_outputs: int = 1, train_size: int = 1
 def table(path: str, target: str | list | None = None, features: str | list | None = None, task: str = "auto",
           categorical: list | dict | None = None, missing: str | dict = "error", test_path: str | None = None,
           val_path: str | None = None, run_columns: dict | None = None) -> Splits:
-    """Rows of a CSV, TSV or JSON-lines table: the `features` columns (default: every column but the
+    """Rows of a CSV, TSV, JSON or Parquet table: the `features` columns (default: every column but the
     target) predict the `target` column (default: the last; a list: several values), a value
     (regression) or a class (classification; `auto`: when a target is not a number). A feature
     column holding words (and those `categorical` names) is one-hot encoded by the values of the
