@@ -289,7 +289,7 @@ def claim_output_dir(hydra_cfg, multirun: bool, resume_auto: bool) -> tuple[Path
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from ftool.rundir import PENDING_CONFIG, claim_new_dir, holds_checkpoints
+    from ftool.rundir import PENDING_CONFIG, RunDir, check_not_training, claim_new_dir, holds_checkpoints
 
     key = "sweep" if multirun else "run"
     pattern = OmegaConf.to_container(hydra_cfg[key], resolve=False)["dir"]
@@ -308,6 +308,8 @@ def claim_output_dir(hydra_cfg, multirun: bool, resume_auto: bool) -> tuple[Path
                      f"when run again")
             return path, [f"hydra.{key}.dir={quoted(path)}"]
         runs = ([p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []) if multirun else [path]
+        for run in runs:  # (before Hydra writes its config there)
+            check_not_training(RunDir(run))
         held = [p for p in runs if holds_checkpoints(p)]
         if held and not resume_auto:
             what = f"{len(held)} runs with checkpoints" if multirun else "a run with checkpoints"
@@ -551,9 +553,11 @@ def main(argv: list[str] | None = None) -> None:
         config_dir, extra = config_root(), [f"hydra.job.name={name}"]
         reused = run_to_reuse(command, options, overrides)
         if reused:
-            from ftool.rundir import PENDING_CONFIG, locate_checkpoint, locate_run, where_it_ran
+            from ftool.rundir import PENDING_CONFIG, check_not_training, locate_checkpoint, locate_run, where_it_ran
 
             run = locate_checkpoint(reused)[0] if command.reuses_run else locate_run(reused, "trainer.resume")
+            if command.trains:  # (before Hydra writes the resume's config there)
+                check_not_training(run)
             elsewhere = _override_value(overrides, "hydra.run.dir")
             if command.trains and elsewhere and Path(elsewhere.strip("'\"")).resolve() != run.path.resolve():
                 raise FtoolError(f"hydra.run.dir: a resume continues the run in its own folder ({run.path}); to "

@@ -5,6 +5,7 @@
     summary.json         status, metrics, best, checkpoints, timing, environment
     checkpoints/         best.safetensors, last.safetensors, last.state.pt
     eval.json            written by `ftool eval`
+    .lock                held by the process training the run (train_lock)
 
 Torch-free, so that the CLI can find a run before deciding what to import.
 """
@@ -40,6 +41,7 @@ class RunDir:
         self.last_weights = self.checkpoints / "last.safetensors"
         self.last_state = self.checkpoints / "last.state.pt"
         self.last_prev_weights = self.checkpoints / "last.prev.safetensors"
+        self.lock = self.path / ".lock"
 
     def epoch_weights(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch-{epoch}.safetensors"
@@ -247,6 +249,60 @@ def _why_no_checkpoint(run: RunDir) -> str:
         return "the run is still going and has saved none yet"
     return (f"expected {run.relative(run.best_weights)} or {run.relative(run.last_weights)}; "
             f"is it an ftool run directory?")
+
+
+@contextlib.contextmanager
+def train_lock(run: RunDir):
+    """Held while this process trains `run`: a second process that would train it too (a resume
+    started twice, `trainer.resume=auto` beside the live run) is refused in one line, since both
+    would write its checkpoints and records. The OS holds the lock for the process (flock), so a
+    killed one holds it no more."""
+    import fcntl
+    import socket
+
+    run.path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run.lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FtoolError(_training_elsewhere(run, os.read(fd, 200))) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}".encode())
+        yield
+    finally:
+        os.close(fd)
+
+
+def training_process(run: RunDir) -> str | None:
+    """Which process holds the run's train_lock ("process 123 on host"), or None: a run whose summary
+    says `running` and that has a lock no process holds was killed (SIGKILL, out of memory, a machine
+    that went down), as every other end is recorded."""
+    import fcntl
+
+    try:
+        fd = os.open(run.lock, os.O_RDONLY)
+    except OSError:  # no lock: no run, or one of an ftool without them
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.read(fd, 200).decode(errors="replace").strip() or "another process"
+    finally:
+        os.close(fd)
+
+
+def check_not_training(run: RunDir) -> None:
+    """Before Hydra writes a config into a run dir that another process trains (train_lock decides)."""
+    holder = training_process(run)
+    if holder:
+        raise FtoolError(_training_elsewhere(run, holder.encode()))
+
+
+def _training_elsewhere(run: RunDir, holder: bytes) -> str:
+    return (f"{run.path}: {holder.decode(errors='replace').strip() or 'another process'} is training this run; "
+            f"wait for it to end, or stop it, before training it again")
 
 
 class Summary:

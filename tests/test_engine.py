@@ -201,6 +201,30 @@ def test_sigkill_leaves_a_checkpoint_that_resume_auto_finishes(workdir):
     assert_same_weights(weights(full), weights(killed))
 
 
+def test_a_run_in_training_is_refused_to_a_second_process_and_reported_killed_when_its_process_was(workdir):
+    run = workdir / "live"
+    proc = subprocess.Popen([sys.executable, "-m", "ftool", "train", *SMALL, "trainer.epochs=100000",
+                             "trainer.checkpoint_every_n_steps=5", f"hydra.run.dir={run}"],
+                            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoints" / "last.state.pt").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        config = (run / ".hydra" / "config.yaml").read_bytes()
+        # a resume started twice, resume=auto beside the live run: both would write its checkpoints
+        for args in ([f"trainer.resume={run}"], [*SMALL, f"hydra.run.dir={run}", "trainer.resume=auto"]):
+            assert_one_line_error(ftool("train", *args, cwd=workdir), f"{run}: process {proc.pid} on ",
+                                  " is training this run; wait for it to end, or stop it, before training it again")
+        assert (run / ".hydra" / "config.yaml").read_bytes() == config and not (run / ".hydra-resume").exists()
+        assert f"{run}: running, as of epoch " in ftool("report", str(run), cwd=workdir).stdout  # (its figures so far)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert read_json(run / "summary.json")["status"] == "running"  # (no chance to say otherwise)
+    assert f"{run}: killed, as of epoch " in ftool("report", str(run), cwd=workdir).stdout  # no process trains it
+
+
 def test_resume_errors_are_one_line(workdir):
     assert_one_line_error(ftool("train", f"trainer.resume={workdir}/nowhere", cwd=workdir),
                           "trainer.resume:", "does not exist")
@@ -272,7 +296,8 @@ def test_a_refused_resume_keeps_the_runs_config_and_one_that_trains_records_its_
     assert yaml.safe_load(config.read_text())["optimizer"]["lr"] == 0.001
     assert yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text()) == [
         *SMALL, "trainer.resume=auto", "trainer.epochs=3"]
-    assert sorted(p.name for p in run.iterdir()) == [".hydra", "checkpoints", "eval.json", "metrics.jsonl", "summary.json"]
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", ".lock", "checkpoints", "eval.json", "metrics.jsonl",
+                                                    "summary.json"]  # (no pending config left)
 
 
 def test_accumulating_four_batches_of_16_equals_one_batch_of_64(workdir):

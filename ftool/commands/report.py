@@ -25,7 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ftool.errors import FtoolError
-from ftool.rundir import RunDir, evaluated_scope, read_json, read_records, read_saved, read_summary, sweep_jobs
+from ftool.rundir import (RunDir, evaluated_scope, read_json, read_records, read_saved, read_summary, sweep_jobs,
+                          training_process)
 from ftool.values import figure, is_number
 
 SEED = "trainer.seed"
@@ -44,7 +45,10 @@ class Job:
 
     @property
     def status(self) -> str:
-        return self.summary.get("status", "unknown")
+        """As summary.json says, except `killed` for a run marked running that no process trains."""
+        status = self.summary.get("status", "unknown")
+        run = RunDir(self.path)
+        return "killed" if status == "running" and run.lock.is_file() and not training_process(run) else status
 
     @property
     def best(self) -> dict:
@@ -61,6 +65,14 @@ class Job:
         if isinstance(node, bool):
             return str(node).lower()  # as an override writes it
         return "" if node is None or isinstance(node, (dict, list)) else str(node)
+
+    def latest(self) -> tuple[int | None, dict[str, float]]:
+        """(epoch, figures) of a run without results yet (running, killed, interrupted): the train loss
+        and validation figures of the last epoch logged."""
+        last = {split: r for r in self.records for split in ("train", "val")
+                if r.get("split") == split and ("train/loss" in r or split == "val")}
+        figures = {k: v for r in last.values() for k, v in r.items() if k not in ("step", "epoch", "split")}
+        return max((r["epoch"] for r in last.values()), default=None), figures
 
     def series(self, key: str, x: str = "epoch") -> tuple[list[int], list[float]]:
         """(x values, values) of a logged metric: per epoch (train/loss, val/...) or per step (lr)."""
@@ -176,10 +188,14 @@ def _report_run(job: Job, out: Path) -> None:
     if evaluated and evaluated.get("per_class"):
         _confusion_png(evaluated, out / "confusion.png")
 
-    table = Table(title=f"{job.path}: {job.status}", title_justify="left")
+    metrics, title = job.summary.get("metrics"), f"{job.path}: {job.status}"
+    if not metrics:
+        epoch, metrics = job.latest()
+        title += f", as of epoch {epoch}" if metrics else ""
+    table = Table(title=title, title_justify="left", min_width=len(title))  # (a title on one line)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in (job.summary.get("metrics") or {}).items():
+    for name, value in metrics.items():
         table.add_row(name, figure(value))
     if job.best:
         table.add_row(f"best {job.best.get('monitor')} (epoch {job.best.get('epoch')})", figure(job.best["value"]))

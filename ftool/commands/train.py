@@ -21,14 +21,20 @@ from ftool.engine.trainer import (Position, StopFlag, Trainer, batches_per_epoch
 from ftool.errors import FtoolError, RunInterrupted
 from ftool.metrics import build_loss, default_monitor, metric_names, monitor_mode
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
-from ftool.rundir import RunDir, Summary, is_main_process, read_saved, read_summary, settle_config
+from ftool.rundir import RunDir, Summary, is_main_process, read_saved, read_summary, settle_config, train_lock
 
 
 def run(cfg: DictConfig, run_dir: Path, command: str = "train") -> float | None:
     """Returns the best value of the monitored metric (what a sweeper optimizes)."""
+    lock = train_lock(RunDir(run_dir)) if is_main_process() else contextlib.nullcontext()
+    with _config_settled(RunDir(run_dir)), lock:  # (refused by the lock, a resume drops the config it brought)
+        return _run(cfg, run_dir, command)
+
+
+def _run(cfg: DictConfig, run_dir: Path, command: str) -> float | None:
     previous = read_summary(RunDir(run_dir)) if is_main_process() else None  # before this run rewrites it
     summary = Summary(RunDir(run_dir), command, enabled=is_main_process(), earlier=previous)
-    with summary.recording(), StopFlag().installed() as stop, _config_settled(RunDir(run_dir)):
+    with summary.recording(), StopFlag().installed() as stop:
         rc = validate(cfg)
         acc = select(rc.trainer)
         run = RunDir(Path(acc.broadcast(str(run_dir))))  # rank 0's run dir, on every process
