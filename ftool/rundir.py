@@ -265,10 +265,12 @@ def train_lock(run: RunDir):
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"process {os.getpid()} on {socket.gethostname()}".encode())
         except BlockingIOError:
             raise FtoolError(_training_elsewhere(run, os.read(fd, 200))) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}".encode())
+        except OSError:  # a file system without locks (some network and FUSE ones): train unguarded
+            pass
         yield
     finally:
         os.close(fd)
@@ -289,6 +291,8 @@ def training_process(run: RunDir) -> str | None:
         return None
     except BlockingIOError:
         return os.read(fd, 200).decode(errors="replace").strip() or "another process"
+    except OSError:  # (a file system without locks: nothing to tell)
+        return None
     finally:
         os.close(fd)
 
