@@ -125,7 +125,7 @@ def check_same_splits(data, run: RunDir, why: str) -> None:
     changed = [k for k in SPLIT_SETTINGS if k in saved and getattr(data, k) != saved[k]]
     if changed and same_source(data, run):
         held = ", ".join(_setting(k, saved[k]) for k in changed)
-        raise FtoolError(f"{_setting(changed[0], getattr(data, changed[0]))}: {why.format(held=held)}")
+        raise FtoolError(f"{_setting(changed[0], getattr(data, changed[0]))}: {why.replace('{held}', held)}")
 
 
 def _setting(key: str, value) -> str:
