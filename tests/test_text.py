@@ -240,6 +240,18 @@ def test_json_tables_as_a_list_of_rows_and_one_object_refused(tmp_path):
     assert len(str(e.value)) < len(str(table)) + 200  # (it held the whole list)
 
 
+def test_a_csv_with_a_long_document_reads_and_one_with_an_unclosed_quote_says_where(tmp_path):
+    table = tmp_path / "documents.csv"  # a value longer than csv's default limit (128 KiB): a traceback before
+    document = "a long contract . " * 10000
+    table.write_text(f'text,label\n"{document}",legal\n"a line\nand another",other\n')
+    assert read_rows(table, "data") == [{"text": document.strip(), "label": "legal"},
+                                        {"text": "a line\nand another", "label": "other"}]  # (quoted lines are one value)
+    table.write_text('text,label\nfine,pos\n"opened and never closed,pos\nthe rest,neg\nof the file,pos\n')
+    with pytest.raises(FtoolError, match=r"documents.csv line 3: a quote opened there is never closed, so its value "
+                                         r"takes the rest of the file"):  # (was: "row 2 has no label")
+        read_rows(table, "data")
+
+
 def test_parquet_tables_are_read_as_the_hub_and_pandas_save_them(tmp_path):
     import pyarrow
     import pyarrow.parquet

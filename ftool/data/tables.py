@@ -149,8 +149,10 @@ def _typed_row(row, where: str, what: str) -> dict:
 
 
 def _delimited(text: str, path: Path, what: str, delimiter: str, quoting: int = csv.QUOTE_MINIMAL) -> list[dict]:
-    """A CSV or TSV table's rows by its header; a header naming a column twice, or a row with more
-    values than the header has names, is an error (csv would file them under None)."""
+    """A CSV or TSV table's rows by its header; a header naming a column twice, a row with more
+    values than the header has names (csv would file them under None) and a quote never closed (its
+    value would take the rest of the file) are errors."""
+    csv.field_size_limit(2**31 - 1)  # a document longer than 128 KiB is one value too (csv's own limit)
     # skipinitialspace: `"a film", pos` as people type it, the quotes read as quotes and the label `pos`
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting, skipinitialspace=True)
     if reader.fieldnames:
@@ -158,11 +160,15 @@ def _delimited(text: str, path: Path, what: str, delimiter: str, quoting: int = 
     twice = [name for n, name in enumerate(reader.fieldnames or []) if name in reader.fieldnames[:n] and name]
     if twice:  # (csv would keep the last column of the name, silently)
         raise FtoolError(f"{what}: {path}'s header names {twice[0]!r} twice; give each column its own name")
-    rows = []
+    rows, ended = [], reader.line_num  # (the line the last row ended on)
     for row in reader:
         if None in row:
             raise FtoolError(f"{what}: {path} line {reader.line_num} has {len(row) - 1 + len(row[None])} values, "
                              f"and its header {len(reader.fieldnames)} names ({delimiter!r}-separated)")
+        if None in row.values() and any("\n" in value for value in row.values() if value):
+            raise FtoolError(f"{what}: {path} line {ended + 1}: a quote opened there is never closed, so its value "
+                             f"takes the rest of the file; close it, or double a quote inside a value (\"\")")
+        ended = reader.line_num
         rows.append({name: value.strip() if value else value for name, value in row.items()})  # ("pos " a class?)
     return rows
 
