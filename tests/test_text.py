@@ -250,6 +250,8 @@ def test_a_csv_with_a_long_document_reads_and_one_with_an_unclosed_quote_says_wh
     with pytest.raises(FtoolError, match=r"documents.csv line 3: a quote opened there is never closed, so its value "
                                          r"takes the rest of the file"):  # (was: "row 2 has no label")
         read_rows(table, "data")
+    table.write_text('text,label\n"two\nlines"\nok,neg')  # closed, and short of a label: not a quote left open
+    assert read_rows(table, "data") == [{"text": "two\nlines", "label": None}, {"text": "ok", "label": "neg"}]
 
 
 def test_parquet_tables_are_read_as_the_hub_and_pandas_save_them(tmp_path):
