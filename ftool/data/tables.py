@@ -166,7 +166,7 @@ def _delimited(text: str, path: Path, what: str, delimiter: str, quoting: int = 
             raise FtoolError(f"{what}: {path} line {reader.line_num} has {len(row) - 1 + len(row[None])} values, "
                              f"and its header {len(reader.fieldnames)} names ({delimiter!r}-separated)")
         if None in row.values() and any("\n" in value for value in row.values() if value) \
-                and reader.line_num >= text.count("\n"):  # (a short row of many lines that ran to the end)
+                and reader.line_num == len(text.rstrip("\n").split("\n")):  # (a short row that ran to the end)
             raise FtoolError(f"{what}: {path} line {ended + 1}: a quote opened there is never closed, so its value "
                              f"takes the rest of the file; close it, or double a quote inside a value (\"\")")
         ended = reader.line_num
