@@ -123,7 +123,7 @@ def check_same_splits(data, run: RunDir, why: str) -> None:
     on would be held out as unseen: an error saying `why` (its `{held}`: the run's settings)."""
     saved = (read_saved(run) or {}).get("data") or {}
     changed = [k for k in SPLIT_SETTINGS if k in saved and getattr(data, k) != saved[k]]
-    if changed and same_source(data, run):
+    if changed and _same_source(data, saved, run):
         held = ", ".join(_setting(k, saved[k]) for k in changed)
         raise FtoolError(f"{_setting(changed[0], getattr(data, changed[0]))}: {why.replace('{held}', held)}")
 
@@ -135,7 +135,10 @@ def _setting(key: str, value) -> str:
 def same_source(data, run: RunDir) -> bool:
     """Is `data` the data the run trained on: the same dataset, with the same settings (a relative
     path named from where the run started and from here alike)?"""
-    saved = (read_saved(run) or {}).get("data") or {}
+    return _same_source(data, (read_saved(run) or {}).get("data") or {}, run)
+
+
+def _same_source(data, saved: dict, run: RunDir) -> bool:
     if data.name != saved.get("name"):
         return False
     typed = {f.name for f in dataclasses.fields(data)}

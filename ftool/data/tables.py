@@ -33,8 +33,8 @@ def read_text(path: Path | None, what: str) -> str:
         from torchvision.datasets.folder import IMG_EXTENSIONS  # (only here: importing it takes a second)
 
         if path is not None and path.suffix.lower() in IMG_EXTENSIONS:  # a text model given photos
-            raise FtoolError(f"{what}: {path} is an image, and this reads text (a text file, CSV, TSV or JSON "
-                             f"lines)") from None
+            raise FtoolError(f"{what}: {path} is an image, and this reads text (a text file, CSV, TSV, JSON or "
+                             f"Parquet)") from None
         raise FtoolError(f"{what}: {path or 'standard input'} is not UTF-8 text ({e.reason} at byte {e.start}); "
                          f"save it as UTF-8") from None
 
