@@ -153,6 +153,19 @@ def check_rerun_job(job: Path, overrides: list[str], swept: set[str]) -> None:
                          f"had (more trainer.epochs continue them), or give another hydra.sweep.dir")
 
 
+# what a run found and what resumes, eval and report read (its export/ folder is none of them)
+RECORDS = (".hydra", "checkpoints", "summary.json", "metrics.jsonl", "eval.json", "tensorboard", "metrics.csv", ".lock")
+
+
+def records_holding(path: Path) -> RunDir | None:
+    """The run among whose records `path` lies (its summary.json, its checkpoints/ or a file there), else None."""
+    path = Path(path).expanduser().resolve()
+    for folder in path.parents:
+        if RunDir(folder).config.is_file():
+            return RunDir(folder) if path.relative_to(folder).parts[0] in RECORDS else None
+    return None
+
+
 def holds_checkpoints(path: Path) -> bool:
     """Does `path` hold a run's results (weights in its checkpoints/)?"""
     return any((Path(path) / "checkpoints").glob("*.safetensors"))

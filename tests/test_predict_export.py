@@ -173,6 +173,22 @@ def test_export_errors_are_one_line(image_run, tmp_path):
                           "out: model: a pt2 export's name ends in .pt2 (torch.export.load expects it); give out=model.pt2")
 
 
+def test_an_export_never_replaces_a_runs_records(image_run, tmp_path):
+    """out= naming the run's summary.json or checkpoint wrote the export over it: the run was gone."""
+    records = {p: p.read_bytes() for p in image_run.rglob("*") if p.is_file()}
+    for fmt, out in [("onnx", "summary.json"), ("safetensors", "checkpoints/best.safetensors"),
+                     ("torchscript", "checkpoints"), ("onnx", ".hydra/model.onnx")]:
+        assert_one_line_error(ftool("export", f"ckpt={image_run}", f"format={fmt}", f"out={image_run / out}",
+                                    cwd=tmp_path),
+                              f"out: {image_run / out} is in the run {image_run}'s records (.hydra, checkpoints/, "
+                              f"summary.json, metrics.jsonl, ...), and an export there would replace them; "
+                              f"give another path, such as {image_run / 'export'}")
+    assert {p: p.read_bytes() for p in image_run.rglob("*") if p.is_file()} == records
+    done = ftool("export", f"ckpt={image_run}", "format=onnx", f"out={image_run / 'model.onnx'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # beside the records is no record
+    (image_run / "model.onnx").unlink()
+
+
 def test_unfreeze_at_epoch_trains_the_backbone_from_then_on(tmp_path):
     pre, tuned = tmp_path / "pre", tmp_path / "tuned"
     assert ftool("train", "trainer.epochs=1", "trainer.progress=false", f"hydra.run.dir={pre}", cwd=tmp_path).returncode == 0

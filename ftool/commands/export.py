@@ -31,6 +31,7 @@ from ftool.engine.progress import console
 from ftool.errors import FtoolError, one_line
 from ftool.finetune import merge_lora
 from ftool.inference import Trained, load_trained
+from ftool.rundir import records_holding
 
 FORMATS = {"safetensors": "model.safetensors", "torchscript": "model.pt", "pt2": "model.pt2", "onnx": "model.onnx"}
 # float32 outputs of a re-ordered graph differ by rounding only: relative to outputs larger than 1
@@ -77,6 +78,11 @@ def _target(out: str, trained: Trained, hf_folder: bool, format: str) -> Path:
     if not out:
         return trained.run.path / "export" / name
     target = Path(out).expanduser()
+    run = records_holding(target)
+    if run:  # out=<run>/summary.json wrote the export over the run's record of itself
+        raise FtoolError(f"out: {target} is in the run {run.path}'s records (.hydra, checkpoints/, summary.json, "
+                         f"metrics.jsonl, ...), and an export there would replace them; give another path, such as "
+                         f"{run.path / 'export'}")
     if hf_folder and target.is_file():
         raise FtoolError(f"out: {target} is a file; this export is a folder (Hugging Face's save_pretrained)")
     if hf_folder and target.is_dir() and any(target.iterdir()) and not (target / "config.json").is_file():
