@@ -19,6 +19,7 @@ from ftool.data import DataInfo
 from ftool.data.tables import TABLE_SUFFIXES, check_columns, read_rows, read_text
 from ftool.data.text import rows_with_text, texts_in_folder
 from ftool.engine import checkpoint
+from ftool.engine.progress import warn
 from ftool.errors import FtoolError
 from ftool.rundir import RunDir, locate_checkpoint, read_summary
 from ftool.values import is_number
@@ -92,16 +93,19 @@ def expand_patterns(values: tuple[str, ...], image: bool) -> list[str]:
 def image_files(value: str) -> list[Path]:
     """An image file, or the images in a folder and its subfolders (a tree of class folders, as
     `data=imagefolder` reads, hidden ones skipped as it skips them), sorted."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
+    from ftool.data import IMAGE_SUFFIXES, unread_images
     from ftool.data.image_files import is_visible_image
 
     folder = _existing(value, "dir")
     if folder:
-        found = sorted(p for p in folder.rglob("*") if p.is_file() and is_visible_image(p, folder))
+        files = [p for p in folder.rglob("*") if p.is_file()]
+        found = sorted(p for p in files if is_visible_image(p, folder))
+        unread = unread_images(files)
         if not found:
-            raise FtoolError(f"input: {folder} has no image files ({', '.join(IMG_EXTENSIONS)}) in it or its "
-                             f"subfolders")
+            raise FtoolError(f"input: {folder} has no image files ({' '.join(IMAGE_SUFFIXES)}) in it or its "
+                             f"subfolders" + (f"; it holds {unread}" if unread else ""))
+        if unread:
+            warn(f"input: {folder}: left out {unread}")
         return found
     file = _existing(value)
     if not file:

@@ -197,6 +197,31 @@ def test_photos_are_read_upright_as_their_exif_orientation_says(tmp_path):
     assert x[0, 0, :, 3].eq(1).all() and x[0, 0, :, :3].eq(0).all()  # the white row is now the right column
 
 
+def test_imagefolder_reads_images_in_the_formats_people_have_and_names_those_it_cannot(tmp_path, capsys):
+    """A GIF or a .jfif (Windows' name for a saved web JPEG) was passed over in silence, and a class
+    folder of an iPhone's .heic photos was torchvision's "Found no valid file for the classes ...". """
+    from PIL import Image
+
+    write_image_folder(tmp_path / "pets", per_class=2)
+    for i, (name, suffix, format) in enumerate([("cat", ".gif", "GIF"), ("dog", ".jfif", "JPEG"), ("dog", ".JPE", "JPEG")]):
+        Image.fromarray(np.full((12, 10, 3), 200 if name == "cat" else 40, dtype=np.uint8)).save(
+            tmp_path / "pets" / name / f"more{i}{suffix}", format=format)
+    (tmp_path / "pets" / "dog" / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    data = loaders("imagefolder", root=str(tmp_path / "pets"), val_fraction=0, test_fraction=0.5, normalize=False)
+    assert len(data.everything.dataset) == 7  # 2 + 1 cats, 2 + 2 dogs: the HEIC photo left out, and said so
+    assert capsys.readouterr().err.replace("\n", "") == \
+        f"warning: data.root: {tmp_path / 'pets'}: left out 1 .heic file, which ftool cannot read (convert to JPEG or PNG)"
+    (tmp_path / "pets" / "fox").mkdir()
+    (tmp_path / "pets" / "fox" / "IMG_0002.heic").write_bytes(b"\0\0\0\x18ftypheic")
+    (tmp_path / "pets" / "fox" / "notes.txt").write_text("foxes")
+    with pytest.raises(FtoolError) as info:
+        loaders("imagefolder", root=str(tmp_path / "pets"))
+    assert str(info.value) == (
+        f"data.root: {tmp_path / 'pets' / 'fox'}: no images (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp .gif "
+        f".jfif .jpe .avif .pbm .pnm .tga); it holds 1 .heic file, which ftool cannot read (convert to JPEG or PNG); "
+        f"a class folder needs at least one")
+
+
 def test_imagefolder_root_without_class_folders_says_the_layout(tmp_path):
     layout = "expected <root>/<class>/<image> or <root>/train/<class>/<image>"
     with pytest.raises(FtoolError, match=f"image folder .*none does not exist; {layout}"):

@@ -70,6 +70,14 @@ def test_predict_labels_image_files_and_folders(image_run, tmp_path):
     assert [label for label in labels if label] == ["cat", "dog", "cat"]  # (a long path folds over several lines)
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", "input=nothing-here.png", cwd=tmp_path),
                           "input: 'nothing-here.png' is not an image file or folder")
+    phone = tmp_path / "phone"  # an iPhone's photos: their folder was "no image files", the file "not an image"
+    phone.mkdir()
+    (phone / "IMG_0001.HEIC").write_bytes(b"\0\0\0\x18ftypheic")
+    assert_one_line_error(ftool("predict", f"ckpt={image_run}", f"input={phone}", cwd=tmp_path),
+                          f"input: {phone} has no image files (.jpg .jpeg .png", "; it holds 1 .heic file, which ftool "
+                          "cannot read (convert to JPEG or PNG)")
+    assert_one_line_error(ftool("predict", f"ckpt={image_run}", f"input={phone / 'IMG_0001.HEIC'}", cwd=tmp_path),
+                          f"input: {phone / 'IMG_0001.HEIC'}: ftool cannot read .HEIC images; convert it to JPEG or PNG")
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", cwd=tmp_path), "predict needs input=... (predict: label new inputs: ckpt=<run dir|file> "
                           "input=<text|text file|table|-|image|folder|numbers>")
     assert_one_line_error(ftool("predict", f"ckpt={image_run}", f"input={folder}", "text_column=review", cwd=tmp_path),

@@ -9,6 +9,7 @@ as token ids, which `Splits.collate` pads into batches (`ftool.data.text`).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,22 @@ class Splits:
     test: Optional[Dataset] = None
     val: Optional[Dataset] = None
     collate: Optional[Callable] = None  # the DataLoader's collate_fn (text: dynamic padding)
+
+
+# Image files ftool reads: torchvision's ImageFolder's suffixes, and those PIL reads too that people's
+# folders hold (GIF, Windows' .jfif and .jpe JPEGs, AVIF from phones and the web, TGA, netpbm's).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp",
+                  ".gif", ".jfif", ".jpe", ".avif", ".pbm", ".pnm", ".tga")
+# Images PIL cannot read (an iPhone's HEIC, cameras' raw files, vector drawings): named, not passed over.
+UNREAD_IMAGE_SUFFIXES = (".heic", ".heif", ".svg", ".dng", ".cr2", ".nef", ".arw", ".raw")
+
+
+def unread_images(paths) -> str:
+    """What to tell of the images among `paths` that ftool cannot read ('' where there are none)."""
+    counts = collections.Counter(Path(p).suffix.lower() for p in paths
+                                 if Path(p).suffix.lower() in UNREAD_IMAGE_SUFFIXES)
+    files = ", ".join(f"{n} {suffix} file{'' if n == 1 else 's'}" for suffix, n in sorted(counts.items()))
+    return f"{files}, which ftool cannot read (convert to JPEG or PNG)" if counts else ""
 
 
 def is_hidden(path: Path, root: Path) -> bool:

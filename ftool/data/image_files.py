@@ -14,8 +14,9 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tvd
 from torchvision.transforms.v2 import functional
 
-from ftool.data import is_hidden
+from ftool.data import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES, is_hidden, unread_images
 from ftool.data.classes import check_split_classes
+from ftool.engine.progress import warn
 from ftool.errors import FtoolError, one_line
 
 _ORIENTATION = 0x0112  # the EXIF tag
@@ -32,6 +33,9 @@ def read_image(path, what: str, read):
             upright = image.getexif().get(_ORIENTATION, 1) == 1  # (exif_transpose copies even these)
             return read(image if upright else ImageOps.exif_transpose(image))
     except (UnidentifiedImageError, OSError) as e:
+        if Path(path).suffix.lower() in UNREAD_IMAGE_SUFFIXES:
+            raise FtoolError(f"{what}: {path}: ftool cannot read {Path(path).suffix} images; "
+                             f"convert it to JPEG or PNG") from None
         raise FtoolError(f"{what}: {path} is not an image ({one_line(e)}); replace or remove it") from None
 
 
@@ -55,7 +59,7 @@ def load_image(path, channels: int, size: tuple[int, int], what: str) -> torch.T
 def is_visible_image(path: Path, root: Path) -> bool:
     """An image file by its suffix, with no hidden folder or name under `root`: Jupyter's
     .ipynb_checkpoints/ and macOS's ._photo.png (metadata, not an image) are not data."""
-    return path.suffix.lower() in tvd.folder.IMG_EXTENSIONS and not is_hidden(path, root)
+    return path.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(path, root)
 
 
 IMAGE_FOLDER_LAYOUT = "expected <root>/<class>/<image> or <root>/train/<class>/<image>"
@@ -67,8 +71,29 @@ class VisibleImageFolder(tvd.ImageFolder):
 
     def __init__(self, root: Path, classes: list[str] | None = None):
         self.given = classes  # (read by find_classes, which ImageFolder's constructor calls)
-        super().__init__(str(root), is_valid_file=lambda path: is_visible_image(Path(path), root),
+        self.passed_over = []  # files that are no image ftool reads (make_dataset names the unreadable ones)
+        super().__init__(str(root), is_valid_file=lambda path: self._is_image(Path(path), root),
                          allow_empty=classes is not None)
+
+    def _is_image(self, path: Path, root: Path) -> bool:
+        if is_visible_image(path, root):
+            return True
+        self.passed_over.append(path)
+        return False
+
+    def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+        samples = super().make_dataset(directory, class_to_idx, extensions, is_valid_file, allow_empty=True)
+        found = {label for _, label in samples}
+        empty = [Path(directory) / name for name, label in class_to_idx.items() if label not in found]
+        if empty and not allow_empty:
+            unread = unread_images(p for p in self.passed_over if any(e in p.parents for e in empty))
+            has = f"; {'they hold' if len(empty) > 1 else 'it holds'} {unread}" if unread else ""
+            raise FtoolError(f"data.root: {', '.join(map(str, empty))}: no images ({' '.join(IMAGE_SUFFIXES)})"
+                             f"{has}; a class folder needs at least one")
+        unread = unread_images(self.passed_over)
+        if unread:
+            warn(f"data.root: {directory}: left out {unread}")
+        return samples
 
     def find_classes(self, directory):
         classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))

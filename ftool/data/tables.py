@@ -30,9 +30,9 @@ def read_text(path: Path | None, what: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        from torchvision.datasets.folder import IMG_EXTENSIONS  # (only here: importing it takes a second)
+        from ftool.data import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES
 
-        if path is not None and path.suffix.lower() in IMG_EXTENSIONS:  # a text model given photos
+        if path is not None and path.suffix.lower() in IMAGE_SUFFIXES + UNREAD_IMAGE_SUFFIXES:  # a text model given photos
             raise FtoolError(f"{what}: {path} is an image, and this reads text (a text file, CSV, TSV, JSON or "
                              f"Parquet)") from None
         raise FtoolError(f"{what}: {path or 'standard input'} is not UTF-8 text ({e.reason} at byte {e.start}); "
