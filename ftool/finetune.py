@@ -16,7 +16,7 @@ from ftool.data import check_same_splits, same_source
 from ftool.engine import checkpoint
 from ftool.engine.progress import console, warn
 from ftool.errors import FtoolError, one_line
-from ftool.rundir import (RunDir, is_main_process, locate_checkpoint, read_saved, read_summary,
+from ftool.rundir import (RunDir, is_main_process, locate_checkpoint, read_saved, read_summary, records_holding,
                            relative_paths_resolved)
 
 
@@ -24,23 +24,43 @@ def load_pretrained(model: nn.Module, source: str, data, class_names: list[str])
     """Copy the source checkpoint's tensors whose name and shape match, except the output layer's
     (the head is for the new data's classes: it starts fresh); returns the parameter names loaded.
     On the source's own data and classes (some of them), the split must be the source's."""
-    run, path = locate_checkpoint(source, "finetune.from")
-    tensors, _ = checkpoint.load_weights(path)
+    run, path = _source(source)
+    tensors = checkpoint.load_weights(path, "finetune.from")[0] if run else \
+        checkpoint.load_state_dict_file(path, "finetune.from")
     if any(".lora_A." in name for name in tensors):
+        if not run:
+            raise FtoolError(f"finetune.from: {path} holds LoRA adapters, without the run whose config says how to "
+                             f"merge them; give its run directory, or a file `ftool export` made of it (merged)")
         tensors = _merged_lora_weights(run, path)
     own, head = model.state_dict(), output_layer(model) + "."
     fits = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape and not k.startswith(head)}
     if not fits:
-        trained = ((read_saved(run) or {}).get("model") or {}).get("name")
+        trained = ((read_saved(run) or {}).get("model") or {}).get("name") if run else None
         raise FtoolError(f"finetune.from: no layer of {path} fits this model "
                          + (f"(that run trained model={trained}; give the same model, with the same sizes)" if trained
-                            else "(is it the same architecture?)"))
-    _check_held_out_unseen(run, data, class_names)
+                            else f"by name and shape (it has {_some(tensors)}; the model has {_some(own)}): was it "
+                                 f"saved from this model, with the same sizes?"))
+    if run:  # (a file of its own does not say what data it trained on)
+        _check_held_out_unseen(run, data, class_names)
     model.load_state_dict(fits, strict=False)
     fresh = [k for k in own if k not in fits]
     if is_main_process():  # (every process loads them)
         console.print(f"finetune: {len(fits)} tensors from {path}; fresh: {', '.join(fresh) or 'none'}", soft_wrap=True)
     return {name for name, _ in model.named_parameters() if name in fits}
+
+
+def _source(source: str) -> tuple[RunDir | None, Path]:
+    """(the run, its checkpoint) that `finetune.from` names, or (None, the file) for a weights file of its
+    own: an export, or a state_dict a training script of your own saved."""
+    path = Path(source).expanduser()
+    if path.is_file() and not records_holding(path):  # (a run's checkpoints/x: its run's)
+        return None, path
+    return locate_checkpoint(source, "finetune.from")
+
+
+def _some(tensors: dict) -> str:
+    names = list(tensors)
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _check_held_out_unseen(run: RunDir, data, class_names: list[str]) -> None:

@@ -98,3 +98,38 @@ def test_pretrained_layers_get_their_own_learning_rate():
     assert by_lr[(1e-3, 0.01)] == head.weight.numel() and by_lr[(1e-3, 0.0)] == head.bias.numel()
     assert by_lr[(1e-3 * 0.1, 0.01)] + by_lr[(1e-3 * 0.1, 0.0)] == sum(
         p.numel() for n, p in model.named_parameters() if n in pretrained)
+
+
+def test_finetune_from_a_weights_file_of_its_own(workdir):
+    """A state_dict that a hand-written loop saved, or an ftool export, as finetune.from: both were refused
+    (only a file inside an ftool run's checkpoints/ was taken)."""
+    torch.manual_seed(0)
+    source = SimpleCNN((1, 8, 8), 10).state_dict()
+    as_a_script_saves = {"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in source.items()},  # (DDP's)
+                         "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 0.1}]}}
+    torch.save(as_a_script_saves, workdir / "mine.pth")
+    result = ftool("finetune", "finetune.from=mine.pth", "finetune.freeze=backbone", "trainer.epochs=1",
+                   "trainer.progress=false", "hydra.run.dir=tuned", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "finetune: 4 tensors from mine.pth; fresh: head.4.weight, head.4.bias" in result.stdout
+    tuned = load_file(workdir / "tuned" / "checkpoints" / "best.safetensors")
+    assert all(torch.equal(tuned[k], source[k]) for k in source if not k.startswith("head.4."))  # loaded, frozen
+    assert read_json(workdir / "tuned" / "summary.json")["finetune"]["from"] == "mine.pth"
+
+    exported = ftool("export", "ckpt=tuned", "out=model.safetensors", cwd=workdir)  # a run's export, without its run
+    assert exported.returncode == 0, exported.stderr
+    again = ftool("finetune", "finetune.from=model.safetensors", "trainer.max_steps=1", "trainer.progress=false",
+                  "hydra.run.dir=again", cwd=workdir)
+    assert again.returncode == 0 and "finetune: 4 tensors from model.safetensors" in again.stdout, again.stderr
+
+    assert_one_line_error(ftool("finetune", "finetune.from=mine.pth", "model=mlp", cwd=workdir),
+                          "finetune.from: no layer of mine.pth fits this model by name and shape (it has "
+                          "features.0.weight, features.0.bias, head.1.weight and 3 more; the model has net.1.weight")
+    torch.save(torch.nn.Linear(2, 2), workdir / "whole.pt")  # a pickled module: loading it could run code
+    assert_one_line_error(ftool("finetune", "finetune.from=whole.pt", cwd=workdir),
+                          "finetune.from: whole.pt is no weights file that loads safely: give safetensors or a "
+                          "PyTorch file of model.state_dict() (torch.save)")
+    torch.save({"epoch": 3, "lr": 0.1}, workdir / "state.pt")
+    assert_one_line_error(ftool("finetune", "finetune.from=state.pt", cwd=workdir),
+                          "finetune.from: state.pt holds no state_dict (a dict of tensors, alone or under one of the "
+                          "keys state_dict, model_state_dict, model, module); save model.state_dict()")

@@ -49,17 +49,47 @@ def save_weights(path: Path, weights: nn.Module | dict[str, torch.Tensor], **met
     atomic_write(path, safetensors_bytes(tensors, metadata=meta))
 
 
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_weights(path: Path, key: str = "ckpt") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(state_dict, metadata) from a safetensors checkpoint, or a one-line error."""
     path = Path(path)
     if not path.is_file():
-        raise FtoolError(f"ckpt: checkpoint file {path} does not exist")
+        raise FtoolError(f"{key}: checkpoint file {path} does not exist")
     data = path.read_bytes()
     try:
         tensors = load_safetensors_bytes(data)
     except (SafetensorError, ValueError) as e:
-        raise FtoolError(f"ckpt: {path} is not a safetensors checkpoint ({one_line(e)})") from None
+        raise FtoolError(f"{key}: {path} is not a safetensors checkpoint ({one_line(e)})") from None
     return tensors, _metadata(data)
+
+
+# where training scripts keep the model's state_dict in the dict they save beside the optimizer's
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module")
+
+
+def load_state_dict_file(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """A model's tensors from a weights file made outside ftool's runs: safetensors (an export, a
+    Hugging Face model.safetensors), or a PyTorch file of `model.state_dict()`, alone or in a dict as
+    training scripts save it (`{"model": ..., "optimizer": ...}`), read with `weights_only=True`."""
+    if path.suffix.lower() == ".safetensors":
+        return load_weights(path, key)[0]
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError):  # (torch's words urge weights_only=False)
+        raise FtoolError(f"{key}: {path} is no weights file that loads safely: give safetensors or a PyTorch file of "
+                         f"model.state_dict() (torch.save); other pickled objects, a whole model say, could run code "
+                         f"when loaded") from None
+    candidates = [saved] + [saved[k] for k in _STATE_DICT_KEYS if isinstance(saved, dict) and k in saved]
+    state = next((c for c in candidates if _is_state_dict(c)), None)
+    if state is None:
+        raise FtoolError(f"{key}: {path} holds no state_dict (a dict of tensors, alone or under one of the keys "
+                         f"{', '.join(_STATE_DICT_KEYS)}); save model.state_dict()")
+    if all(name.startswith("module.") for name in state):  # saved from inside DDP's wrapper
+        state = {name.removeprefix("module."): t for name, t in state.items()}
+    return state
+
+
+def _is_state_dict(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(t, torch.Tensor) for t in value.values())
 
 
 def _metadata(data: bytes) -> dict[str, str]:
