@@ -213,7 +213,8 @@ class FinetuneConfig:
     """`finetune.*`: start from pretrained weights: an ftool run (`finetune.from` in the YAML) or the
     model's own (`model.weights`, a Hugging Face model)."""
 
-    source: Optional[str] = None  # a run dir, checkpoint or weights file (safetensors, a state_dict); layers whose shapes differ (the head) start fresh
+    # a run dir, checkpoint or weights file (safetensors, a state_dict); layers whose shapes differ start fresh
+    source: Optional[str] = None
     freeze: Any = "none"  # none | backbone (the pretrained layers) | [module name prefixes]
     unfreeze_at_epoch: int = 0  # > 0: train the frozen layers too from this epoch on
     backbone_lr_mult: float = 1.0  # LR of the pretrained layers relative to optimizer.lr
