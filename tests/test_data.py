@@ -437,6 +437,16 @@ def test_a_table_saved_by_excel_with_decimal_commas_reads_its_numbers(tmp_path):
     (tmp_path / "twice.csv").write_text("a,a,y\n1,2,3\n")  # csv kept the second 'a' only
     with pytest.raises(FtoolError, match=r"data.path: .*twice.csv's header names 'a' twice; give each column its own"):
         DATASETS.build("table", {"path": str(tmp_path / "twice.csv")})
+    # Excel's "Unicode Text" (UTF-16 with its byte-order mark, tab-separated, CRLF, named .txt) was "not
+    # UTF-8 text", and a tab-separated table named .csv one column named "area\trooms\tcity\tprice"
+    unicode_text = "area\trooms\tcity\tprice\n100,5\t3\tKöln\t250\n50\t1\tBonn\t120\n90\t2\tBonn\t199,5\n"
+    (tmp_path / "unicode.txt").write_text(unicode_text.replace(",", "."), encoding="utf-16", newline="\r\n")
+    (tmp_path / "tabs.csv").write_text(unicode_text.replace(",", "."), encoding="utf-8")
+    for name in ("unicode.txt", "tabs.csv"):
+        data = DATASETS.build("table", {"path": str(tmp_path / name)})
+        assert data.info.columns["categorical"] == {"city": ["Bonn", "Köln"]}, name
+        assert data.train.tensors[0].tolist() == [[100.5, 3, 0, 1], [50, 1, 1, 0], [90, 2, 1, 0]] and \
+            data.train.tensors[1].flatten().tolist() == [250, 120, 199.5], name
 
 
 def test_a_table_path_to_a_folder_or_a_workbook_says_what_it_needs(tmp_path):

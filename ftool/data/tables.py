@@ -4,6 +4,7 @@ value is not part of it (`pos ` is the class `pos`)."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -22,13 +23,14 @@ _OTHER_FORMATS = {".xlsx": "an Excel workbook", ".xls": "an Excel workbook", ".o
 
 def read_text(path: Path | None, what: str) -> str:
     """A UTF-8 text file (None: standard input), without the byte-order mark Excel and Notepad put
-    first; another encoding is a one-line error (`what` names the setting that gave the path)."""
+    first, or UTF-16 with its byte-order mark (Excel's "Unicode Text", Windows' "Unicode"); another
+    encoding is a one-line error (`what` names the setting that gave the path)."""
     if path is not None and path.suffix.lower() in _OTHER_FORMATS:  # (else: "not UTF-8 text")
         raise FtoolError(f"{what}: {path} is {_OTHER_FORMATS[path.suffix.lower()]}; ftool reads text, CSV, TSV, JSON "
                          f"and Parquet files: save it as CSV")
     data = sys.stdin.buffer.read() if path is None else path.read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-16" if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig")
     except UnicodeDecodeError as e:
         from ftool.data import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES
 
@@ -71,10 +73,12 @@ def read_rows(path: Path, what: str) -> list[dict]:
     if path.suffix.lower() == ".parquet":
         return [_typed_row(row, f"{path} row {n}", what) for n, row in enumerate(_parquet_rows(path, what), 1)]
     text, suffix = read_text(path, what), path.suffix.lower()
-    if suffix == ".tsv":  # TSV quotes nothing (GLUE's files, pandas' quoting=3): a quote is part of the text
+    header = text.partition("\n")[0]
+    if suffix == ".tsv" or (suffix not in (".jsonl", ".json") and header.count("\t") > header.count(",")
+                            and header.count("\t") > header.count(";")):  # (Excel's tab-separated .txt too)
+        # TSV quotes nothing (GLUE's files, pandas' quoting=3): a quote is part of the text
         return _delimited(text, path, what, "\t", csv.QUOTE_NONE)
     if suffix not in (".jsonl", ".json"):
-        header = text.partition("\n")[0]
         if header.count(";") > header.count(","):  # Excel's CSV where the decimal mark is a comma: 1,5;3;100
             return [{k: _DECIMAL_COMMA.sub(r"\1.\2", v) if v else v for k, v in row.items()}
                     for row in _delimited(text, path, what, ";")]
