@@ -238,7 +238,7 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
     from omegaconf import open_dict
     from omegaconf.errors import OmegaConfBaseException
 
-    from ftool.config import validate
+    from ftool.config import GLOBAL_GROUPS, not_global, validate
 
     def composed(chosen: list[str]):
         with initialize_config_dir(str(config_dir), version_base="1.3"):
@@ -258,10 +258,15 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
 
             raise FtoolError(unknown_key(unknown.group(1), composed(choices), [config_dir, *user_dirs],
                                          tuple(command.options), command.name)) from None
+        group = re.match(rf"In '({'|'.join(GLOBAL_GROUPS)})/([^']+)': Could not override '\w+@\1\.", str(e))
+        if group:  # (Hydra: "Could not override 'model@experiment.model'. Did you mean to override model?")
+            raise FtoolError(not_global(group.group(1), f"{group.group(1)}/{group.group(2)}.yaml")) from None
         raise FtoolError(_one_line(e, e.__cause__)) from None
     if set(flags) & _NO_RUN_FLAGS:
         return None, None  # --cfg/--help answer for a config that composes, even one that does not validate
     hydra_cfg = cfg.hydra
+    for group in set(GLOBAL_GROUPS) & set(cfg):  # its file lacks the package line
+        raise FtoolError(not_global(group, f"{group}/{hydra_cfg.runtime.choices[group]}.yaml"))
     if hydra_cfg.job.chdir:  # relative paths (data.root=imgs) would name folders inside the new run's dir
         raise FtoolError("hydra.job.chdir=true: ftool runs in the folder it starts in, where relative paths "
                          "(data.root=imgs) are read, and writes every file of a run to its run directory itself; "

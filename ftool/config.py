@@ -269,6 +269,16 @@ def import_user_modules(modules: list[str]) -> None:
             raise FtoolError(f"imports: cannot import '{module}': {one_line(e)}") from None
 
 
+# Config groups whose files set keys all over the config (optimizer, trainer, ...): `# @package _global_`
+GLOBAL_GROUPS = ("experiment", "hparams_search")
+
+
+def not_global(group: str, file: str) -> str:
+    """The error for a file of such a group without its package line: Hydra puts its keys under `group.`."""
+    return (f"{group}: {file} sets keys under '{group}.', not the config's own; its first line must be "
+            f"'# @package _global_', as in ftool's configs/{group}/*.yaml")
+
+
 _COMPONENTS = {
     "model": ModelConfig,
     "data": DataConfig,

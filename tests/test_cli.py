@@ -468,6 +468,23 @@ def test_user_components_register_from_their_own_module_and_config_dir(workdir):
                           "config: while parsing a flow sequence", "tiny.yaml")
 
 
+def test_an_experiment_of_your_own_without_its_package_line_says_to_add_it(workdir):
+    """Hydra put such a file's keys under `experiment.`: "experiment: unknown config key", or with a
+    defaults list "Could not override 'model@experiment.model'. Did you mean to override model?"."""
+    (workdir / "conf" / "experiment").mkdir(parents=True)
+    (workdir / "conf" / "experiment" / "mine.yaml").write_text("optimizer: {lr: 0.01}\ntrainer: {epochs: 1}\n")
+    (workdir / "conf" / "experiment" / "wide.yaml").write_text("defaults:\n  - override /model: mlp\n")
+    for name in ("mine", "wide"):
+        assert_one_line_error(ftool("train", "--config-dir", "conf", f"experiment={name}", cwd=workdir),
+                              f"experiment: experiment/{name}.yaml sets keys under 'experiment.', not the config's "
+                              f"own; its first line must be '# @package _global_', as in ftool's configs/experiment/*.yaml")
+    (workdir / "conf" / "experiment" / "mine.yaml").write_text("# @package _global_\noptimizer: {lr: 0.01}\n"
+                                                               "trainer: {epochs: 1}\n")
+    result = ftool("train", "--config-dir", "conf", "experiment=mine", "hydra.run.dir=run", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert read_json(workdir / "run" / "summary.json")["timing"]["epochs"] == 1
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])  # Ctrl-C; a cluster's preemption
 def test_a_signal_saves_a_checkpoint_and_marks_the_run_interrupted(workdir, signum):
     run = workdir / "run"
