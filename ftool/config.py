@@ -56,6 +56,7 @@ class TrainerConfig:
     mode: Optional[str] = None  # max | min; default from the metric's name
     loss: str = "auto"  # auto (from the data's task) | cross_entropy | mse | l1 | huber (the last three: regression)
     label_smoothing: float = 0.0
+    class_weights: Any = None  # null | balanced (n / (classes * count), from the train split) | [a weight per class]
     accelerator: str = "auto"
     devices: int = 1  # > 1: one process per device through torch.distributed.run
     strategy: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard), with several processes
@@ -89,6 +90,10 @@ class TrainerConfig:
         _check_choice(e, "trainer.loss", self.loss, ("auto", "cross_entropy", "mse", "l1", "huber"))
         _check(e, 0.0 <= self.label_smoothing < 1.0, "trainer.label_smoothing",
                "must be in [0, 1)", self.label_smoothing)
+        weights = self.class_weights
+        _check(e, weights in (None, "balanced") or (isinstance(weights, list) and bool(weights) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights)), "trainer.class_weights",
+            "must be balanced, a list of weights > 0 ([1,5]: one per class) or null", weights)
         _check_choice(e, "trainer.accelerator", self.accelerator, ACCELERATORS, {"gpu": "cuda"})
         _check_choice(e, "trainer.precision", self.precision, PRECISIONS,
                       {"16": "fp16-mixed", "16-mixed": "fp16-mixed", "bf16": "bf16-mixed", "32-true": "32"})

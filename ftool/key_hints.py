@@ -35,6 +35,7 @@ OTHER_TOOLS_NAMES = {
     "metric_for_best_model": "trainer.monitor",
     "greater_is_better": "trainer.mode",
     "label_smoothing_factor": "trainer.label_smoothing",
+    **dict.fromkeys(("class_weight", "pos_weight", "loss_weights"), "trainer.class_weights"),  # Keras', scikit-learn's
     "torch_compile": "trainer.compile",
     "report_to": "logger=<name>",
     **dict.fromkeys(("max_seq_length", "max_seq_len", "max_len"), "data.max_length"),

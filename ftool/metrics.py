@@ -43,7 +43,9 @@ REGRESSION_LOSSES = {  # in units of each target's std: huber's errors beyond on
     "mse": nn.functional.mse_loss, "l1": nn.functional.l1_loss, "huber": nn.functional.huber_loss}
 
 
-def build_loss(cfg: TrainerConfig, info: DataInfo, device: torch.device) -> nn.Module:
+def build_loss(cfg: TrainerConfig, info: DataInfo, device: torch.device,
+               class_weights: list[float] | None = None) -> nn.Module:
+    """The task's loss; `class_weights` (`resolve_class_weights`'s) weight each sample by its class."""
     fits = tuple(REGRESSION_LOSSES) if info.task == "regression" else ("cross_entropy",)
     if cfg.loss not in ("auto", *fits):
         raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {', '.join(fits)} (or auto)")
@@ -52,7 +54,44 @@ def build_loss(cfg: TrainerConfig, info: DataInfo, device: torch.device) -> nn.M
             raise FtoolError("trainer.label_smoothing: smooths class labels; this data is regression: leave it at 0")
         name = "mse" if cfg.loss == "auto" else cfg.loss
         return StandardizedLoss(REGRESSION_LOSSES[name], 1.0 if info.target_std is None else info.target_std).to(device)
+    if class_weights:
+        return WeightedCrossEntropy(torch.tensor(class_weights, dtype=torch.float32), cfg.label_smoothing).to(device)
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+
+def resolve_class_weights(setting, info: DataInfo, train_labels: Callable[[], list[int]]) -> list[float] | None:
+    """trainer.class_weights as a weight per class: `balanced` gives each class n / (classes * its
+    count in the train split), as scikit-learn's class_weight="balanced", so that every class weighs
+    as much in the loss and the weights average 1 over the training samples."""
+    if setting is None:
+        return None
+    if info.task != "classification":
+        raise FtoolError("trainer.class_weights: weights classes; this data is regression: leave it null")
+    if setting != "balanced":
+        if len(setting) != info.num_outputs:
+            raise FtoolError(f"trainer.class_weights: {len(setting)} weights for {info.num_outputs} classes "
+                             f"({', '.join(info.class_names)}); give one per class, in that order")
+        return [float(w) for w in setting]
+    counts = torch.bincount(torch.tensor(train_labels(), dtype=torch.long), minlength=info.num_outputs)
+    missing = [name for name, n in zip(info.class_names, counts.tolist()) if n == 0]
+    if missing:
+        raise FtoolError(f"trainer.class_weights=balanced: the train split has no sample of {', '.join(missing)}")
+    return (counts.sum() / (info.num_outputs * counts)).tolist()
+
+
+class WeightedCrossEntropy(nn.Module):
+    """Cross-entropy with each sample weighted by its class, averaged over the samples (as Keras'
+    class_weight). torch's own `weight=` divides by the batch's summed weights instead, which would make
+    accumulated batches and several processes' batches differ from one larger batch."""
+
+    def __init__(self, weights: torch.Tensor, label_smoothing: float):
+        super().__init__()
+        self.register_buffer("weights", weights)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        losses = nn.functional.cross_entropy(logits, target, reduction="none", label_smoothing=self.label_smoothing)
+        return (losses * self.weights[target]).mean()
 
 
 class StandardizedLoss(nn.Module):

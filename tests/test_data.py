@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ftool.config import AugmentConfig, DataConfig
+from ftool.config import AugmentConfig, DataConfig, TrainerConfig
 from ftool.data.loaders import build_loaders
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
@@ -456,3 +456,17 @@ def test_a_table_path_to_a_folder_or_a_workbook_says_what_it_needs(tmp_path):
                                                    "and Parquet files: save it as CSV")]:
         with pytest.raises(FtoolError, match=re.escape(message)):
             DATASETS.build("table", {"path": str(path)})
+
+
+def test_the_labels_of_a_split_are_those_of_its_samples():
+    """data.classes, then held out: labels_of reads them without loading a sample (class weights count them)."""
+    from ftool import components
+    from ftool.config import RunConfig
+    from ftool.data.classes import labels_of
+
+    for classes in (None, [7, 3, 5]):
+        run = RunConfig(model=None, data=DataConfig(name="digits", classes=classes), optimizer=None, scheduler=None,
+                        trainer=TrainerConfig())
+        data = components.build_data(run)
+        for split in (data.train, data.val, data.test):
+            assert labels_of(split.dataset) == [int(y) for _, y in split.dataset]

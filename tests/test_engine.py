@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -309,6 +310,34 @@ def test_accumulating_four_batches_of_16_equals_one_batch_of_64(workdir):
     train(workdir, accumulated, *common, "data.batch_size=16", "trainer.accumulate_grad_batches=4")
     assert read_json(big / "summary.json")["timing"]["steps"] == read_json(accumulated / "summary.json")["timing"]["steps"] == 18
     assert_same_weights(weights(big), weights(accumulated), atol=1e-6)
+
+
+def test_balanced_class_weights_find_more_of_a_rare_class_and_eval_scores_the_same_loss(workdir):
+    """One transaction in 20 is fraud: weighting the classes by their rarity trades precision for recall."""
+    rng = np.random.default_rng(0)
+    fraud = rng.random(2000) < 0.05
+    amount, hour = rng.normal(np.where(fraud, 250, 100), 80), rng.normal(np.where(fraud, 4, 12), 5)
+    rows = "\n".join(f"{a:.1f},{h:.1f},{int(f)}" for a, h, f in zip(amount, hour, fraud))
+    (workdir / "payments.csv").write_text("amount,hour,fraud\n" + rows + "\n")
+    common = ("model=linear", "data=table", "data.path=payments.csv", "optimizer.lr=0.05", "trainer.epochs=10",
+              "trainer.progress=false")
+    for weights in ("null", "balanced"):
+        result = ftool("train", *common, f"trainer.class_weights={weights}", f"hydra.run.dir=run_{weights}",
+                       cwd=workdir)
+        assert result.returncode == 0, result.stderr
+    plain, balanced = (read_json(workdir / f"run_{name}" / "summary.json") for name in ("null", "balanced"))
+    assert "class_weights" not in plain
+    legit, rare = balanced["class_weights"]
+    assert rare / legit == pytest.approx((1 - fraud.mean()) / fraud.mean(), rel=0.15)  # about 19
+    assert legit * (1 - fraud.mean()) + rare * fraud.mean() == pytest.approx(1.0, rel=0.05)  # they average 1
+    assert balanced["metrics"]["test/recall"] > plain["metrics"]["test/recall"] + 0.1
+    assert balanced["metrics"]["test/precision"] < plain["metrics"]["test/precision"]
+    scored = ftool("eval", "ckpt=run_balanced", cwd=workdir)  # the loss as the run weighted it
+    assert scored.returncode == 0, scored.stderr
+    assert read_json(workdir / "run_balanced" / "eval.json")["metrics"]["test/loss"] == \
+        pytest.approx(balanced["metrics"]["test/loss"])
+    assert_one_line_error(ftool("train", *common, "trainer.class_weights=[1,2,3]", cwd=workdir),
+                          "trainer.class_weights: 3 weights for 2 classes (0, 1); give one per class, in that order")
 
 
 def test_compile_and_auto_precision_run_through_the_cli(workdir):

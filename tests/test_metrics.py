@@ -5,7 +5,7 @@ from sklearn import metrics as sk
 from ftool.config import TrainerConfig
 from ftool.data import DataInfo
 from ftool.errors import FtoolError
-from ftool.metrics import EpochMeter, build_loss, monitor_mode
+from ftool.metrics import EpochMeter, build_loss, monitor_mode, resolve_class_weights
 
 
 def test_top5_differs_from_top1_even_when_the_first_batch_agrees():
@@ -117,3 +117,26 @@ def test_label_smoothing_is_for_class_labels_only():
         build_loss(TrainerConfig(label_smoothing=0.1), regression, torch.device("cpu"))
     loss = build_loss(TrainerConfig(label_smoothing=0.1), DataInfo("classification", (10,), 3), torch.device("cpu"))
     assert loss.label_smoothing == 0.1
+
+
+def test_class_weights_weigh_each_sample_by_its_class_and_balanced_counts_the_train_split():
+    info = DataInfo("classification", (2,), 2, ["ham", "spam"])
+    assert resolve_class_weights("balanced", info, lambda: [0, 0, 0, 1]) == pytest.approx([4 / 6, 4 / 2])
+    assert resolve_class_weights([1, 5], info, list) == [1.0, 5.0] and resolve_class_weights(None, info, list) is None
+    with pytest.raises(FtoolError, match=r"trainer.class_weights: 3 weights for 2 classes \(ham, spam\); give one "):
+        resolve_class_weights([1, 2, 3], info, list)
+    with pytest.raises(FtoolError, match="trainer.class_weights=balanced: the train split has no sample of spam"):
+        resolve_class_weights("balanced", info, lambda: [0, 0])
+    with pytest.raises(FtoolError, match="trainer.class_weights: weights classes; this data is regression"):
+        resolve_class_weights("balanced", DataInfo("regression", (2,), 1), list)
+
+    logits, target = torch.randn(6, 2, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 0, 0, 0, 1, 1])
+    weighted = build_loss(TrainerConfig(), info, torch.device("cpu"), [1.0, 3.0])
+    per_sample = torch.nn.functional.cross_entropy(logits, target, reduction="none") * torch.tensor([1, 1, 1, 1, 3, 3])
+    assert weighted(logits, target).item() == pytest.approx(per_sample.mean().item())
+    # Averaged over samples, not over the batch's weights (torch's weight=): two halves, as two accumulated
+    # batches or two processes' batches, give the whole batch's loss.
+    halves = (weighted(logits[:3], target[:3]) + weighted(logits[3:], target[3:])) / 2
+    assert halves.item() == pytest.approx(weighted(logits, target).item())
+    plain = build_loss(TrainerConfig(), info, torch.device("cpu"), [1.0, 1.0])
+    assert plain(logits, target).item() == pytest.approx(torch.nn.functional.cross_entropy(logits, target).item())

@@ -12,13 +12,14 @@ from omegaconf import DictConfig
 from ftool import components
 from ftool.config import validate
 from ftool.data import check_data_fits_run, check_read_as_trained
+from ftool.data.classes import labels_of
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.atomic import atomic_write_json
 from ftool.engine.progress import EvalProgress, console, print_metrics, print_per_class
 from ftool.engine.trainer import evaluate, seed_everything
 from ftool.errors import FtoolError
-from ftool.metrics import EpochMeter, build_loss
+from ftool.metrics import EpochMeter, build_loss, resolve_class_weights
 from ftool.rundir import evaluated_scope, locate_checkpoint, read_summary
 
 
@@ -36,7 +37,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
         rc = dataclasses.replace(rc, data=dataclasses.replace(rc.data, val_fraction=0.0, test_size=0))
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
     acc = select(rc.trainer, training=False)
-    trained = (read_summary(run) or {}).get("data")
+    summary = read_summary(run) or {}
+    trained = summary.get("data")
     loaders = components.build_data(rc, trained=trained)
     check_data_fits_run(loaders.info, trained, "eval")
     # train: what the model learned from, without augmentation (against test's figures: how much it overfits)
@@ -47,7 +49,12 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     meta = checkpoint.load_into(model, weights)
     model, step_model = acc.prepare(model)
     meter = EpochMeter(loaders.info, acc.device)
-    metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info, acc.device), acc, loaders.info, split,
+    # the loss as the run weighted it (balanced: by the counts of its training split, whatever data is scored)
+    balanced = rc.trainer.class_weights == "balanced" and summary.get("class_weights")
+    class_weights = balanced or resolve_class_weights(rc.trainer.class_weights, loaders.info,
+                                                      lambda: labels_of(loaders.train.dataset))
+    loss_fn = build_loss(rc.trainer, loaders.info, acc.device, class_weights)
+    metrics = evaluate(step_model, loader, loss_fn, acc, loaders.info, split,
                        EvalProgress(rc.trainer.progress, split, len(loader)), meter)
     per_class = meter.per_class()
     samples = len(loader.dataset)  # (of new data given in data.*, only its held-out split unless split=all)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from ftool import components, finetune
 from ftool.config import RunConfig, validate
 from ftool.data import check_data_fits_run, check_read_as_trained
+from ftool.data.classes import labels_of
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import select
 from ftool.engine.loggers import Loggers, flat_settings
@@ -19,7 +20,7 @@ from ftool.engine.progress import EvalProgress, console, print_metrics, warn
 from ftool.engine.trainer import (Position, StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps,
                                   seed_everything)
 from ftool.errors import FtoolError, RunInterrupted
-from ftool.metrics import build_loss, default_monitor, metric_names, monitor_mode
+from ftool.metrics import build_loss, default_monitor, metric_names, monitor_mode, resolve_class_weights
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
 from ftool.rundir import RunDir, Summary, is_main_process, read_saved, read_summary, settle_config, train_lock
 
@@ -113,11 +114,12 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(rc.trainer.ema_decay), use_buffers=True)
-    loss_fn = build_loss(rc.trainer, info, acc.device)
+    class_weights = resolve_class_weights(rc.trainer.class_weights, info, lambda: labels_of(loaders.train.dataset))
+    loss_fn = build_loss(rc.trainer, info, acc.device, class_weights)
     n_params = components.count_parameters(model)
     summary.update(data={**info.to_json(),
                          "train_size": len(loaders.train.dataset)},  # (each process samples its share of it)
-                   parameters=n_params)
+                   parameters=n_params, **({"class_weights": class_weights} if class_weights else {}))
 
     outcome = "failed"
     logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main,

@@ -26,9 +26,14 @@ class ClassSubset(Dataset):
 
     def __init__(self, base: Dataset, mapping: dict[int, int]):
         self.base, self.mapping = base, mapping
-        self.indices = [i for i, y in enumerate(_labels(base)) if y in mapping]
+        self.indices = [i for i, y in enumerate(labels_of(base)) if y in mapping]
         if hasattr(base, "lengths"):  # text: data.group_by_length groups the kept samples by theirs
             self.lengths = self._kept_lengths
+
+    @property
+    def labels(self) -> list[int]:
+        every = labels_of(self.base)
+        return [self.mapping[every[i]] for i in self.indices]
 
     def _kept_lengths(self) -> list[int]:
         every = self.base.lengths()
@@ -42,11 +47,16 @@ class ClassSubset(Dataset):
         return x, self.mapping[int(y)]
 
 
-def _labels(ds: Dataset) -> list[int]:
+def labels_of(ds: Dataset) -> list[int]:
+    """A dataset's class labels, without loading its samples where it keeps them apart."""
     if isinstance(ds, TensorDataset):  # in-memory data: no need to load every sample
-        return ds.tensors[1].tolist()
-    if hasattr(ds, "labels"):  # tokenized texts
-        return ds.labels.tolist()
+        return ds.tensors[1].flatten().tolist()
+    if hasattr(ds, "labels"):  # images in folders, tokenized texts, a class subset
+        labels = ds.labels
+        return labels.tolist() if hasattr(labels, "tolist") else list(labels)
+    if hasattr(ds, "indices") and hasattr(ds, "base"):  # a split's view of its dataset (SplitView)
+        every = labels_of(ds.base)
+        return every if ds.indices is None else [every[i] for i in ds.indices]
     return [int(ds[i][1]) for i in range(len(ds))]
 
 
