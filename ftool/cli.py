@@ -161,17 +161,30 @@ def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> N
                                  f"{close_matches_hint(value, groups[group])}")
 
 
-def check_no_group_choices(overrides: list[str], groups: dict, command: str, saved: Path) -> None:
-    """A reused run's saved config has no groups left: there `data=cifar10` would set data to a word."""
+def without_group_choices(overrides: list[str], groups: dict, command: str, run) -> list[str]:
+    """A reused run's saved config has no groups left: there `data=cifar10` would set data to a word.
+    The run's own choice, given again (its command repeated with trainer.resume=...), changes nothing
+    and is dropped; another one is an error."""
+    import yaml
+
+    try:
+        chosen = yaml.safe_load((run.config.parent / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):  # (a run dir without Hydra's record of its choices)
+        chosen = {}
+    kept = []
     for o in overrides:
         key, sep, value = o.partition("=")
         key = key.lstrip("+")
-        if sep and key in groups:
+        if sep and key in groups and value != str(chosen.get(key)):
             # (loggers are keys of `logger`, each with its settings: one is added as a key)
             hint = (" ".join(f"+logger.{name.strip()}={{}}" for name in value.strip("[]").split(","))
                     if key == "logger" else f"{key}.<key>=...")
-            raise FtoolError(f"{o}: {command} uses the config saved with the run ({saved}), where a group's option "
-                             f"cannot be swapped; set its keys instead ({hint})")
+            raise FtoolError(f"{o}: {command} uses the config saved with the run ({run.config}), where a group's "
+                             f"option cannot be swapped (the run's is {key}={chosen.get(key)}); set its keys instead "
+                             f"({hint})")
+        if not (sep and key in groups):
+            kept.append(o)
+    return kept
 
 
 def check_settings_that_change_nothing(overrides: list[str], command: Command) -> None:
@@ -575,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
             if ran_in:  # the modules its `imports` names may live in the folder it ran in
                 sys.path.append(str(ran_in))
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
-            check_no_group_choices(overrides, config_groups(config_root()), command.name, run.config)
+            overrides = without_group_choices(overrides, config_groups(config_root()), command.name, run)
             if not command.trains:
                 check_settings_that_change_nothing(overrides, command)
             saves = PENDING_CONFIG if command.trains else "null"  # (a resume's config: see settle_config)

@@ -92,6 +92,47 @@ def onecycle(total_steps, steps_per_epoch, pct_start: float = 0.3, div_factor: f
     return {"pct_start": pct_start, "div_factor": div_factor, "final_div_factor": final_div_factor}
 
 
+@SCHEDULERS.register("plateau")
+def plateau(total_steps, steps_per_epoch, factor: float = 0.1, patience: int = 2, min_lr_ratio: float = 0.0):
+    if not 0.0 < factor < 1.0:
+        raise FtoolError(f"scheduler.factor: must be in (0, 1) (what the LR is multiplied by), got {factor}")
+    if patience < 1:
+        raise FtoolError(f"scheduler.patience: must be >= 1 validation, got {patience}")
+    if not 0.0 <= min_lr_ratio <= 1.0:
+        raise FtoolError(f"scheduler.min_lr_ratio: must be in [0, 1] (of optimizer.lr), got {min_lr_ratio}")
+    return Plateau(factor, patience, min_lr_ratio)
+
+
+class Plateau:
+    """`scheduler=plateau`: the LR times `factor` once trainer.monitor has not improved for `patience`
+    validations (Keras' and torch's ReduceLROnPlateau), never below `min_lr_ratio` of optimizer.lr.
+    The trainer tells it each validation's value (`observe`); its scale multiplies the warmup."""
+
+    def __init__(self, factor: float, patience: int, min_lr_ratio: float):
+        self.factor, self.patience, self.floor = factor, patience, min_lr_ratio
+        self.scale, self.best, self.stale = 1.0, None, 0
+
+    def __call__(self, step: int) -> float:
+        return self.scale
+
+    def observe(self, value: float, mode: str) -> bool:
+        """Count a validation's value; True when the LR drops."""
+        if self.best is None or (value > self.best if mode == "max" else value < self.best):
+            self.best, self.stale = value, 0
+            return False
+        self.stale += 1
+        if self.stale < self.patience or self.scale <= self.floor:
+            return False
+        self.scale, self.stale = max(self.floor, self.scale * self.factor), 0
+        return True
+
+    def state_dict(self) -> dict:
+        return {"scale": self.scale, "best": self.best, "stale": self.stale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale, self.best, self.stale = state["scale"], state["best"], state["stale"]
+
+
 def warmup_steps(cfg: SchedulerConfig, steps_per_epoch: int) -> int:
     return round(cfg.warmup_epochs * steps_per_epoch)
 
@@ -111,10 +152,32 @@ def build_scheduler(cfg: SchedulerConfig, optimizer: torch.optim.Optimizer, tota
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / (warmup + 1)
+            return (step + 1) / (warmup + 1) * (schedule.scale if isinstance(schedule, Plateau) else 1.0)
         return schedule(step - warmup)
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return ScheduleLR(optimizer, factor, schedule if isinstance(schedule, Plateau) else None)
+
+
+class ScheduleLR(torch.optim.lr_scheduler.LambdaLR):
+    """LambdaLR, holding the schedule's `Plateau` where it has one: the trainer feeds it validations and
+    saves its state beside the scheduler's (whose state_dict would pickle the object itself)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor, plateau: Plateau | None):
+        self.plateau = plateau
+        super().__init__(optimizer, factor)
+
+    def state_dict(self) -> dict:
+        return {key: value for key, value in super().state_dict().items() if key != "plateau"}
+
+
+def lower_now(scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
+    """Set the optimizer's LR to the schedule's at its current step, as `scheduler.step()` would at
+    the next step: a plateau's drop applies from the next batch on. Returns the (first group's) LR."""
+    lrs = [base * f(scheduler.last_epoch) for base, f in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
+    return lrs[0]
 
 
 def continue_schedule(scheduler: torch.optim.lr_scheduler.LRScheduler, saved: dict) -> None:

@@ -340,6 +340,29 @@ def test_balanced_class_weights_find_more_of_a_rare_class_and_eval_scores_the_sa
                           "trainer.class_weights: 3 weights for 2 classes (0, 1); give one per class, in that order")
 
 
+def test_plateau_lowers_the_lr_and_a_resume_of_the_same_command_continues_it_exactly(workdir):
+    plateau = ("scheduler=plateau", "scheduler.patience=1", "scheduler.factor=0.5", "optimizer.lr=0.05")
+    whole = train(workdir, workdir / "whole", *plateau, "trainer.epochs=8")
+    drops = [line for line in whole.stdout.splitlines() if line.startswith("scheduler=plateau: ")]
+    assert drops[0].startswith("scheduler=plateau: val/accuracy did not improve in the last validation (best: ")
+    assert drops[0].endswith("the LR drops to 0.025")
+    lrs = {r["epoch"]: r["lr"] for r in read_jsonl(workdir / "whole" / "metrics.jsonl") if "lr" in r}
+    assert sorted(set(lrs.values()), reverse=True)[:2] == [0.05, 0.025] and list(lrs.values()) == sorted(
+        lrs.values(), reverse=True)
+    half = workdir / "half"
+    train(workdir, half, *plateau, "trainer.epochs=4")  # its last validation lowers the LR
+    # the same command again, resumed: its group choice (scheduler=plateau) is the run's (it was refused)
+    resumed = ftool("train", *SMALL, *plateau, "trainer.epochs=8", f"trainer.resume={half}", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_weights(weights(workdir / "whole"), weights(half))  # the plateau's state came back with it
+    assert_one_line_error(ftool("train", *SMALL, "scheduler=cosine", f"trainer.resume={half}", cwd=workdir),
+                          "scheduler=cosine: train uses the config saved with the run", "where a group's option "
+                          "cannot be swapped (the run's is scheduler=plateau); set its keys instead (scheduler.<key>=...)")
+    assert_one_line_error(ftool("train", *SMALL, "scheduler=plateau", "trainer.validate=false", cwd=workdir),
+                          "scheduler=plateau: lowers the LR when val/accuracy stops improving in validation, and "
+                          "this run has none (trainer.validate=false)")
+
+
 def test_compile_and_auto_precision_run_through_the_cli(workdir):
     run = workdir / "run"
     result = train(workdir, run, "trainer.epochs=1", "trainer.compile=true", "trainer.precision=auto")

@@ -67,6 +67,8 @@ def test_step_schedule_decays_every_step_size_epochs():
     ("cosine", {"min_lr_ratio": 2.0}, "scheduler.min_lr_ratio: must be in [0, 1] (of optimizer.lr), got 2.0"),
     ("onecycle", {"pct_start": 2.0}, "scheduler.pct_start: must be in (0, 1)"),  # torch's traceback, before
     ("onecycle", {"div_factor": 0.0}, "scheduler.div_factor: must be > 0, got 0.0"),
+    ("plateau", {"factor": 1.0}, "scheduler.factor: must be in (0, 1) (what the LR is multiplied by), got 1.0"),
+    ("plateau", {"patience": 0}, "scheduler.patience: must be >= 1 validation, got 0"),
 ])
 def test_schedule_settings_out_of_range_are_errors(name, args, message):
     with pytest.raises(FtoolError, match=re.escape(message)):
@@ -77,3 +79,38 @@ def test_onecycle_is_torchs_and_peaks_at_the_optimizer_lr():
     values = lrs(SchedulerConfig(name="onecycle", args={"pct_start": 0.3}), total=20, per_epoch=5, lr=0.1)
     assert max(values) == pytest.approx(0.1, rel=1e-3)
     assert values[0] == pytest.approx(0.1 / 25)
+
+
+def test_plateau_lowers_the_lr_after_patience_validations_without_a_better_value(tmp_path):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(SchedulerConfig(name="plateau", warmup_epochs=1,
+                                            args={"factor": 0.5, "patience": 2, "min_lr_ratio": 0.2}), opt, 100, 2)
+    plateau, seen = sched.plateau, []
+    for step, value in enumerate([0.5, 0.6, 0.6, 0.55, 0.7, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]):  # one validation a step
+        opt.step()
+        sched.step()
+        seen.append((plateau.observe(value, "max"), plateau.scale))
+    # equal to the best is no improvement; the scale halves, and stops at 0.2 of the LR
+    assert seen == [(False, 1), (False, 1), (False, 1), (True, 0.5), (False, 0.5), (False, 0.5), (True, 0.25),
+                    (False, 0.25), (True, 0.2), (False, 0.2), (False, 0.2)]
+    assert plateau.best == 0.7
+    opt.step()
+    sched.step()  # past the warmup (2 steps), the LR is the scale's
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.2)
+    # its state is saved beside the scheduler's, which stays loadable with weights_only=True
+    torch.save({"scheduler": sched.state_dict(), "plateau": plateau.state_dict()}, tmp_path / "state.pt")
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert saved["plateau"] == {"scale": 0.2, "best": 0.7, "stale": 2}
+
+
+def test_a_plateau_drop_applies_from_the_next_step():
+    from ftool.optim import lower_now
+
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(SchedulerConfig(name="plateau", args={"factor": 0.1, "patience": 1}), opt, 10, 5)
+    sched.plateau.observe(0.9, "min")
+    assert sched.plateau.observe(1.0, "min") and opt.param_groups[0]["lr"] == 1.0  # (until told)
+    assert lower_now(sched) == pytest.approx(0.1) and opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)

@@ -74,6 +74,9 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
         for key in ("early_stopping_patience", "monitor"):
             if getattr(rc.trainer, key):
                 raise FtoolError(f"trainer.{key}: needs validation, and this run has none ({why})")
+        if rc.scheduler.name == "plateau":
+            raise FtoolError(f"scheduler=plateau: lowers the LR when {monitor} stops improving in validation, and "
+                             f"this run has none ({why})")
 
     # A resume's checkpoint brings every weight and names those that started pretrained, so it needs
     # no pretrained source (finetune.from's run may be gone); one from an older ftool loads it again.

@@ -27,7 +27,7 @@ from ftool.engine.progress import EvalProgress, TrainProgress, console, warn
 from ftool.errors import FtoolError, RunInterrupted
 from ftool.finetune import pretrained_parameters, set_trainable
 from ftool.metrics import EpochMeter, monitor_mode
-from ftool.optim import continue_schedule, l1_penalty
+from ftool.optim import continue_schedule, l1_penalty, lower_now
 from ftool.rundir import RunDir
 from ftool.values import figure
 
@@ -326,6 +326,13 @@ class Trainer:
                                            monitor=self.monitor, value=value)
                     gain = (value - best if mode == "max" else best - value) if best is not None else math.inf
                     at.stale = 0 if gain > cfg.early_stopping_min_delta else at.stale + 1
+                    plateau = getattr(self.scheduler, "plateau", None)  # (onecycle: torch's own scheduler)
+                    if plateau is not None and plateau.observe(value, mode):
+                        times = "in the last validation" if plateau.patience == 1 else \
+                            f"in {plateau.patience} validations"
+                        console.print(f"scheduler=plateau: {self.monitor} did not improve {times} (best: "
+                                      f"{figure(plateau.best)}); the LR drops to {lower_now(self.scheduler):.3g}",
+                                      soft_wrap=True)
                 if cfg.save_every_n_epochs and epoch % cfg.save_every_n_epochs == 0:
                     self._save_weights(self.run.epoch_weights(epoch), epoch=epoch, step=at.step)
                 # max_steps may end the run mid-epoch: a later resume (with more steps) goes on from there.
@@ -368,6 +375,8 @@ class Trainer:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if getattr(self.scheduler, "plateau", None) is not None:
+            state["plateau"] = self.scheduler.plateau.state_dict()
         tensors = self.acc.model_state(self.model)
         if self.acc.is_main:
             checkpoint.save_last(self.run, tensors, state)
@@ -390,6 +399,8 @@ class Trainer:
         self.acc.load_optimizer_state(self.model, self.optimizer, state["optimizer"])
         for group, own in zip(self.optimizer.param_groups, settings):
             group.update(own)
+        if getattr(self.scheduler, "plateau", None) is not None and "plateau" in state:  # (before the LR is set)
+            self.scheduler.plateau.load_state_dict(state["plateau"])
         continue_schedule(self.scheduler, state["scheduler"])
         if state["scaler"]:  # (none from a run without fp16: an fp16 resume starts its loss scale afresh)
             self.scaler.load_state_dict(state["scaler"])
