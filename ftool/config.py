@@ -91,9 +91,10 @@ class TrainerConfig:
         _check(e, 0.0 <= self.label_smoothing < 1.0, "trainer.label_smoothing",
                "must be in [0, 1)", self.label_smoothing)
         weights = self.class_weights
-        _check(e, weights in (None, "balanced") or (isinstance(weights, list) and bool(weights) and all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights)), "trainer.class_weights",
-            "must be balanced, a list of weights > 0 ([1,5]: one per class) or null", weights)
+        positive = isinstance(weights, list) and bool(weights) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights)
+        _check(e, weights in (None, "balanced") or positive, "trainer.class_weights",
+               "must be balanced, a list of weights > 0 ([1,5]: one per class) or null", weights)
         _check_choice(e, "trainer.accelerator", self.accelerator, ACCELERATORS, {"gpu": "cuda"})
         _check_choice(e, "trainer.precision", self.precision, PRECISIONS,
                       {"16": "fp16-mixed", "16-mixed": "fp16-mixed", "bf16": "bf16-mixed", "32-true": "32"})
