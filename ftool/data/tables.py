@@ -34,7 +34,7 @@ def read_text(path: Path | None, what: str) -> str:
     except UnicodeDecodeError as e:
         from ftool.data import IMAGE_SUFFIXES, UNREAD_IMAGE_SUFFIXES
 
-        if path is not None and path.suffix.lower() in IMAGE_SUFFIXES + UNREAD_IMAGE_SUFFIXES:  # a text model given photos
+        if path is not None and path.suffix.lower() in IMAGE_SUFFIXES + UNREAD_IMAGE_SUFFIXES:  # photos, to a text model
             raise FtoolError(f"{what}: {path} is an image, and this reads text (a text file, CSV, TSV, JSON or "
                              f"Parquet)") from None
         raise FtoolError(f"{what}: {path or 'standard input'} is not UTF-8 text ({e.reason} at byte {e.start}); "
