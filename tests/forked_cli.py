@@ -58,6 +58,9 @@ def _run(args: list[str], cwd: str, env: dict[str, str], stdin: str, stdout: str
     sys.stdin = open(0, closefd=False)  # the interpreter's encodings and buffering
     sys.stdout = open(1, "w", closefd=False)
     sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)
+    # A forkserver child starts its own processes through the forkserver; `python -m ftool` uses the
+    # platform's default (fork on Linux): DataLoader workers started so outlived an early exit with a traceback.
+    multiprocessing.set_start_method(None, force=True)
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)

@@ -43,10 +43,13 @@ def test_the_tests_forked_cli_answers_as_a_fresh_interpreter(workdir):
     """tests/forked_cli.py's shortcut changes nothing a test reads: streams, exit status, folder."""
     (workdir / "configs" / "model").mkdir(parents=True)  # a relative --config-dir: read in the folder
     (workdir / "configs" / "model" / "mine.yaml").write_text("name: mlp\nhidden: [7]\n")
+    # how DataLoader workers start: through the tests' forkserver, they outlived an early exit with a traceback
+    (workdir / "start_method.py").write_text("import multiprocessing, sys\n"
+                                             "print(multiprocessing.get_start_method(), file=sys.stderr)\n")
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     answers = {}
     for args in (("train", "trainer.epochs=-1"), ("train", "--cfg", "job", "--config-dir", "configs", "model=mine"),
-                 ("eval", "ckpt=nowhere"), ("tarin",)):
+                 ("eval", "ckpt=nowhere"), ("tarin",), ("train", "imports=[start_method]", "trainer.epochs=-1")):
         fresh = subprocess.run([sys.executable, "-m", "ftool", *args], cwd=workdir, capture_output=True, text=True,
                                env=env)
         forked = ftool(*args, cwd=workdir)
