@@ -141,6 +141,8 @@ class DataConfig:
     val_fraction: float = 0.1  # held out of the training set for validation
     test_fraction: float = 0.2  # held out of all data, only for datasets without a test split
     test_size: Optional[int] = None  # hold out exactly this many samples instead of test_fraction
+    folds: int = 0  # >= 2: cross-validation, the test split is fold `fold` of `folds` (instead of test_fraction)
+    fold: int = 0
     group_by_length: bool = False  # text: batches of similar lengths (less padding)
     split_seed: int = 0
     normalize: bool = True
@@ -160,6 +162,10 @@ class DataConfig:
                self.test_fraction)
         _check(e, self.test_size is None or self.test_size >= 1, "data.test_size", "must be >= 1",
                self.test_size)
+        _check(e, self.folds == 0 or self.folds >= 2, "data.folds", "must be 0 (none) or >= 2", self.folds)
+        _check(e, 0 <= self.fold < max(self.folds, 1), "data.fold",
+               f"must be in [0, {self.folds - 1}] (of data.folds={self.folds})" if self.folds else
+               "needs data.folds (>= 2): the folds to choose from", self.fold)
         return e + self.augment.problems()
 
 

@@ -17,7 +17,7 @@ from tests.dataset_files import write_cifar10, write_cifar100, write_image_folde
 def loaders(name, seed=0, **args):
     common = {k: args.pop(k) for k in list(args) if k in ("val_fraction", "test_fraction", "split_seed",
                                                             "augment", "batch_size", "normalize",
-                                                            "pin_memory")}
+                                                            "pin_memory", "folds", "fold", "test_size")}
     cfg = DataConfig(name=name, **common)
     return build_loaders(cfg, DATASETS.build(name, args), seed=seed)
 
@@ -470,3 +470,27 @@ def test_the_labels_of_a_split_are_those_of_its_samples():
         data = components.build_data(run)
         for split in (data.train, data.val, data.test):
             assert labels_of(split.dataset) == [int(y) for _, y in split.dataset]
+
+
+def test_cross_validation_folds_hold_out_each_sample_once():
+    folds = [loaders("digits", folds=5, fold=f) for f in range(5)]
+    tests = [set(d.test.dataset.indices) for d in folds]
+    assert sorted(len(t) for t in tests) == [359, 359, 359, 360, 360]  # 1,797 in five: sizes differ by one at most
+    assert set().union(*tests) == set(range(1797)) and sum(map(len, tests)) == 1797  # each sample tested once
+    for data, test in zip(folds, tests):
+        train, val = set(data.train.dataset.indices), set(data.val.dataset.indices)
+        assert not (train & test) and not (val & test) and not (train & val) and len(train | val | test) == 1797
+    assert [set(d.test.dataset.indices) for d in (loaders("digits", folds=5, fold=2),)] == [tests[2]]  # fixed
+    assert set(loaders("digits", folds=5, fold=2, split_seed=1).test.dataset.indices) != tests[2]
+    with pytest.raises(FtoolError, match="data.folds: data=synthetic has a test split of its own; cross-validation"):
+        loaders("synthetic", folds=3, shape=[1, 4, 4], num_classes=2, train_size=30, test_size=10)
+    with pytest.raises(FtoolError, match="data.test_size: 100 is not for data.folds, whose fold is the test split"):
+        loaders("digits", folds=5, test_size=100)
+    with pytest.raises(FtoolError, match="data.folds: 2000 folds of 1797 samples would leave some empty"):
+        loaders("digits", folds=2000)
+
+
+def test_fold_settings_out_of_range_are_errors():
+    assert DataConfig(folds=1).problems() == ["data.folds: must be 0 (none) or >= 2, got 1"]
+    assert DataConfig(folds=5, fold=5).problems() == ["data.fold: must be in [0, 4] (of data.folds=5), got 5"]
+    assert DataConfig(fold=2).problems() == ["data.fold: needs data.folds (>= 2): the folds to choose from, got 2"]

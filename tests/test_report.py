@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 import yaml
 
 from tests.conftest import assert_one_line_error, ftool, read_json
@@ -101,6 +102,30 @@ def test_a_sweep_over_seeds_gives_each_settings_mean_and_spread(workdir):
         ["0.01", "2", "0.4200", "0.0283", "0.5500", "0.0707", "0.5200", "0.0283"],  # the failed seed not counted
         ["0.1", "3", "0.6000", "0.1000", "0.8000", "0.1000", "0.7000", "0.1000"]]
     assert (sweep / "report" / "seeds.md").read_text().splitlines()[2].startswith("| 0.001 | 1 | 0.3000 |")
+
+
+def test_cross_validation_folds_test_every_sample_once_and_the_report_gives_their_mean(workdir):
+    """`data.folds=3 data.fold=0,1,2`: each fold's test split is a third of the data, and a sweep over the
+    folds is reported as the seeds are (a table of every setting's mean and spread over its folds)."""
+    sweep = workdir / "cv"
+    result = ftool("train", "-m", "data.folds=3", "data.fold=0,1,2", "optimizer.lr=0.01,0.003", "trainer.epochs=2",
+                   "trainer.progress=false", f"hydra.sweep.dir={sweep}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    accuracy = {}  # lr -> the test accuracy of each fold
+    for i in range(6):
+        lr = next(o for o in yaml.safe_load((sweep / str(i) / ".hydra" / "overrides.yaml").read_text())
+                  if o.startswith("optimizer.lr=")).split("=")[1]
+        accuracy.setdefault(lr, []).append(read_json(sweep / str(i) / "summary.json")["metrics"]["test/accuracy"])
+    result = ftool("report", str(sweep), cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "2 settings over 3 folds: mean and standard deviation, best mean first" in result.stdout
+    rows = list(csv.reader((sweep / "report" / "folds.csv").open()))
+    assert rows[0][:4] == ["optimizer.lr", "folds", "val/accuracy mean", "val/accuracy std"]
+    column = rows[0].index("test/accuracy mean")
+    assert sorted(row[0] for row in rows[1:]) == sorted(accuracy) == ["0.003", "0.01"]
+    for row in rows[1:]:
+        assert row[1] == "3" and float(row[column]) == pytest.approx(sum(accuracy[row[0]]) / 3, abs=1e-4)
+    assert not (sweep / "report" / "seeds.csv").exists()
 
 
 def test_report_compares_runs_and_sweeps_from_several_folders(workdir):

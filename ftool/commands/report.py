@@ -4,8 +4,8 @@ from the files the runs wrote (summary.json, metrics.jsonl, eval.json, .hydra/);
 One run: learning curves (losses, the monitored metric, the LR) as PNG files, the confusion matrix
 of its last `ftool eval` (classifiers), and the metrics table. A sweep: a table of every job (its
 swept settings, status, monitored metric, test metrics; best first), also as CSV and Markdown, the
-metric against each swept setting and every job's curve overlaid; over trainer.seed, each setting's
-mean and standard deviation over its seeds. Several folders (runs or sweeps)
+metric against each swept setting and every job's curve overlaid; over trainer.seed (or the folds of
+a cross-validation, data.fold), each setting's mean and standard deviation over them. Several folders (runs or sweeps)
 are compared as the jobs of one sweep, as is every run in a tree of them (outputs/, multirun/).
 Failed and interrupted runs are shown as such. Output:
 <dir>/report/ for one folder, else out= (default: ./report).
@@ -29,7 +29,10 @@ from ftool.rundir import (RunDir, evaluated_scope, read_json, read_records, read
                           training_process)
 from ftool.values import figure, is_number
 
-SEED = "trainer.seed"
+SEED, FOLD = "trainer.seed", "data.fold"
+# Settings whose values measure one setting again (another seed; another cross-validation fold): the
+# report gives each setting's mean and spread over them.
+REPEATS = {SEED: "seeds", FOLD: "folds"}
 TERMINAL_SETTINGS = 6  # columns of settings a terminal table shows
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
@@ -271,8 +274,10 @@ def _report_sweep(jobs: list[Job], out: Path, compared: bool) -> None:
     console.print(table)
     _write_tables(out, "jobs", header, rows)
 
-    if SEED in swept:
-        _report_seeds(ordered, [k for k in swept if k != SEED], monitor, mode, score, tests, out)
+    repeats = [k for k in swept if k in REPEATS]
+    if repeats:
+        noun = REPEATS[repeats[0]] if len(repeats) == 1 else "runs"  # (seeds x folds: runs)
+        _report_repeats(ordered, [k for k in swept if k not in REPEATS], noun, monitor, mode, score, tests, out)
 
     plt = _pyplot()
     scored = [j for j in jobs if score(j) is not None]
@@ -307,11 +312,11 @@ def curve_labels(jobs: list[Job], swept: list[str]) -> dict[str, str]:
     return {job.name: job.name for job in jobs}
 
 
-def _report_seeds(ordered: list[Job], others: list[str], monitor: str, mode: str, score, tests: list[str],
-                  out: Path) -> None:
-    """Jobs that differ only in trainer.seed are one setting measured several times: its mean and
-    standard deviation (n - 1) over the seeds say whether one setting beats another or only drew a
-    luckier seed. Jobs without a best value (failed, or no validation) are not counted."""
+def _report_repeats(ordered: list[Job], others: list[str], noun: str, monitor: str, mode: str, score,
+                    tests: list[str], out: Path) -> None:
+    """Jobs that differ only in trainer.seed (or data.fold) are one setting measured several times: its
+    mean and standard deviation (n - 1) over the seeds (`noun`) say whether one setting beats another or
+    only drew a luckier seed (or fold). Jobs without a best value (failed, or no validation) are not counted."""
     groups: dict[tuple, list[Job]] = {}
     for job in ordered:
         if score(job) is not None:
@@ -327,12 +332,12 @@ def _report_seeds(ordered: list[Job], others: list[str], monitor: str, mode: str
     sign = -1 if mode == "max" else 1
     ranked = sorted(groups.items(), key=lambda item: sign * statistics.fmean(values(item[1], monitor)))
     metrics = [monitor, *tests]
-    header = [*others, "seeds", *(f"{m} {stat}" for m in metrics for stat in ("mean", "std"))]
+    header = [*others, noun, *(f"{m} {stat}" for m in metrics for stat in ("mean", "std"))]
     rows = [[*setting, str(len(group)), *(part for m in metrics for part in _mean_and_std(values(group, m)))]
             for setting, group in ranked]
     counts = sorted({len(group) for group in groups.values()})
-    seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    table = Table(title=f"{len(rows)} setting{'s' if len(rows) > 1 else ''} over {seeds} seeds: mean and "
+    how_many = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    table = Table(title=f"{len(rows)} setting{'s' if len(rows) > 1 else ''} over {how_many} {noun}: mean and "
                         f"standard deviation, best mean first", title_justify="left")
     shown = [i for i, name in enumerate(header) if i <= len(others) or _headline(name.rsplit(" ", 1)[0], monitor)]
     for i in shown:
@@ -340,7 +345,7 @@ def _report_seeds(ordered: list[Job], others: list[str], monitor: str, mode: str
     for row in rows:
         table.add_row(*(_short(row[i]) for i in shown))
     console.print(table)
-    _write_tables(out, "seeds", header, rows)
+    _write_tables(out, noun, header, rows)
 
 
 def _mean_and_std(values: list[float]) -> tuple[str, str]:

@@ -115,7 +115,7 @@ def check_data_fits_run(info: DataInfo, trained: dict | None, command: str) -> N
 
 
 # With the data itself, these decide which samples a run trained on and which it held out.
-SPLIT_SETTINGS = ("split_seed", "val_fraction", "test_fraction", "test_size")
+SPLIT_SETTINGS = ("split_seed", "val_fraction", "test_fraction", "test_size", "folds", "fold")
 
 
 def check_read_as_trained(data, run: RunDir, own_splits: str | None = None) -> None:

@@ -96,6 +96,16 @@ def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optio
     return order[held:], order[:held]
 
 
+def fold_indices(n: int, folds: int, fold: int, generator: torch.Generator) -> tuple[list[int], list[int]]:
+    """(the rest, fold number `fold`) of the samples shuffled and cut into `folds` parts of sizes that
+    differ by one at most: each sample is in the test split of exactly one fold."""
+    if folds > n:
+        raise FtoolError(f"data.folds: {folds} folds of {n} samples would leave some empty")
+    order = torch.randperm(n, generator=generator).tolist()
+    start, end = (fold * n // folds, (fold + 1) * n // folds)
+    return order[:start] + order[end:], order[start:end]
+
+
 def check_batch_split(batch_size: int, world_size: int) -> None:
     """`data.batch_size` is the global batch; each process takes an equal share of it."""
     if batch_size % world_size:
@@ -111,8 +121,14 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
     train_idx: Optional[list[int]] = None
     test_base, test_idx = splits.test, None
     if test_base is None:  # the data has no test split: hold one out of everything
-        train_idx, test_idx = split_indices(len(splits.train), cfg.test_fraction, g, count=cfg.test_size)
+        if cfg.folds and cfg.test_size:
+            raise FtoolError(f"data.test_size: {cfg.test_size} is not for data.folds, whose fold is the test split")
+        train_idx, test_idx = fold_indices(len(splits.train), cfg.folds, cfg.fold, g) if cfg.folds else \
+            split_indices(len(splits.train), cfg.test_fraction, g, count=cfg.test_size)
         test_base = splits.train
+    elif cfg.folds:
+        raise FtoolError(f"data.folds: data={cfg.name} has a test split of its own; cross-validation folds are for "
+                         f"data without one (a table, text files, images in class folders, digits)")
     val_base, val_idx = splits.val, None
     if val_base is None and cfg.val_fraction > 0:
         train_idx, val_idx = split_indices(len(splits.train), cfg.val_fraction, g, of=train_idx)
