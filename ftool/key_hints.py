@@ -44,7 +44,8 @@ OTHER_TOOLS_NAMES = {
     "lora_dropout": "finetune.lora.dropout",
     "lora_attn_modules": "finetune.lora.target_modules",
     # ... and settings ftool has no counterpart of (None), where the closest name would mislead
-    **dict.fromkeys(("num_sanity_val_steps", "limit_val_batches", "gradient_checkpointing"), None),
+    **dict.fromkeys(("num_sanity_val_steps", "limit_val_batches"), None),
+    "gradient_checkpointing": "model.gradient_checkpointing",
     **dict.fromkeys(("patience", "early_stopping"), "trainer.early_stopping_patience"),
     "dataloader_num_workers": "data.num_workers",
     **dict.fromkeys(("warmup_steps", "warmup_ratio", "num_warmup_steps"), "scheduler.warmup_epochs"),
@@ -79,7 +80,7 @@ def unknown_key(key: str, cfg: DictConfig, config_dirs: list[Path], options: tup
 
 
 def _meant(parent: str, leaf: str, keys: list[str], cfg: DictConfig, config_dirs: list[Path]) -> str:
-    if leaf in OTHER_TOOLS_NAMES:
+    if leaf in OTHER_TOOLS_NAMES and OTHER_TOOLS_NAMES[leaf] != f"{parent}.{leaf}":  # (model.<it> with another model)
         meant = OTHER_TOOLS_NAMES[leaf]
         return f" Did you mean '{meant}'?" if meant else " ftool has no such setting."
     # A key another group has (epochs=3, trainer.lr=0.1) was meant for that group.

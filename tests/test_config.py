@@ -172,6 +172,13 @@ def test_running_out_of_memory_is_one_line_saying_what_needs_less():
     # a setting of another option of the group
     (["optimizer.momentum=0.9"], "optimizer.momentum: no such key; optimizer has name, lr, weight_decay, l1, betas, "
                                  "eps. It is a setting of optimizer=sgd."),
+    (["model=mlp", "model.gradient_checkpointing=true"],  # (its hint was itself: "Did you mean 'model.gradient_...'")
+     "model.gradient_checkpointing: no such key; model has name, init, hidden, dropout. It is a setting of "
+     "model=hf_classifier."),
+    (["gradient_checkpointing=true"], "gradient_checkpointing: no such key; the config has optimizer, ... Did you mean "
+                                      "'model.gradient_checkpointing'?"),
+    (["class_weight=balanced"], "class_weight: no such key; the config has optimizer, ... Did you mean "
+                                "'trainer.class_weights'?"),
     (["data.root=x"], "data.root: no such key; data has batch_size, ... It is a setting of data=cifar10, cifar100, "
                       "fashion_mnist, imagefolder, mnist or text_files."),
     (["scheduler=cosine", "scheduler.gama=0.5"], "scheduler.gama: no such key; scheduler has name, warmup_epochs, "

@@ -720,3 +720,32 @@ def test_a_text_model_on_image_data_is_one_line(tmp_path, tiny_bert, cache):
                    cwd=tmp_path, env=_env(cache))
     assert_one_line_error(result, "model=hf_classifier: takes text, and data=digits gives tensors of shape [1, 8, 8]")
     assert read_json(tmp_path / "run" / "summary.json")["status"] == "failed"
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients_and_keeps_fewer_activations(tiny_bert, lora):
+    """model.gradient_checkpointing=true (Hugging Face's Trainer's gradient_checkpointing): the same step,
+    with dropout on (its random state is replayed), with LoRA's frozen embeddings too."""
+    from ftool.config import LoraConfig
+    from ftool.finetune import apply_lora
+    from ftool.models.hf import hf_classifier
+
+    batch = {"input_ids": torch.randint(5, 30, (4, 12), generator=torch.Generator().manual_seed(0)),
+             "attention_mask": torch.ones(4, 12, dtype=torch.long)}
+    grads, saved = [], []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = hf_classifier(2, name_or_path=str(tiny_bert), pooling="mean", gradient_checkpointing=checkpointing)
+        model = apply_lora(model, LoraConfig(r=4)) if lora else model
+        model.train()
+        count = [0]  # tensors kept for the backward pass
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: count.__setitem__(0, count[0] + 1) or t, lambda t: t):
+            torch.manual_seed(1)  # the same dropout masks
+            model(batch).logsumexp(1).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        saved.append(count[0])
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])
+    assert saved[1] < saved[0] / 2
+    model = hf_classifier(2, name_or_path=str(tiny_bert), gradient_checkpointing=True).hf
+    assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())

@@ -118,12 +118,14 @@ class HFClassifier(nn.Module):
 
 @MODELS.register("hf_classifier")
 def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-uncased", pooling: str = "cls",
-                  dropout: float | None = None) -> HFClassifier:
+                  dropout: float | None = None, gradient_checkpointing: bool = False) -> HFClassifier:
     """A Hugging Face transformer with a fresh head of the data's classes. pooling=cls is
     AutoModelForSequenceClassification (the model's own head on [CLS]); pooling=mean averages the
     token states into a linear head, as sentence-embedding models (all-MiniLM, ...) were trained.
-    `dropout` overrides the model's hidden dropout. Marks `pretrained_parameters` (all but the new
-    head), which finetune.freeze=backbone and finetune.backbone_lr_mult act on."""
+    `dropout` overrides the model's hidden dropout; `gradient_checkpointing` keeps only each layer's
+    input in training and recomputes the rest in the backward pass (less memory, more time). Marks
+    `pretrained_parameters` (all but the new head), which finetune.freeze=backbone and
+    finetune.backbone_lr_mult act on."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     if pooling not in ("cls", "mean"):
@@ -147,6 +149,8 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
                              f"sets ({', '.join(_DROPOUT_KEYS)}); leave model.dropout unset")
         for key in known + ["classifier_dropout"] * hasattr(config, "classifier_dropout"):  # (BERT's: null)
             setattr(config, key, dropout)
+    if gradient_checkpointing:
+        config.use_cache = False  # (decoders' key/value cache, which checkpointing cannot keep, and says so)
     auto = AutoModelForSequenceClassification if pooling == "cls" else AutoModel
     if pretrained:
         try:
@@ -157,6 +161,14 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
             raise _hub_error("weights", name_or_path, e) from None
     else:  # eval/predict/export: the checkpoint brings every weight
         hf, loading = auto.from_config(config), None
+    if gradient_checkpointing:
+        if not hf.supports_gradient_checkpointing:
+            raise FtoolError(f"model.gradient_checkpointing: the {config.model_type} model does not support it")
+        # non-reentrant, as torch recommends: it also works where the embeddings are frozen (LoRA, freeze)
+        if hasattr(hf, "activation_checkpointing_enable"):  # (transformers 5's name; non-reentrant by default)
+            hf.activation_checkpointing_enable()
+        else:
+            hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     head = None
     if pooling == "mean":
         p = getattr(config, known[0]) if known else 0.1  # the model's own, as model.dropout set it
