@@ -67,13 +67,14 @@ def resolve_class_weights(setting, info: DataInfo, train_labels: Callable[[], li
         return None
     if info.task != "classification":
         raise FtoolError("trainer.class_weights: weights classes; this data is regression: leave it null")
+    names = info.class_names or [str(i) for i in range(info.num_outputs)]  # (a dataset of one's own may name none)
     if setting != "balanced":
         if len(setting) != info.num_outputs:
             raise FtoolError(f"trainer.class_weights: {len(setting)} weights for {info.num_outputs} classes "
-                             f"({', '.join(info.class_names)}); give one per class, in that order")
+                             f"({', '.join(names)}); give one per class, in that order")
         return [float(w) for w in setting]
     counts = torch.bincount(torch.tensor(train_labels(), dtype=torch.long), minlength=info.num_outputs)
-    missing = [name for name, n in zip(info.class_names, counts.tolist()) if n == 0]
+    missing = [name for name, n in zip(names, counts.tolist()) if n == 0]
     if missing:
         raise FtoolError(f"trainer.class_weights=balanced: the train split has no sample of {', '.join(missing)}")
     return (counts.sum() / (info.num_outputs * counts)).tolist()

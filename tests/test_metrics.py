@@ -127,6 +127,9 @@ def test_class_weights_weigh_each_sample_by_its_class_and_balanced_counts_the_tr
         resolve_class_weights([1, 2, 3], info, list)
     with pytest.raises(FtoolError, match="trainer.class_weights=balanced: the train split has no sample of spam"):
         resolve_class_weights("balanced", info, lambda: [0, 0])
+    unnamed = DataInfo("classification", (2,), 3)  # (a dataset of one's own that names no class: inf weights)
+    with pytest.raises(FtoolError, match="trainer.class_weights=balanced: the train split has no sample of 2"):
+        resolve_class_weights("balanced", unnamed, lambda: [0, 1, 1])
     with pytest.raises(FtoolError, match="trainer.class_weights: weights classes; this data is regression"):
         resolve_class_weights("balanced", DataInfo("regression", (2,), 1), list)
 
