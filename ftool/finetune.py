@@ -34,6 +34,9 @@ def load_pretrained(model: nn.Module, source: str, data, class_names: list[str])
         tensors = _merged_lora_weights(run, path)
     own, head = model.state_dict(), output_layer(model) + "."
     fits = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape and not k.startswith(head)}
+    if not fits and not run and (path.parent / "config.json").is_file():  # an export's, or any model folder's
+        raise FtoolError(f"finetune.from: {path} is a Hugging Face model folder's weights; start from the folder "
+                         f"with model=hf_classifier model.name_or_path={path.parent}")
     if not fits:
         trained = ((read_saved(run) or {}).get("model") or {}).get("name") if run else None
         raise FtoolError(f"finetune.from: no layer of {path} fits this model "

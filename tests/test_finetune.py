@@ -1,5 +1,7 @@
 """`ftool finetune` from an ftool run: the seed's pretrained CNN on new classes."""
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -125,6 +127,12 @@ def test_finetune_from_a_weights_file_of_its_own(workdir):
     assert_one_line_error(ftool("finetune", "finetune.from=mine.pth", "model=mlp", cwd=workdir),
                           "finetune.from: no layer of mine.pth fits this model by name and shape (it has "
                           "features.0.weight, features.0.bias, head.1.weight and 3 more; the model has net.1.weight")
+    (workdir / "hf").mkdir()  # a Hugging Face model folder's weights: named as the folder loads them
+    (workdir / "hf" / "config.json").write_text("{}")
+    shutil.copy(workdir / "model.safetensors", workdir / "hf" / "model.safetensors")
+    assert_one_line_error(ftool("finetune", "finetune.from=hf/model.safetensors", "model=mlp", cwd=workdir),
+                          "finetune.from: hf/model.safetensors is a Hugging Face model folder's weights; start from "
+                          "the folder with model=hf_classifier model.name_or_path=hf")
     torch.save(torch.nn.Linear(2, 2), workdir / "whole.pt")  # a pickled module: loading it could run code
     assert_one_line_error(ftool("finetune", "finetune.from=whole.pt", cwd=workdir),
                           "finetune.from: whole.pt is no weights file that loads safely: give safetensors or a "
