@@ -111,11 +111,18 @@ def test_cross_validation_folds_test_every_sample_once_and_the_report_gives_thei
     result = ftool("train", "-m", "data.folds=3", "data.fold=0,1,2", "optimizer.lr=0.01,0.003", "trainer.epochs=2",
                    "trainer.progress=false", f"hydra.sweep.dir={sweep}", cwd=workdir)
     assert result.returncode == 0, result.stderr
-    accuracy = {}  # lr -> the test accuracy of each fold
+    accuracy, best = {}, {}  # lr -> the test accuracy and the best val/accuracy of each fold
     for i in range(6):
         lr = next(o for o in yaml.safe_load((sweep / str(i) / ".hydra" / "overrides.yaml").read_text())
                   if o.startswith("optimizer.lr=")).split("=")[1]
-        accuracy.setdefault(lr, []).append(read_json(sweep / str(i) / "summary.json")["metrics"]["test/accuracy"])
+        summary = read_json(sweep / str(i) / "summary.json")
+        accuracy.setdefault(lr, []).append(summary["metrics"]["test/accuracy"])
+        best.setdefault(lr, []).append(summary["best"]["value"])
+    # the closing line names the best setting by its mean over the folds (the best job was a lucky fold)
+    lr = max(best, key=lambda k: sum(best[k]))
+    assert result.stdout.strip().splitlines()[-1] == (
+        f"sweep: 6 jobs in {sweep}; best mean val/accuracy over 3 folds {sum(best[lr]) / 3:.4f} (optimizer.lr={lr}); "
+        f"`ftool report {sweep}` compares them")
     result = ftool("report", str(sweep), cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert "2 settings over 3 folds: mean and standard deviation, best mean first" in result.stdout

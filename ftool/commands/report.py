@@ -158,11 +158,25 @@ def sweep_summary(sweep: Path) -> str | None:
         return None
     monitor, mode = scored[0].best["monitor"], scored[0].best.get("mode", "max")
     ranked = [j for j in scored if j.best["monitor"] == monitor]  # (a sweep over trainer.monitor: the first's)
-    best = (max if mode == "max" else min)(ranked, key=lambda j: j.best["value"])
-    settings = ", ".join(f"{k}={_short(best.setting(k))}" for k in swept_keys(jobs))
-    return (f"sweep: {len(jobs)} job{'s' if len(jobs) > 1 else ''} in {sweep}; best {monitor} "
-            f"{figure(best.best['value'])}: job {best.name}{f' ({settings})' if settings else ''}; "
-            f"`ftool report {shlex.quote(str(sweep))}` compares them")
+    swept = swept_keys(jobs)
+    repeats = [k for k in swept if k in REPEATS]
+    pick = max if mode == "max" else min
+    jobs_in = f"sweep: {len(jobs)} job{'s' if len(jobs) > 1 else ''} in {sweep}"
+    compare = f"`ftool report {shlex.quote(str(sweep))}` compares them"
+    if repeats:  # the best job of seeds or folds is a lucky one: the best setting by its mean over them
+        others = [k for k in swept if k not in REPEATS]
+        groups: dict[tuple, list[float]] = {}
+        for job in ranked:
+            groups.setdefault(tuple(job.setting(k) for k in others), []).append(job.best["value"])
+        setting, values = pick(groups.items(), key=lambda item: statistics.fmean(item[1]))
+        noun = REPEATS[repeats[0]] if len(repeats) == 1 else "runs"
+        named = ", ".join(f"{k}={_short(v)}" for k, v in zip(others, setting))
+        return (f"{jobs_in}; best mean {monitor} over {len(values)} {noun} {figure(statistics.fmean(values))}"
+                f"{f' ({named})' if named else ''}; {compare}")
+    best = pick(ranked, key=lambda j: j.best["value"])
+    settings = ", ".join(f"{k}={_short(best.setting(k))}" for k in swept)
+    return (f"{jobs_in}; best {monitor} {figure(best.best['value'])}: job {best.name}"
+            f"{f' ({settings})' if settings else ''}; {compare}")
 
 
 # -- one run -------------------------------------------------------------------------------------
