@@ -25,8 +25,7 @@ def load_pretrained(model: nn.Module, source: str, data, class_names: list[str])
     (the head is for the new data's classes: it starts fresh); returns the parameter names loaded.
     On the source's own data and classes (some of them), the split must be the source's."""
     run, path = _source(source)
-    tensors = checkpoint.load_weights(path, "finetune.from")[0] if run else \
-        checkpoint.load_state_dict_file(path, "finetune.from")
+    tensors = checkpoint.load_state_dict_file(path, "finetune.from")  # (a run's checkpoints are safetensors)
     if any(".lora_A." in name for name in tensors):
         if not run:
             raise FtoolError(f"finetune.from: {path} holds LoRA adapters, without the run whose config says how to "

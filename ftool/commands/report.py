@@ -149,6 +149,14 @@ def swept_keys(jobs: list[Job]) -> list[str]:
     return sorted({k for j in jobs for k in j.overrides if len({x.setting(k) for x in jobs}) > 1})
 
 
+def by_setting(jobs: list[Job], keys: list[str]) -> dict[tuple, list[Job]]:
+    """The jobs grouped by their values of `keys` (the settings other than the seed or fold), in order."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(job.setting(k) for k in keys), []).append(job)
+    return groups
+
+
 def sweep_summary(sweep: Path) -> str | None:
     """The line a sweep ends with: its jobs, the best one and its settings, and how to see them all
     (None where no job has a best value)."""
@@ -165,10 +173,8 @@ def sweep_summary(sweep: Path) -> str | None:
     compare = f"`ftool report {shlex.quote(str(sweep))}` compares them"
     if repeats:  # the best job of seeds or folds is a lucky one: the best setting by its mean over them
         others = [k for k in swept if k not in REPEATS]
-        groups: dict[tuple, list[float]] = {}
-        for job in ranked:
-            groups.setdefault(tuple(job.setting(k) for k in others), []).append(job.best["value"])
-        setting, values = pick(groups.items(), key=lambda item: statistics.fmean(item[1]))
+        values_of = {setting: [j.best["value"] for j in group] for setting, group in by_setting(ranked, others).items()}
+        setting, values = pick(values_of.items(), key=lambda item: statistics.fmean(item[1]))
         noun = REPEATS[repeats[0]] if len(repeats) == 1 else "runs"
         named = ", ".join(f"{k}={_short(v)}" for k, v in zip(others, setting))
         return (f"{jobs_in}; best mean {monitor} over {len(values)} {noun} {figure(statistics.fmean(values))}"
@@ -331,10 +337,7 @@ def _report_repeats(ordered: list[Job], others: list[str], noun: str, monitor: s
     """Jobs that differ only in trainer.seed (or data.fold) are one setting measured several times: its
     mean and standard deviation (n - 1) over the seeds (`noun`) say whether one setting beats another or
     only drew a luckier seed (or fold). Jobs without a best value (failed, or no validation) are not counted."""
-    groups: dict[tuple, list[Job]] = {}
-    for job in ordered:
-        if score(job) is not None:
-            groups.setdefault(tuple(job.setting(k) for k in others), []).append(job)
+    groups = by_setting([job for job in ordered if score(job) is not None], others)
     if not any(len(group) > 1 for group in groups.values()):
         return
 

@@ -326,7 +326,7 @@ class Trainer:
                                            monitor=self.monitor, value=value)
                     gain = (value - best if mode == "max" else best - value) if best is not None else math.inf
                     at.stale = 0 if gain > cfg.early_stopping_min_delta else at.stale + 1
-                    plateau = getattr(self.scheduler, "plateau", None)  # (onecycle: torch's own scheduler)
+                    plateau = self._plateau
                     if plateau is not None and plateau.observe(value, mode):
                         times = "in the last validation" if plateau.patience == 1 else \
                             f"in {plateau.patience} validations"
@@ -355,6 +355,11 @@ class Trainer:
         return FitResult({**train_metrics, **at.best_metrics}, at.best, epoch, at.step, timed_seconds,
                          timed_samples, stopped_early, first_step_at)
 
+    @property
+    def _plateau(self):
+        """scheduler=plateau's state, which validations feed (onecycle's scheduler is torch's own: none)."""
+        return getattr(self.scheduler, "plateau", None)
+
     def _weights_module(self) -> nn.Module:
         """What best/epoch checkpoints hold: the EMA weights when EMA is on."""
         return self.ema.module if self.ema is not None else self.model
@@ -375,8 +380,8 @@ class Trainer:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
-        if getattr(self.scheduler, "plateau", None) is not None:
-            state["plateau"] = self.scheduler.plateau.state_dict()
+        if self._plateau is not None:
+            state["plateau"] = self._plateau.state_dict()
         tensors = self.acc.model_state(self.model)
         if self.acc.is_main:
             checkpoint.save_last(self.run, tensors, state)
@@ -399,8 +404,8 @@ class Trainer:
         self.acc.load_optimizer_state(self.model, self.optimizer, state["optimizer"])
         for group, own in zip(self.optimizer.param_groups, settings):
             group.update(own)
-        if getattr(self.scheduler, "plateau", None) is not None and "plateau" in state:  # (before the LR is set)
-            self.scheduler.plateau.load_state_dict(state["plateau"])
+        if self._plateau is not None and "plateau" in state:  # (before the LR is set from it)
+            self._plateau.load_state_dict(state["plateau"])
         continue_schedule(self.scheduler, state["scheduler"])
         if state["scaler"]:  # (none from a run without fp16: an fp16 resume starts its loss scale afresh)
             self.scaler.load_state_dict(state["scaler"])
