@@ -83,6 +83,9 @@ def _meant(parent: str, leaf: str, keys: list[str], cfg: DictConfig, config_dirs
     if leaf in OTHER_TOOLS_NAMES and OTHER_TOOLS_NAMES[leaf] != f"{parent}.{leaf}":  # (model.<it> with another model)
         meant = OTHER_TOOLS_NAMES[leaf]
         return f" Did you mean '{meant}'?" if meant else " ftool has no such setting."
+    if parent == "data" and leaf in _loader_keys(config_dirs):  # a data config of one's own, without them
+        return (f" Every dataset's config has the loader settings ({leaf} among them) through its first line "
+                f"`defaults: [/data_loader@_here_, _self_]`, as ftool's own do: add it to data={cfg.data.name}'s.")
     # A key another group has (epochs=3, trainer.lr=0.1) was meant for that group.
     elsewhere = [f"{g}.{leaf}" for g, node in cfg.items()
                  if g not in (parent, "hydra") and isinstance(node, DictConfig) and leaf in node]
@@ -103,6 +106,12 @@ def _meant(parent: str, leaf: str, keys: list[str], cfg: DictConfig, config_dirs
 def _setting_of(group: str, options: list[str]) -> str:
     listed = ", ".join(options[:-1]) + f" or {options[-1]}" if len(options) > 1 else options[0]
     return f" It is a setting of {group}={listed}."
+
+
+def _loader_keys(config_dirs: list[Path]) -> set[str]:
+    """The loader settings every dataset shares (data_loader.yaml, which data configs pull in)."""
+    return {str(k) for root in config_dirs if (root / "data_loader.yaml").is_file()
+            for k in yaml.safe_load((root / "data_loader.yaml").read_text(encoding="utf-8"))}
 
 
 def _option_keys(group: str, config_dirs: list[Path]) -> dict[str, set[str]]:

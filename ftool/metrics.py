@@ -45,7 +45,12 @@ REGRESSION_LOSSES = {  # in units of each target's std: huber's errors beyond on
 
 def build_loss(cfg: TrainerConfig, info: DataInfo, device: torch.device,
                class_weights: list[float] | None = None) -> nn.Module:
-    """The task's loss; `class_weights` (`resolve_class_weights`'s) weight each sample by its class."""
+    """The task's loss, taking only outputs that fit the data; `class_weights` (`resolve_class_weights`'s)
+    weight each sample by its class."""
+    return OutputsChecked(_task_loss(cfg, info, class_weights), info).to(device)
+
+
+def _task_loss(cfg: TrainerConfig, info: DataInfo, class_weights: list[float] | None) -> nn.Module:
     fits = tuple(REGRESSION_LOSSES) if info.task == "regression" else ("cross_entropy",)
     if cfg.loss not in ("auto", *fits):
         raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {', '.join(fits)} (or auto)")
@@ -53,9 +58,9 @@ def build_loss(cfg: TrainerConfig, info: DataInfo, device: torch.device,
         if cfg.label_smoothing:
             raise FtoolError("trainer.label_smoothing: smooths class labels; this data is regression: leave it at 0")
         name = "mse" if cfg.loss == "auto" else cfg.loss
-        return StandardizedLoss(REGRESSION_LOSSES[name], 1.0 if info.target_std is None else info.target_std).to(device)
+        return StandardizedLoss(REGRESSION_LOSSES[name], 1.0 if info.target_std is None else info.target_std)
     if class_weights:
-        return WeightedCrossEntropy(torch.tensor(class_weights, dtype=torch.float32), cfg.label_smoothing).to(device)
+        return WeightedCrossEntropy(torch.tensor(class_weights, dtype=torch.float32), cfg.label_smoothing)
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
 
@@ -78,6 +83,25 @@ def resolve_class_weights(setting, info: DataInfo, train_labels: Callable[[], li
     if missing:
         raise FtoolError(f"trainer.class_weights=balanced: the train split has no sample of {', '.join(missing)}")
     return (counts.sum() / (info.num_outputs * counts)).tolist()
+
+
+class OutputsChecked(nn.Module):
+    """`loss`, after checking that the model's outputs are one tensor of shape (batch, num_outputs).
+    A model of one's own that returns a tuple, or more outputs than the data has classes, would
+    otherwise end in a traceback from deep in torch, or a regression's `(batch,)` broadcast silently."""
+
+    def __init__(self, loss: nn.Module, info: DataInfo):
+        super().__init__()
+        self.loss, self.info = loss, info
+
+    def forward(self, outputs, targets: torch.Tensor) -> torch.Tensor:
+        k = self.info.num_outputs
+        if not isinstance(outputs, torch.Tensor) or outputs.shape != (targets.shape[0], k):
+            what = f"outputs of shape {tuple(outputs.shape)}" if isinstance(outputs, torch.Tensor) else f"a {type(outputs).__name__}"
+            has = f"{k} classes" if self.info.task == "classification" else f"{k} target{'s' * (k > 1)}"
+            raise FtoolError(f"model: returned {what} for a batch of {targets.shape[0]}; the data has {has}, so a "
+                             f"model returns one tensor of shape (batch, {k})")
+        return self.loss(outputs, targets)
 
 
 class WeightedCrossEntropy(nn.Module):

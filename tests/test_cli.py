@@ -471,6 +471,51 @@ def test_user_components_register_from_their_own_module_and_config_dir(workdir):
                           "config: while parsing a flow sequence", "tiny.yaml")
 
 
+def test_a_dataset_of_ones_own_as_people_write_one_trains_and_a_model_that_does_not_fit_it_is_one_line(workdir):
+    """`TensorDataset(x, y)` with y of shape (n,), as most people write one: the regression used to
+    train to predicting the mean (test R2 about 0, a torch UserWarning the only sign); rows of float64
+    NumPy arrays were torch's "mat1 and mat2 must have the same dtype"."""
+    (workdir / "mine.py").write_text(
+        "import torch\nfrom torch import nn\nfrom torch.utils.data import TensorDataset\n"
+        "from ftool.data import DataInfo, Splits\nfrom ftool.registry import DATASETS, MODELS\n\n"
+        "@DATASETS.register('line')\n"
+        "def line(kind: str = 'numbers'):\n"
+        "    x = torch.randn(400, 3, generator=torch.Generator().manual_seed(0))\n"
+        "    y = x @ torch.tensor([1.0, -2.0, 0.5])\n"
+        "    if kind != 'numbers':  # rows of float64 NumPy numbers, as scikit-learn gives them; classes 0, 1 or 1, 2\n"
+        "        rows = list(zip(x.double().numpy(), ((y > 0).long() + (kind == 'from_1')).tolist()))\n"
+        "        return Splits(rows, DataInfo('classification', (3,), 2, ['no', 'yes']))\n"
+        "    return Splits(TensorDataset(x, y), DataInfo('regression', (3,), 1))\n\n"
+        "@MODELS.register('pair')\n"
+        "def pair(input_shape, num_outputs):\n"
+        "    class Pair(nn.Linear):\n"
+        "        def forward(self, x):\n"
+        "            return super().forward(x), x\n"
+        "    return Pair(input_shape[0], num_outputs)\n")
+    for group, name, body in (("data", "line", "name: line\nkind: numbers\n"), ("model", "pair", "name: pair\n")):
+        (workdir / "conf" / group).mkdir(parents=True, exist_ok=True)
+        (workdir / "conf" / group / f"{name}.yaml").write_text(body)
+    mine = ("--config-dir", "conf", "imports=[mine]", "data=line")
+    result = ftool("train", *mine, "model=linear", "optimizer=sgd", "optimizer.lr=0.1", "trainer.epochs=10",
+                   f"hydra.run.dir={workdir / 'run'}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "UserWarning" not in result.stderr
+    assert read_json(workdir / "run" / "summary.json")["metrics"]["test/r2"] > 0.99
+    result = ftool("train", *mine, "model=mlp", "data.kind=classes", f"hydra.run.dir={workdir / 'rows'}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert read_json(workdir / "rows" / "summary.json")["metrics"]["test/accuracy"] > 0.9
+    assert_one_line_error(ftool("train", *mine, "model=mlp", "data.kind=from_1", cwd=workdir),
+                          "data=line: a sample's class is 2; the data has 2 classes, 0 to 1 (0: no, 1: yes)")
+    result = ftool("train", *mine, "model=pair", f"hydra.run.dir={workdir / 'pair'}", cwd=workdir)
+    assert_one_line_error(result, "model: returned a tuple for a batch of 64; the data has 1 target, so a model "
+                                  "returns one tensor of shape (batch, 1)")
+    assert read_json(workdir / "pair" / "summary.json")["status"] == "failed"
+    assert_one_line_error(ftool("train", *mine, "data.batch_size=8", cwd=workdir),  # (line.yaml has no defaults)
+                          "data.batch_size: no such key; data has name, kind. Every dataset's config has the loader "
+                          "settings (batch_size among them) through its first line `defaults: [/data_loader@_here_, "
+                          "_self_]`, as ftool's own do: add it to data=line's.")
+
+
 def test_an_experiment_of_your_own_without_its_package_line_says_to_add_it(workdir):
     """Hydra put such a file's keys under `experiment.`: "experiment: unknown config key", or with a
     defaults list "Could not override 'model@experiment.model'. Did you mean to override model?"."""

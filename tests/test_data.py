@@ -5,9 +5,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from ftool.config import AugmentConfig, DataConfig, TrainerConfig
+from ftool.data import DataInfo, Splits
 from ftool.data.loaders import build_loaders
+from ftool.data.samples import sample_reader
 from ftool.errors import FtoolError
 from ftool.registry import DATASETS
 from tests.conftest import closed_port
@@ -261,6 +264,63 @@ def test_augmentation_changes_training_samples_only(tmp_path):
 def test_augmentation_on_flat_data_is_an_error():
     with pytest.raises(FtoolError, match="augmentation needs image data"):
         loaders("regression", augment=AugmentConfig(hflip=True))
+
+
+def test_samples_in_the_forms_a_dataset_of_ones_own_gives_them_are_read_as_the_model_and_loss_take_them():
+    from PIL import Image
+
+    classes = DataInfo("classification", (2,), 3, ["a", "b", "c"])
+    x = np.array([0.5, 1.5])  # float64, as scikit-learn's and pandas' numbers are
+    read = pickle.loads(pickle.dumps(sample_reader((x, 2), classes, "mine")))  # (as spawned DataLoader workers get it)
+    for features in (x, [0.5, 1.5], torch.tensor(x), torch.tensor([0.5, 1.5])):
+        for y in (2, torch.tensor(2), torch.tensor([2]), torch.tensor(2, dtype=torch.int32), torch.tensor(2.0),
+                  np.int64(2), np.array([2], dtype=np.int32), 2.0):
+            inputs, label = read((features, y))
+            assert inputs.dtype == torch.float32 and torch.equal(inputs, torch.tensor([0.5, 1.5]))
+            assert label == 2 and type(label) is int, y
+    for y, says in ((3, "a sample's class is 3; the data has 3 classes, 0 to 2 (0: a, 1: b, 2: c)"),
+                    (-1, "a sample's class is -1"), (0.5, "must be one whole number"), ("b", "got 'b'"),
+                    (torch.tensor([0, 1]), "got Tensor of shape (2,)")):
+        with pytest.raises(FtoolError, match=re.escape(says)):
+            read((x, y))
+    regression = sample_reader((x, 1.5), DataInfo("regression", (2,), 1), "mine")
+    for y in (1.5, torch.tensor(1.5), torch.tensor([1.5], dtype=torch.float64), np.float64(1.5), [1.5]):
+        assert torch.equal(regression((x, y))[1], torch.tensor([1.5])), y
+    with pytest.raises(FtoolError, match=re.escape("data=mine: a sample's target holds 2 values and the data's "
+                                                   "DataInfo.num_outputs is 1")):
+        regression((x, [1.0, 2.0]))
+    with pytest.raises(FtoolError, match="a sample's target must be numbers, got 'x'"):
+        regression((x, "x"))
+    # Images: PIL's (torchvision's datasets without a transform) and uint8 arrays stay uint8 (C, H, W)
+    image = DataInfo("classification", (1, 4, 4), 2, ["a", "b"])
+    gray = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    inputs, _ = sample_reader((Image.fromarray(gray, "L"), 0), image, "mine")((Image.fromarray(gray, "L"), 0))
+    assert inputs.dtype == torch.uint8 and torch.equal(inputs, torch.from_numpy(gray)[None])
+    inputs, _ = sample_reader((gray[None], 0), image, "mine")((gray[None], 0))
+    assert inputs.dtype == torch.uint8
+    for sample, says in (((gray, 0), "input has shape (4, 4) and the data's DataInfo.input_shape is (1, 4, 4); a "
+                                     "grayscale image has one channel, (1, H, W): x.unsqueeze(0)"),
+                         ((np.zeros((4, 4, 1), np.uint8), 0), "channels first, (C, H, W): x.permute(2, 0, 1)"),
+                         ({"image": gray, "label": 0}, "a sample is a pair (input, target); got {'image'"),
+                         ((gray, 0, "extra"), "a sample is a pair (input, target); got (array(")):
+        with pytest.raises(FtoolError, match=re.escape(says)):
+            sample_reader(sample, image, "mine")
+
+
+def test_a_dataset_of_ones_own_batches_its_targets_as_the_loss_takes_them():
+    """A 1-D regression target batched to (n,) broadcast against the model's (n, 1) outputs: the loss of
+    every sample's output against every target, which trains to predicting the mean."""
+    x = torch.randn(40, 3)
+    regression = Splits(TensorDataset(x, x.sum(1).double()), DataInfo("regression", (3,), 1))
+    batch = next(iter(build_loaders(DataConfig(name="mine", batch_size=8), regression, seed=0).train))
+    assert batch[1].shape == (8, 1) and batch[1].dtype == torch.float32
+    assert torch.allclose(batch[1][:, 0], batch[0].sum(1))
+    column = Splits(TensorDataset(x, torch.randint(0, 2, (40, 1)).float()), DataInfo("classification", (3,), 2))
+    batch = next(iter(build_loaders(DataConfig(name="mine", batch_size=8), column, seed=0).train))
+    assert batch[1].shape == (8,) and batch[1].dtype == torch.long
+    wrong = Splits(TensorDataset(x, torch.full((40,), 2)), DataInfo("classification", (3,), 2, ["a", "b"]))
+    with pytest.raises(FtoolError, match=re.escape("data=mine: a sample's class is 2; the data has 2 classes")):
+        build_loaders(DataConfig(name="mine"), wrong, seed=0)  # before training, not in a DataLoader worker
 
 
 def test_synthetic_and_regression_shapes():

@@ -116,7 +116,10 @@ def test_label_smoothing_is_for_class_labels_only():
     with pytest.raises(FtoolError, match="trainer.label_smoothing: smooths class labels; this data is regression"):
         build_loss(TrainerConfig(label_smoothing=0.1), regression, torch.device("cpu"))
     loss = build_loss(TrainerConfig(label_smoothing=0.1), DataInfo("classification", (10,), 3), torch.device("cpu"))
-    assert loss.label_smoothing == 0.1
+    logits, target = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]]), torch.tensor([0, 2])
+    smoothed = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1)
+    assert loss(logits, target).item() == pytest.approx(smoothed.item())
+    assert smoothed.item() > torch.nn.functional.cross_entropy(logits, target).item() + 0.01
 
 
 def test_class_weights_weigh_each_sample_by_its_class_and_balanced_counts_the_train_split():

@@ -13,22 +13,24 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from ftool.config import DataConfig
 from ftool.data import DataInfo, Splits
+from ftool.data.samples import SampleReader, sample_reader
 from ftool.data.transforms import check_augment, make_transform
 from ftool.errors import FtoolError
 
 
 class SplitView(Dataset):
-    """The samples of `base` at `indices` (all of them when None), passed through `transform`."""
+    """The samples of `base` at `indices` (all of them when None), read as ftool takes them (`read`:
+    ftool.data.samples), their inputs then passed through `transform`."""
 
-    def __init__(self, base: Dataset, indices: Optional[list[int]], transform):
-        self.base, self.indices, self.transform = base, indices, transform
+    def __init__(self, base: Dataset, indices: Optional[list[int]], transform, read: SampleReader):
+        self.base, self.indices, self.transform, self.read = base, indices, transform, read
 
     def __len__(self):
         return len(self.base) if self.indices is None else len(self.indices)
 
     def __getitem__(self, i):
-        x, y = self.base[i if self.indices is None else self.indices[i]]
-        return (x, y) if self.transform is None else (self.transform(x), y)
+        x, y = self.read(self.base[i if self.indices is None else self.indices[i]])
+        return (x if self.transform is None else self.transform(x)), y
 
 
 class EpochSampler(Sampler[int]):
@@ -135,11 +137,13 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
         val_base = splits.train
 
     info = splits.info
+    first = splits.train[0]
+    read = sample_reader(first, info, cfg.name)
     train_tf = eval_tf = None
     if info.text:  # (texts are token ids: no per-sample transform)
         check_augment(cfg, info)
-    else:
-        stored = splits.train[0][0].dtype  # uint8 images are scaled to [0, 1]; float data as it is
+    else:  # uint8 images are scaled to [0, 1]; float data is taken as it is
+        stored = read(first)[0].dtype
         train_tf, eval_tf = (make_transform(cfg, info, train, stored) for train in (True, False))
     eval_bs = cfg.eval_batch_size or cfg.batch_size
     # torch pins memory only for an accelerator; on a CPU-only machine it would warn in every run
@@ -150,9 +154,9 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
     def eval_loader(base, idx):
         if world_size > 1:
             idx = (list(range(len(base))) if idx is None else idx)[rank::world_size]
-        return DataLoader(SplitView(base, idx, eval_tf), batch_size=eval_bs, shuffle=False, **workers)
+        return DataLoader(SplitView(base, idx, eval_tf, read), batch_size=eval_bs, shuffle=False, **workers)
 
-    train_view = SplitView(splits.train, train_idx, train_tf)
+    train_view = SplitView(splits.train, train_idx, train_tf, read)
     lengths = None
     if cfg.group_by_length:
         if not hasattr(splits.train, "lengths"):
