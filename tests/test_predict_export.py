@@ -181,6 +181,73 @@ def test_export_errors_are_one_line(image_run, tmp_path):
                           "out: model: a pt2 export's name ends in .pt2 (torch.export.load expects it); give out=model.pt2")
 
 
+MODELS_THAT_TRACE_WRONG = """\
+import math
+import torch
+from torch import nn
+from ftool.registry import MODELS
+
+
+class Threshold(nn.Module):
+    def __init__(self, features, outputs):
+        super().__init__()
+        self.usual, self.rare = nn.Linear(features, outputs), nn.Linear(features, outputs)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        if x.max() > 1e6:  # a branch on the values: a trace keeps the one its example took
+            return self.rare(x)
+        return self.usual(x)
+
+
+class FixedBatch(Threshold):
+    def forward(self, x):
+        return self.usual(x.flatten(1)) + torch.zeros(int(x.shape[0]), 1)  # a trace fixes the batch size
+
+
+@MODELS.register("threshold")
+def threshold(input_shape, num_outputs):
+    return Threshold(math.prod(input_shape), num_outputs)
+
+
+@MODELS.register("fixed_batch")
+def fixed_batch(input_shape, num_outputs):
+    return FixedBatch(math.prod(input_shape), num_outputs)
+"""
+
+
+def test_an_export_that_a_trace_got_wrong_is_named(tmp_path):
+    """Exports were checked on the batch they were traced on, which a trace always reproduces: a model
+    traced with its batch size fixed exported without a word and failed on any other batch, and a
+    branch on tensor values was silenced with the tracer's other warnings."""
+    (tmp_path / "mine.py").write_text(MODELS_THAT_TRACE_WRONG)
+    for name in ("threshold", "fixed_batch"):
+        (tmp_path / "conf" / "model").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "conf" / "model" / f"{name}.yaml").write_text(f"name: {name}\n")
+        result = ftool("train", "--config-dir", "conf", f"model={name}", "imports=[mine]", "trainer.epochs=1",
+                       "trainer.progress=false", f"hydra.run.dir={name}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    line, sized = (next(i + 1 for i, text in enumerate(MODELS_THAT_TRACE_WRONG.splitlines()) if code in text)
+                   for code in ("if x.max() > 1e6", "int(x.shape[0])"))
+    for fmt in ("torchscript", "onnx"):
+        result = ftool("export", "ckpt=threshold", f"format={fmt}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr  # (every input here takes the usual branch)
+        assert result.stderr == (f"warning: format={fmt}: the model's code turns a tensor into a Python value "
+                                 f"({tmp_path / 'mine.py'}:{line}: a branch on it, a size); the export keeps what its "
+                                 f"example batch gave and may differ from the model on other inputs. format=pt2 "
+                                 f"exports only what it can follow exactly\n")
+    assert_one_line_error(ftool("export", "ckpt=threshold", "format=pt2", cwd=tmp_path),
+                          "format=pt2: the model did not export (GuardOnDataDependentSymNode")
+    result = ftool("export", "ckpt=fixed_batch", "format=torchscript", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    warning, error = result.stderr.splitlines()
+    assert warning.startswith("warning: format=torchscript: the model's code turns a tensor into a Python value "
+                              f"({tmp_path / 'mine.py'}:{sized}: a branch on it, a size)")
+    assert error == (f"ftool: error: export: {tmp_path / 'fixed_batch' / 'export' / 'model.pt'} fails on a batch of "
+                     f"3 samples, having been traced on 2 (The following operation failed in the TorchScript "
+                     f"interpreter.); do not use it")
+
+
 def test_an_export_never_replaces_a_runs_records(image_run, tmp_path):
     """out= naming the run's summary.json or checkpoint wrote the export over it: the run was gone."""
     records = {p: p.read_bytes() for p in image_run.rglob("*") if p.is_file()}

@@ -1,6 +1,8 @@
 """`ftool export ckpt=<run> format=safetensors|torchscript|pt2|onnx [out=<path>]`: the run's model for
-use outside ftool. Every export is loaded back and compared with the checkpoint's model on an
-example batch; the largest difference is printed, and an export that disagrees is an error.
+use outside ftool. Every export is loaded back and compared with the checkpoint's model on a batch
+of another size than the one it was traced on; the largest difference is printed, and an export that
+disagrees is an error. A trace records only the branches its example took: where the model's own
+code turns a tensor into a Python value, a warning names the line.
 
     safetensors  weights with their metadata (classes, input shape, model); for Hugging Face
                  models with their own head (pooling=cls), a save_pretrained folder with the
@@ -14,8 +16,11 @@ example batch; the largest difference is printed, and an export that disagrees i
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import io
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -27,7 +32,7 @@ from ftool import components
 from ftool.data.transforms import Standardize
 from ftool.engine import checkpoint
 from ftool.engine.atomic import atomic_folder, atomic_write, ordinary_mode
-from ftool.engine.progress import console
+from ftool.engine.progress import console, warn
 from ftool.errors import FtoolError, one_line
 from ftool.finetune import merge_lora
 from ftool.inference import Trained, load_trained
@@ -57,17 +62,24 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dic
     merge_lora(trained.model)
     hf_folder = format == "safetensors" and trained.info.text and trained.model.head is None
     target = _target(out, trained, hf_folder, format)
-    module, example = _traceable(trained)
-    with torch.no_grad():
-        expected = module(*example)
+    module = _exportable(trained.model, trained)
+    example, check = _batch(trained, 2, seed=0), _batch(trained, 3, seed=1)
     exported = {"safetensors": _hf_folder if hf_folder else _safetensors, "torchscript": _torchscript,
                 "pt2": _pt2, "onnx": _onnx}[format](trained, module, example, target)
+    with torch.no_grad():
+        expected = module(*check)
+        try:
+            exported = exported(*check)
+        except Exception as e:  # (a trace that fixed the batch size: torch's or onnxruntime's shape error)
+            said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise FtoolError(f"export: {target} fails on a batch of {len(check[0])} samples, having been traced on "
+                             f"{len(example[0])} ({said}); do not use it") from None
     difference = float((exported - expected).abs().max())
     tolerance = TOLERANCE * max(1.0, float(expected.abs().max()))
     if not difference <= tolerance:
         raise FtoolError(f"export: {target} gives outputs up to {difference:.3g} away from the checkpoint's "
                          f"(tolerance {tolerance:.3g}); do not use it")
-    console.print(f"exported {trained.weights} -> {target} ({format}); checked on an example batch: "
+    console.print(f"exported {trained.weights} -> {target} ({format}); checked on 3 new samples: "
                   f"max |difference| {difference:.2g}", soft_wrap=True)
     return {"path": str(target), "max_abs_difference": difference}
 
@@ -101,19 +113,19 @@ def _target(out: str, trained: Trained, hf_folder: bool, format: str) -> Path:
     return target
 
 
-def _traceable(trained: Trained) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
-    """(a module taking positional tensors, an example batch for it): two samples, and for text
-    one of them padded, so the export is checked on the attention mask too."""
-    g = torch.Generator().manual_seed(0)
+def _batch(trained: Trained, size: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """A random batch of `size` samples for the exported module's positional inputs; for text the
+    last one padded, so the export is checked on the attention mask too."""
+    g = torch.Generator().manual_seed(seed)
     if trained.info.text:
         vocab = trained.model.hf.config.vocab_size
         length = min(16, trained.info.input_shape[0])
-        ids = torch.randint(5, vocab, (2, length), generator=g)
+        ids = torch.randint(5, vocab, (size, length), generator=g)
         mask = torch.ones_like(ids)
-        mask[1, length // 2:] = 0
-        return _exportable(trained.model, trained), (ids, mask)
+        mask[-1, length // 2:] = 0
+        return ids, mask
     sample = torch.rand if trained.info.is_image else torch.randn  # images: scaled to [0, 1]
-    return _exportable(trained.model, trained), (sample(2, *trained.info.input_shape, generator=g),)
+    return (sample(size, *trained.info.input_shape, generator=g),)
 
 
 def _metadata(trained: Trained) -> dict[str, str]:
@@ -124,12 +136,13 @@ def _metadata(trained: Trained) -> dict[str, str]:
             "columns": json.dumps(info.columns)}
 
 
-def _safetensors(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+# Each format's exporter writes `target` and returns the export loaded back, as a function of a batch.
+
+def _safetensors(trained: Trained, module: nn.Module, example, target: Path):
     checkpoint.save_weights(target, trained.model, **_metadata(trained))
     fresh = components.build_model(trained.rc, trained.info, pretrained=False, lora=False).eval()  # merged
     checkpoint.load_into(fresh, target)
-    with torch.no_grad():
-        return _exportable(fresh, trained)(*example)
+    return _exportable(fresh, trained)
 
 
 def _exportable(model: nn.Module, trained: Trained) -> nn.Module:
@@ -145,7 +158,7 @@ def _exportable(model: nn.Module, trained: Trained) -> nn.Module:
     return model
 
 
-def _hf_folder(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+def _hf_folder(trained: Trained, module: nn.Module, example, target: Path):
     from transformers import AutoModelForSequenceClassification
 
     hf = trained.model.hf
@@ -158,19 +171,37 @@ def _hf_folder(trained: Trained, module: nn.Module, example, target: Path) -> to
         for weights in folder.glob("*.safetensors"):  # safetensors >= 0.8.1 writes them 0600 (safetensors#782)
             weights.chmod(ordinary_mode())
     reloaded = AutoModelForSequenceClassification.from_pretrained(target).eval()
-    with torch.no_grad():
-        return reloaded(input_ids=example[0], attention_mask=example[1]).logits
+    return lambda input_ids, attention_mask: reloaded(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def _torchscript(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
-    # torch.jit is deprecated, not gone, and users still ask for it: its FutureWarnings say nothing they can act on.
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # (and the tracer's about Python control flow in the model)
+@contextlib.contextmanager
+def _tracing(format: str):
+    """The tracer's warnings (TorchScript, and ONNX's exporter, which traces) silenced, except where the
+    model's own code turns a tensor into a Python bool or number: the trace keeps the branch its
+    example took, or its batch size, and other inputs may need another. (Those from torch's and transformers' own
+    code are about shapes, which tracing treats as tensors; the rest is deprecation notes.)"""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    libraries = [Path(importlib.util.find_spec(name).origin).parent for name in ("torch", "transformers")
+                 if importlib.util.find_spec(name)]
+    places = dict.fromkeys(f"{w.filename}:{w.lineno}" for w in caught if issubclass(w.category, torch.jit.TracerWarning)
+                           and not any(Path(w.filename).is_relative_to(lib) for lib in libraries))
+    if places:
+        warn(f"format={format}: the model's code turns a tensor into a Python value ({', '.join(places)}: a branch "
+             f"on it, a size); the export keeps what its example batch gave and may differ from the model on other "
+             f"inputs. format=pt2 exports only what it can follow exactly")
+
+
+def _torchscript(trained: Trained, module: nn.Module, example, target: Path):
+    with _tracing("torchscript"), torch.no_grad():
         traced = torch.jit.trace(module, example, check_trace=False)
+    with warnings.catch_warnings():  # torch.jit is deprecated, not gone, and users still ask for it: its
+        warnings.simplefilter("ignore")  # FutureWarnings say nothing they can act on
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)
         atomic_write(target, buffer.getvalue())
-        return torch.jit.load(str(target))(*example)
+        return torch.jit.load(str(target))
 
 
 def _dynamic_axes(trained: Trained) -> dict[int, str]:
@@ -178,24 +209,33 @@ def _dynamic_axes(trained: Trained) -> dict[int, str]:
     return {0: "batch", 1: "length"} if trained.info.text else {0: "batch"}
 
 
-def _pt2(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+def _pt2(trained: Trained, module: nn.Module, example, target: Path):
     from torch.export import Dim, export, load, save
 
     dims = {axis: Dim(name) for axis, name in _dynamic_axes(trained).items()}
     if trained.info.text:
         dims[1] = Dim("length", max=trained.info.input_shape[0])  # texts are cut to max_length
-    try:
-        program = export(module, example, dynamic_shapes=tuple(dims for _ in example))
+    try:  # (failing, torch prints its partial graph and logs notes: the one-line error says it)
+        with contextlib.redirect_stderr(io.StringIO()), _logging_off():
+            program = export(module, example, dynamic_shapes=tuple(dims for _ in example))
     except Exception as e:  # the exporter's errors have many types
         raise FtoolError(f"format=pt2: the model did not export ({type(e).__name__}: {one_line(e)})") from None
     buffer = io.BytesIO()
     save(program, buffer)
     atomic_write(target, buffer.getvalue())
-    with torch.no_grad():
-        return load(str(target)).module()(*example)
+    return load(str(target)).module()
 
 
-def _onnx(trained: Trained, module: nn.Module, example, target: Path) -> torch.Tensor:
+@contextlib.contextmanager
+def _logging_off():
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _onnx(trained: Trained, module: nn.Module, example, target: Path):
     try:
         import onnxruntime
     except ImportError:
@@ -205,8 +245,7 @@ def _onnx(trained: Trained, module: nn.Module, example, target: Path) -> torch.T
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's notes on how it lowered ops
+        with _tracing("onnx"):
             torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["logits"],
                               dynamic_axes={n: dims for n in names}, dynamo=False)
     except Exception as e:  # the exporter's errors have many types
@@ -214,5 +253,4 @@ def _onnx(trained: Trained, module: nn.Module, example, target: Path) -> torch.T
         raise FtoolError(f"format=onnx: the model did not export ({type(e).__name__}: {one_line(e)})") from None
     tmp.replace(target)
     session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {n: t.numpy() for n, t in zip(names, example)})
-    return torch.from_numpy(outputs[0])
+    return lambda *batch: torch.from_numpy(session.run(None, {n: t.numpy() for n, t in zip(names, batch)})[0])
