@@ -60,6 +60,7 @@ class TrainerConfig:
     accelerator: str = "auto"
     devices: int = 1  # > 1: one process per device through torch.distributed.run
     strategy: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard), with several processes
+    find_unused_parameters: bool = False  # ddp: a model with parameters some steps leave unused (costs a graph walk per step)
     precision: str = "32"
     compile: Any = False  # false | true | strict (true falls back to eager where it cannot compile)
     compile_mode: str = "default"  # default | reduce-overhead | max-autotune
@@ -99,7 +100,8 @@ class TrainerConfig:
         _check_choice(e, "trainer.precision", self.precision, PRECISIONS,
                       {"16": "fp16-mixed", "16-mixed": "fp16-mixed", "bf16": "bf16-mixed", "32-true": "32"})
         _check(e, self.devices >= 1, "trainer.devices", "must be >= 1", self.devices)
-        _check_choice(e, "trainer.strategy", self.strategy, ("ddp", "fsdp"))
+        _check_choice(e, "trainer.strategy", self.strategy, ("ddp", "fsdp"),  # (Lightning's names)
+                      {"ddp_find_unused_parameters_true": "ddp', with 'trainer.find_unused_parameters=true"})
         _check(e, self.compile in (True, False, "strict"), "trainer.compile", "must be true, false or strict",
                self.compile)
         _check_choice(e, "trainer.compile_mode", self.compile_mode, ("default", "reduce-overhead", "max-autotune"))

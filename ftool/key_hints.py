@@ -37,6 +37,7 @@ OTHER_TOOLS_NAMES = {
     "label_smoothing_factor": "trainer.label_smoothing",
     **dict.fromkeys(("class_weight", "pos_weight", "loss_weights"), "trainer.class_weights"),  # Keras', scikit-learn's
     "torch_compile": "trainer.compile",
+    "ddp_find_unused_parameters": "trainer.find_unused_parameters",
     "report_to": "logger=<name>",
     **dict.fromkeys(("max_seq_length", "max_seq_len", "max_len"), "data.max_length"),
     **dict.fromkeys(("lora_r", "lora_rank"), "finetune.lora.r"),

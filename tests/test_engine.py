@@ -473,6 +473,34 @@ def test_a_failure_in_several_processes_is_one_line_not_torchruns_report(workdir
     assert killed.stderr.strip().endswith("ftool: error: process 1 was killed by SIGKILL (out of memory, most often)")
 
 
+def test_ddp_with_parameters_a_step_leaves_unused_names_them_and_the_setting_that_allows_them(workdir):
+    """DDP's "Expected to have finished reduction in the prior iteration" was a traceback from each process."""
+    (workdir / "two_heads.py").write_text(
+        "import math\nfrom torch import nn\nfrom ftool.registry import MODELS\n\n"
+        "class TwoHeads(nn.Module):\n"
+        "    def __init__(self, features, outputs):\n"
+        "        super().__init__()\n"
+        "        self.used, self.spare = nn.Linear(features, outputs), nn.Linear(features, outputs)\n"
+        "    def forward(self, x):\n"
+        "        return self.used(x.flatten(1))\n\n"
+        "@MODELS.register('two_heads')\n"
+        "def two_heads(input_shape, num_outputs):\n"
+        "    return TwoHeads(math.prod(input_shape), num_outputs)\n")
+    (workdir / "conf" / "model").mkdir(parents=True)
+    (workdir / "conf" / "model" / "two_heads.yaml").write_text("name: two_heads\n")
+    mine = ("--config-dir", "conf", "model=two_heads", "imports=[two_heads]", "trainer.epochs=1", "trainer.devices=2")
+    failed = ftool("train", *SMALL, *mine, f"hydra.run.dir={workdir / 'a'}", cwd=workdir)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
+    said = ("trainer.devices=2: a step left spare.weight, spare.bias without a gradient, which DDP refuses; "
+            "trainer.find_unused_parameters=true allows it (each step then looks for them), or leave them out of the model")
+    assert failed.stderr.strip().endswith(f"ftool: error: {said}")
+    assert read_json(workdir / "a" / "summary.json")["error"] == said
+    done = ftool("train", *SMALL, *mine, "trainer.find_unused_parameters=true", f"hydra.run.dir={workdir / 'b'}",
+                 cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert read_json(workdir / "b" / "summary.json")["status"] == "completed"
+
+
 def test_finetune_starts_its_processes_as_train_does(workdir):
     pretrained, tuned = workdir / "pretrained", workdir / "tuned"
     train(workdir, pretrained, "trainer.epochs=1")

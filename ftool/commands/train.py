@@ -153,7 +153,8 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
             if rc.finetune.lora.r and rc.optimizer.lr < 1e-4:  # hf_classifier's 2e-5 is a full fine-tune's LR
                 warn(f"optimizer.lr={rc.optimizer.lr:g} is a full fine-tune's LR: LoRA adapters start at zero and "
                      f"usually train at 1e-4 to 1e-3 (optimizer.lr=5e-4)")
-        result = trainer.fit(loaders.train, loaders.val, at)
+        with acc.unused_parameters_named(model):
+            result = trainer.fit(loaders.train, loaders.val, at)
         metrics = dict(result.metrics)
         if rc.trainer.validate and rc.trainer.test:
             tested = run.best_weights if run.best_weights.is_file() else run.last_weights

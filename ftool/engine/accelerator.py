@@ -7,6 +7,7 @@ import atexit
 import contextlib
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ class Accelerator:
     compile_mode: str = "default"
     channels_last: bool = False
     strategy: str = "ddp"
+    find_unused_parameters: bool = False
     rank: int = 0
     world_size: int = 1
     _distributed: nn.Module | None = field(default=None, init=False, repr=False)  # DDP wrapper / FSDP root from `prepare`
@@ -58,6 +60,22 @@ class Accelerator:
         """Loss scaling for fp16 (a no-op object otherwise): fp16 gradients underflow without it."""
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16-mixed")
 
+    @contextlib.contextmanager
+    def unused_parameters_named(self, model: nn.Module):
+        """DDP's error for parameters that a step left without a gradient (a branch of the model's that some
+        batches skip, a layer it never calls), a traceback in every process, as one line naming them."""
+        try:
+            yield
+        except RuntimeError as e:
+            if "Expected to have finished reduction in the prior iteration" not in str(e):
+                raise
+            found = re.search(r"did not receive grad for rank \d+: ([\d ]+)", str(e))
+            trainable = [name for name, p in model.named_parameters() if p.requires_grad]  # (DDP's indices)
+            names = [trainable[int(i)] for i in found[1].split() if int(i) < len(trainable)] if found else []
+            raise FtoolError(f"trainer.devices={self.world_size}: a step left {', '.join(names) or 'parameters'} "
+                             f"without a gradient, which DDP refuses; trainer.find_unused_parameters=true allows it "
+                             f"(each step then looks for them), or leave them out of the model") from None
+
     def prepare(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
         """(the model, on the device; the callable that runs steps: wrapped for DDP/FSDP, compiled)."""
         model = model.to(self.device)
@@ -69,7 +87,8 @@ class Accelerator:
             self._distributed = model
         elif self.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            step_model = self._distributed = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+            step_model = self._distributed = nn.parallel.DistributedDataParallel(
+                model, device_ids=ids, find_unused_parameters=self.find_unused_parameters)
         if self.compile:
             import torch._dynamo.config as dynamo_config  # binds only dynamo_config: `torch` stays the module's
 
@@ -221,7 +240,7 @@ def select(cfg: TrainerConfig, training: bool = True) -> Accelerator:
         warn("trainer.compile: no C compiler found (inductor needs one on CPU); running eagerly")
         compile_ = False
     return Accelerator(device, precision, compile_, cfg.compile_mode, cfg.channels_last, cfg.strategy,
-                       rank, world_size)
+                       cfg.find_unused_parameters, rank, world_size)
 
 
 def _c_compiler() -> bool:
