@@ -92,12 +92,28 @@ def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list
             options[key] = (*options[key], value) if isinstance(command.options[key], tuple) else value
         else:
             overrides.append(shell_like(arg))
+    check_no_empty_paths(options, overrides)
     missing = [k for k, v in options.items() if v is None or v == ()]
     if missing and not set(flags) & {"-h", "--help", "--hydra-help"}:
         bare = [a for a in overrides if "=" not in a]  # `ftool eval outputs/run`: the value without its key
         hint = f"; {bare[0]!r} has no key: {missing[0]}={bare[0]}?" if bare else f" ({command.name}: {command.summary})"
         raise FtoolError(f"{command.name} needs {', '.join(f'{k}=...' for k in missing)}{hint}")
     return options, flags, overrides
+
+
+# Settings that name a file or folder. Given empty, the value is most often a shell variable that is not
+# set (`ckpt=$RUN`), and would stand for the current folder (ckpt, data.root: whatever runs or images are
+# there) or for nothing (finetune.from: a fine-tune from scratch).
+PATH_SETTINGS = ("ckpt", "input", "data.root", "trainer.resume", "finetune.from", "model.name_or_path",
+                 "hydra.run.dir", "hydra.sweep.dir")
+
+
+def check_no_empty_paths(options: dict, overrides: list[str]) -> None:
+    given = [(k, v) for k, value in options.items() for v in (value if isinstance(value, tuple) else (value,))]
+    given += [(k.lstrip("+~"), v) for k, sep, v in (o.partition("=") for o in overrides) if sep]
+    for key, value in given:
+        if key in PATH_SETTINGS and isinstance(value, str) and not value.strip("'\" "):
+            raise FtoolError(f"{key}= is empty (a shell variable that is not set?); give a path")
 
 
 _GRAMMAR = set(",[]{}()'\"$= \\")  # characters with a meaning in Hydra's override values

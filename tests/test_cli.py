@@ -404,6 +404,18 @@ def test_an_output_directory_that_cannot_be_made_is_one_line(workdir):
                           f"hydra.run.dir: cannot make a_file/{time.strftime('%Y')}")
 
 
+def test_a_path_given_empty_is_one_line_not_the_current_folder(workdir):
+    """`ckpt=$RUN` with RUN unset: ckpt= read the current folder (here: "a sweep of N jobs"), data.root=
+    searched it for images, and `finetune.from=` fine-tuned from nothing, without a word."""
+    for key, args in (("ckpt", ("eval", "ckpt=")), ("input", ("predict", "ckpt=run", "input=")),
+                      ("finetune.from", ("train", "finetune.from=")), ("finetune.from", ("finetune", "finetune.from=''")),
+                      ("trainer.resume", ("train", "trainer.resume=")),
+                      ("data.root", ("train", "data=imagefolder", "data.root=")),
+                      ("data.root", ("train", "-m", "data=imagefolder", "data.root="))):
+        assert_one_line_error(ftool(*args, cwd=workdir), f"{key}= is empty (a shell variable that is not set?); give a path")
+    assert not (workdir / "outputs").exists() and not (workdir / "multirun").exists()
+
+
 def test_a_failure_during_the_run_is_recorded_in_summary(workdir):
     (workdir / "no_classes").mkdir()
     run = workdir / "run"
