@@ -237,6 +237,20 @@ def user_config_dirs(flags: list[str]) -> list[Path]:
     return dirs
 
 
+def primary_config(flags: list[str], config_dir: Path, user_dirs: list[Path]) -> tuple[str, Path]:
+    """The config Hydra composes, and the folder it is in: ftool's `config`, or one of the user's own
+    (--config-name/-cn, from a --config-dir folder; Hydra looks in ftool's own folder first)."""
+    name = next((flags[i + 1] for i, f in enumerate(flags[:-1]) if f in ("-cn", "--config-name")), "config")
+    name = name.removesuffix(".yaml")
+    root = next((d for d in (config_dir, *user_dirs) if (d / f"{name}.yaml").is_file()), None)
+    if root is None:
+        there = sorted({p.stem for d in user_dirs for p in d.glob("*.yaml")} | {"config"})
+        where = f"the --config-dir folders ({', '.join(map(str, user_dirs))})" if user_dirs else "ftool's configs"
+        raise FtoolError(f"--config-name: no {name}.yaml in {where}; the configs there: {', '.join(there)}"
+                         f"{'' if user_dirs else ' (give your own folder with --config-dir)'}")
+    return name, root
+
+
 def quoted(path) -> str:
     """A path as a Hydra override's value: quoted, as its grammar reserves , = [ ' and non-ASCII letters."""
     return "'" + str(path).replace("'", "\\'") + "'"
@@ -259,8 +273,10 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
         sweeps = [o for o in parsed if o.is_sweep_override()]
         overrides = [o.input_line for o in parsed if not o.is_sweep_override()]
     user_dirs = user_config_dirs(flags)
+    primary, root = primary_config(flags, config_dir, user_dirs)
+    searched = [d for d in (*user_dirs, config_dir) if d != root]  # (a user's own primary config is the root)
     if user_dirs:
-        overrides = [*overrides, f"hydra.searchpath=[{','.join(f'file://{d}' for d in user_dirs)}]"]
+        overrides = [*overrides, f"hydra.searchpath=[{','.join(f'file://{d}' for d in searched)}]"]
     import yaml
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
@@ -270,8 +286,8 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
     from ftool.config import GLOBAL_GROUPS, not_global, validate
 
     def composed(chosen: list[str]):
-        with initialize_config_dir(str(config_dir), version_base="1.3"):
-            return compose("config", overrides=chosen, return_hydra_config=True)
+        with initialize_config_dir(str(root), version_base="1.3"):
+            return compose(primary, overrides=chosen, return_hydra_config=True)
 
     try:
         cfg = composed(overrides)
@@ -281,7 +297,7 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
         unknown = re.match(r"Could not override '([^']+)'", str(e))
         if unknown and "not in struct" in str(e.__cause__):
             # Compose with only the group choices and Hydra's settings to list the keys that exist.
-            groups = {d.name for root in (config_dir, *user_dirs) for d in root.iterdir() if d.is_dir()}
+            groups = {d.name for folder in (config_dir, *user_dirs) for d in folder.iterdir() if d.is_dir()}
             choices = [o for o in overrides if o.startswith("hydra.") or o.split("=")[0].lstrip("+~") in groups]
             from ftool.key_hints import unknown_key
 

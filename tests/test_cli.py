@@ -528,6 +528,24 @@ def test_a_dataset_of_ones_own_as_people_write_one_trains_and_a_model_that_does_
                           "_self_]`, as ftool's own do: add it to data=line's.")
 
 
+def test_a_primary_config_of_your_own_is_the_one_checked(workdir):
+    """--config-name was checked as ftool's own config: `model.hidden=[16]` with a config choosing mlp was
+    refused as simplecnn's setting, and a name with no file was Hydra's error and its search path."""
+    (workdir / "conf").mkdir()
+    (workdir / "conf" / "mine.yaml").write_text("defaults:\n  - config\n  - override model: mlp\n  - _self_\n"
+                                                 "trainer:\n  epochs: 1\n  progress: false\n")
+    result = ftool("train", "--config-dir", "conf", "--config-name", "mine", "model.hidden=[16]",
+                   f"hydra.run.dir={workdir / 'run'}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    config = (workdir / "run" / ".hydra" / "config.yaml").read_text()
+    assert "name: mlp" in config and "hidden:\n  - 16" in config and "epochs: 1" in config
+    assert_one_line_error(ftool("train", "--config-dir", "conf", "-cn", "mine", "model.hidden=[0]", cwd=workdir),
+                          "model.hidden: mlp's layer sizes must be whole numbers >= 1, got [0]")
+    assert_one_line_error(ftool("train", "--config-dir", "conf", "-cn", "mien", cwd=workdir),
+                          f"--config-name: no mien.yaml in the --config-dir folders ({workdir / 'conf'}); the configs "
+                          f"there: config, mine")
+
+
 def test_an_experiment_of_your_own_without_its_package_line_says_to_add_it(workdir):
     """Hydra put such a file's keys under `experiment.`: "experiment: unknown config key", or with a
     defaults list "Could not override 'model@experiment.model'. Did you mean to override model?"."""
