@@ -620,6 +620,8 @@ def main(argv: list[str] | None = None) -> None:
             if ran_in:  # the modules its `imports` names may live in the folder it ran in
                 sys.path.append(str(ran_in))
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
+            flags = [f for i, f in enumerate(flags)  # (so --config-name, which it was composed from, is done)
+                     if f not in ("-cn", "--config-name") and flags[i - 1:i] not in (["-cn"], ["--config-name"])]
             overrides = without_group_choices(overrides, config_groups(config_root()), command.name, run)
             if not command.trains:
                 check_settings_that_change_nothing(overrides, command)

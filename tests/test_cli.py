@@ -539,6 +539,10 @@ def test_a_primary_config_of_your_own_is_the_one_checked(workdir):
     assert result.returncode == 0, result.stderr
     config = (workdir / "run" / ".hydra" / "config.yaml").read_text()
     assert "name: mlp" in config and "hidden:\n  - 16" in config and "epochs: 1" in config
+    result = ftool("train", "--config-dir", "conf", "--config-name", "mine", "trainer.epochs=2",  # the command again
+                   f"trainer.resume={workdir / 'run'}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert read_json(workdir / "run" / "summary.json")["timing"]["epochs"] == 2
     assert_one_line_error(ftool("train", "--config-dir", "conf", "-cn", "mine", "model.hidden=[0]", cwd=workdir),
                           "model.hidden: mlp's layer sizes must be whole numbers >= 1, got [0]")
     assert_one_line_error(ftool("train", "--config-dir", "conf", "-cn", "mien", cwd=workdir),
