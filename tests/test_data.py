@@ -298,6 +298,11 @@ def test_samples_in_the_forms_a_dataset_of_ones_own_gives_them_are_read_as_the_m
     assert inputs.dtype == torch.uint8 and torch.equal(inputs, torch.from_numpy(gray)[None])
     inputs, _ = sample_reader((gray[None], 0), image, "mine")((gray[None], 0))
     assert inputs.dtype == torch.uint8
+    photo = Image.fromarray(np.full((6, 6, 3), 200, dtype=np.uint8))  # RGB, another size: as image files are read
+    inputs, _ = sample_reader((photo, 0), image, "mine")((photo, 0))
+    assert inputs.shape == (1, 4, 4) and int(inputs.min()) == int(inputs.max()) == 200
+    with pytest.raises(FtoolError, match=re.escape("a sample's input must be numbers (a tensor, an array, a list)")):
+        sample_reader(({"pixels": 1}, 0), classes, "mine")
     for sample, says in (((gray, 0), "input has shape (4, 4) and the data's DataInfo.input_shape is (1, 4, 4); a "
                                      "grayscale image has one channel, (1, H, W): x.unsqueeze(0)"),
                          ((np.zeros((4, 4, 1), np.uint8), 0), "channels first, (C, H, W): x.permute(2, 0, 1)"),

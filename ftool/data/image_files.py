@@ -48,16 +48,16 @@ def _eight_bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(scaled.astype(np.uint8), "L")
 
 
-def image_tensor(image: Image.Image, channels: int) -> torch.Tensor:
-    """A PIL image as uint8 (C, H, W) with `channels` channels (1: grayscale, else RGB)."""
-    return functional.pil_to_tensor(_eight_bit(image).convert("L" if channels == 1 else "RGB"))
+def image_tensor(image: Image.Image, channels: int, size: tuple[int, int]) -> torch.Tensor:
+    """A PIL image as uint8 (C, H, W) with `channels` channels (1: grayscale, else RGB), resized to `size`."""
+    tensor = functional.pil_to_tensor(_eight_bit(image).convert("L" if channels == 1 else "RGB"))
+    return tensor if tuple(tensor.shape[1:]) == tuple(size) else functional.resize(tensor, list(size), antialias=True)
 
 
 def load_image(path, channels: int, size: tuple[int, int], what: str) -> torch.Tensor:
     """An image file as uint8 (C, H, W), converted to `channels` and resized to `size`: the same for
     training and `predict`."""
-    tensor = read_image(path, what, lambda image: image_tensor(image, channels))
-    return functional.resize(tensor, list(size), antialias=True)
+    return read_image(path, what, lambda image: image_tensor(image, channels, size))
 
 
 def is_visible_image(path: Path, root: Path) -> bool:

@@ -3,8 +3,8 @@ of one's own gives them in (ftool's own data is already in them, and passes thro
 
 - An input: a float32 tensor of `DataInfo.input_shape`, or a uint8 image tensor (C, H, W). NumPy
   arrays, lists, float64 tensors (scikit-learn's and pandas' numbers are float64: torch refuses to
-  multiply them by float32 weights) and PIL images (torchvision's datasets without a transform)
-  are converted.
+  multiply them by float32 weights) and PIL images (torchvision's datasets without a transform,
+  resized to the data's input shape as ftool's own image files are) are converted.
 - A class: an int index into `DataInfo.class_names`, from any form that holds one whole number (a
   tensor or array of one value of any integer type, `1.0`); torch's cross-entropy takes only int64,
   and a `(n, 1)` column of labels only flattened.
@@ -45,7 +45,7 @@ def sample_reader(first, info: DataInfo, data: str) -> SampleReader:
     DataLoader worker's traceback or a model's shape error later."""
     if not (isinstance(first, (tuple, list)) and len(first) == 2):
         raise FtoolError(f"data={data}: a sample is a pair (input, target); got {_shown(first)}")
-    reader = SampleReader(None if info.text else _input_reader(first[0], info), _target_reader(info, data))
+    reader = SampleReader(None if info.text else _input_reader(first[0], info, data), _target_reader(info, data))
     x, _ = reader(first)
     if not info.text and tuple(x.shape) != tuple(info.input_shape):
         raise FtoolError(f"data={data}: a sample's input has shape {tuple(x.shape)} and the data's "
@@ -53,12 +53,12 @@ def sample_reader(first, info: DataInfo, data: str) -> SampleReader:
     return reader
 
 
-def _input_reader(x, info: DataInfo) -> Optional[Callable]:
+def _input_reader(x, info: DataInfo, data: str) -> Optional[Callable]:
     if isinstance(x, torch.Tensor) and (x.dtype == torch.float32 or x.dtype == torch.uint8 and info.is_image):
         return None
-    if type(x).__module__.startswith("PIL."):
-        return PILImage(info.input_shape[0] if info.is_image else 1)
-    return Numbers(keep_bytes=info.is_image)
+    if type(x).__module__.startswith("PIL.") and info.is_image:
+        return PILImage(info.input_shape[0], tuple(info.input_shape[1:]))
+    return Numbers(info.is_image, data)
 
 
 @dataclass(frozen=True)
@@ -66,22 +66,29 @@ class Numbers:
     """An array, list or tensor of numbers as float32; uint8 images stay uint8 (the transforms scale them)."""
 
     keep_bytes: bool
+    data: str
 
     def __call__(self, x) -> torch.Tensor:
-        values = torch.as_tensor(x)
+        try:
+            values = torch.as_tensor(x)
+        except (TypeError, ValueError, RuntimeError):
+            raise FtoolError(f"data={self.data}: a sample's input must be numbers (a tensor, an array, a list) or, for "
+                             f"image data, an image; got {_shown(x)}") from None
         return values if self.keep_bytes and values.dtype == torch.uint8 else values.to(torch.float32)
 
 
 @dataclass(frozen=True)
 class PILImage:
-    """A PIL image as uint8 (C, H, W) with `channels` channels, as ftool reads image files."""
+    """A PIL image as uint8 (C, H, W) with `channels` channels and the data's size, as ftool reads image
+    files (torchvision's ImageFolder without a transform gives photos of every size)."""
 
     channels: int
+    size: tuple[int, int]
 
     def __call__(self, image) -> torch.Tensor:
         from ftool.data.image_files import image_tensor
 
-        return image_tensor(image, self.channels)
+        return image_tensor(image, self.channels, self.size)
 
 
 def _layout_hint(shape: tuple, info: DataInfo) -> str:
