@@ -87,6 +87,8 @@ def _meant(parent: str, leaf: str, keys: list[str], cfg: DictConfig, config_dirs
     if parent == "data" and leaf in _loader_keys(config_dirs):  # a data config of one's own, without them
         return (f" Every dataset's config has the loader settings ({leaf} among them) through its first line "
                 f"`defaults: [/data_loader@_here_, _self_]`, as ftool's own do: add it to data={cfg.data.name}'s.")
+    if parent == "model" and leaf == "init":  # (every model takes it: a model config of one's own without it)
+        return f" Every model takes it: add `init: default` to model={cfg.model.name}'s config to set it here."
     # A key another group has (epochs=3, trainer.lr=0.1) was meant for that group.
     elsewhere = [f"{g}.{leaf}" for g, node in cfg.items()
                  if g not in (parent, "hydra") and isinstance(node, DictConfig) and leaf in node]

@@ -522,6 +522,9 @@ def test_a_dataset_of_ones_own_as_people_write_one_trains_and_a_model_that_does_
     assert_one_line_error(result, "model: returned a tuple for a batch of 64; the data has 1 target, so a model "
                                   "returns one tensor of shape (batch, 1)")
     assert read_json(workdir / "pair" / "summary.json")["status"] == "failed"
+    assert_one_line_error(ftool("train", *mine, "model=pair", "model.init=kaiming", cwd=workdir),  # (pair.yaml: a name)
+                          "model.init: no such key; model has name. Every model takes it: add `init: default` to "
+                          "model=pair's config to set it here.")
     assert_one_line_error(ftool("train", *mine, "data.batch_size=8", cwd=workdir),  # (line.yaml has no defaults)
                           "data.batch_size: no such key; data has name, kind. Every dataset's config has the loader "
                           "settings (batch_size among them) through its first line `defaults: [/data_loader@_here_, "
