@@ -20,7 +20,7 @@ from ftool.data.tables import TABLE_SUFFIXES, check_columns, read_rows, read_tex
 from ftool.data.text import rows_with_text, texts_in_folder
 from ftool.engine import checkpoint
 from ftool.engine.progress import warn
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, one_line
 from ftool.rundir import RunDir, locate_checkpoint, read_summary
 from ftool.values import is_number
 
@@ -154,8 +154,9 @@ def text_inputs(value: str, column: str) -> list[tuple[str, str]]:
 
 
 def vector_inputs(value: str, size: int, columns: dict | None = None) -> list[tuple[str, list[float]]]:
-    """(as given, numbers) for a model that takes `size` numbers: `value` itself ("0.5,1.2,..."), or
-    a file (`-`: standard input) with one input per line, numbers separated by commas or spaces. A
+    """(as given, numbers) for a model that takes `size` numbers: `value` itself ("0.5,1.2,..."), a
+    NumPy file (.npy: an input per row), or a file (`-`: standard input) with one input per line,
+    numbers separated by commas or spaces. A
     file's first line without a number in it is a CSV header, and skipped. A run trained on a table
     (`columns`: how it read its table, DataInfo.columns) reads a table with a header by its features'
     names, whatever else it holds (other names are an error, not numbers read by position), and rows
@@ -169,6 +170,11 @@ def vector_inputs(value: str, size: int, columns: dict | None = None) -> list[tu
         if path.suffix.lower() in (".jsonl", ".json") or headed:
             check_columns(rows, path, "input", tuple(features), "the run's model takes these columns")
             return _encoded(rows, columns, path)
+    if value.lower().endswith(".npy") and _existing(value):
+        if categories:
+            raise FtoolError(f"input: {value}: a NumPy file holds numbers by position, and this run's table had "
+                             f"columns of words ({', '.join(categories)}); give a table with a header (CSV, TSV, JSON)")
+        return _array_rows(_existing(value), size)
     lines = _file_lines(value)
     if categories:  # words among the values: a row's fields by position, as the run's features
         given = [(where, next(csv.reader([line]))) for where, line in
@@ -193,6 +199,22 @@ def vector_inputs(value: str, size: int, columns: dict | None = None) -> list[tu
             raise FtoolError(f"input: {where} has {len(numbers)} numbers; this run's model takes {size}")
         rows.append((line, numbers))
     return rows
+
+
+def _array_rows(path: Path, size: int) -> list[tuple[str, list[float]]]:
+    """The inputs in a NumPy file (np.save): one of `size` numbers, or one per row. Read without
+    pickles (allow_pickle=False), which could run code."""
+    import numpy as np
+
+    try:
+        array = np.load(path, allow_pickle=False)
+        rows = array.reshape(1 if array.ndim == 1 else len(array), -1).astype(np.float64)
+    except (ValueError, TypeError, OSError) as e:
+        raise FtoolError(f"input: {path} is not a NumPy array of numbers ({one_line(e)})") from None
+    if rows.shape[1] != size:
+        raise FtoolError(f"input: {path} holds an array of shape {array.shape}, rows of {rows.shape[1]} numbers; "
+                         f"this run's model takes {size}")
+    return [(f"{path.name}[{i}]", row.tolist()) for i, row in enumerate(rows)]
 
 
 def _fields(line: str) -> list[str]:

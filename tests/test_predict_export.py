@@ -328,6 +328,19 @@ def test_predict_on_a_regression_run_takes_rows_of_numbers(tmp_path):
     assert rows[0] == ["input", "prediction"] and rows[1][0] == spaced
     assert float(rows[1][1]) == pytest.approx(predicted[0]["prediction"])
 
+    # NumPy's own file (np.save), as scikit-learn users have their rows; read without pickles
+    np.save(tmp_path / "rows.npy", np.stack([x.numpy() for x, _ in test]))
+    arrays = json.loads(ftool("predict", f"ckpt={run}", "input=rows.npy", "output=json", cwd=tmp_path).stdout)
+    assert [a["input"] for a in arrays[:2]] == ["rows.npy[0]", "rows.npy[1]"]
+    assert [a["prediction"] for a in arrays] == pytest.approx([p["prediction"] for p in predicted], abs=1e-5)
+    np.save(tmp_path / "wide.npy", np.zeros((2, 3)))
+    np.save(tmp_path / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    assert_one_line_error(ftool("predict", f"ckpt={run}", "input=wide.npy", cwd=tmp_path),
+                          "input: wide.npy holds an array of shape (2, 3), rows of 3 numbers; this run's model takes")
+    assert_one_line_error(ftool("predict", f"ckpt={run}", "input=objects.npy", cwd=tmp_path),
+                          "input: objects.npy is not a NumPy array of numbers (Object arrays cannot be loaded when "
+                          "allow_pickle=False)")
+
 
 
 def test_a_regression_of_several_targets_names_its_columns_by_them():
@@ -438,6 +451,10 @@ def test_a_table_run_with_categories_predicts_from_their_names(tmp_path):
     assert "'city' has values the training table has not (Madrid)" in result.stderr
     result = ftool("predict", f"ckpt={run}", "input=Paris", cwd=tmp_path)
     assert_one_line_error(result, "input: 'Paris' has 1 values; this run's model takes 2 (city, area)")
+    np.save(tmp_path / "encoded.npy", np.zeros((1, 4)))  # (numbers by position: no city by its name)
+    assert_one_line_error(ftool("predict", f"ckpt={run}", "input=encoded.npy", cwd=tmp_path),
+                          "input: encoded.npy: a NumPy file holds numbers by position, and this run's table had "
+                          "columns of words (city); give a table with a header (CSV, TSV, JSON)")
     rows_kept = tmp_path / "kept"  # trained without filling: a missing value given to predict is an error
     ftool("train", "model=linear", "data=table", "data.path=rents.csv", "trainer.max_steps=1", "trainer.validate=false",
           f"hydra.run.dir={rows_kept}", cwd=tmp_path)
