@@ -323,6 +323,14 @@ def test_a_dataset_of_ones_own_batches_its_targets_as_the_loss_takes_them():
     column = Splits(TensorDataset(x, torch.randint(0, 2, (40, 1)).float()), DataInfo("classification", (3,), 2))
     batch = next(iter(build_loaders(DataConfig(name="mine", batch_size=8), column, seed=0).train))
     assert batch[1].shape == (8,) and batch[1].dtype == torch.long
+    class Stream(torch.utils.data.IterableDataset):  # (webdataset's, Hugging Face's streaming datasets)
+        def __iter__(self):
+            return iter(zip(x, x.sum(1)))
+
+    stream = Splits(Stream(), DataInfo("regression", (3,), 1))
+    with pytest.raises(FtoolError, match=re.escape("data=mine: its train split (Stream) gives its samples "
+                                                   "in one order only; ftool holds out, shuffles and resumes")):
+        build_loaders(DataConfig(name="mine"), stream, seed=0)
     wrong = Splits(TensorDataset(x, torch.full((40,), 2)), DataInfo("classification", (3,), 2, ["a", "b"]))
     with pytest.raises(FtoolError, match=re.escape("data=mine: a sample's class is 2; the data has 2 classes")):
         build_loaders(DataConfig(name="mine"), wrong, seed=0)  # before training, not in a DataLoader worker

@@ -9,7 +9,7 @@ from typing import Optional
 import math
 
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, IterableDataset, Sampler
 
 from ftool.config import DataConfig
 from ftool.data import DataInfo, Splits
@@ -119,6 +119,11 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
     each takes its share of every batch, so one step sees the same samples as in one process.
     Validation and test are split across processes without padding (metrics sync exactly)."""
     check_batch_split(cfg.batch_size, world_size)
+    for split, dataset in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        if isinstance(dataset, IterableDataset) or dataset is not None and not hasattr(dataset, "__len__"):
+            raise FtoolError(f"data={cfg.name}: its {split} split ({type(dataset).__name__}) gives its samples in one "
+                             f"order only; ftool holds out, shuffles and resumes mid-epoch by sample index, so "
+                             f"a dataset gives len() and [i] (a torch Dataset that is not an IterableDataset, a list)")
     g = torch.Generator().manual_seed(cfg.split_seed)
     train_idx: Optional[list[int]] = None
     test_base, test_idx = splits.test, None
