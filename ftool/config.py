@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from ftool.errors import FtoolError, one_line
-from ftool.registry import close_matches_hint, expected_type
+from ftool.registry import LOSSES, close_matches_hint, expected_type
 
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed", "auto")
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
@@ -55,6 +55,7 @@ class TrainerConfig:
     monitor: Optional[str] = None  # default: val/accuracy (classification), val/loss (regression)
     mode: Optional[str] = None  # max | min; default from the metric's name
     loss: str = "auto"  # auto (from the data's task) | cross_entropy | mse | l1 | huber (the last three: regression)
+    # | a loss of one's own (ftool.registry.LOSSES)
     label_smoothing: float = 0.0
     class_weights: Any = None  # null | balanced (n / (classes * count), from the train split) | [a weight per class]
     accelerator: str = "auto"
@@ -88,7 +89,9 @@ class TrainerConfig:
                self.log_every_n_steps)
         if self.mode is not None:
             _check_choice(e, "trainer.mode", self.mode, ("max", "min"))
-        _check_choice(e, "trainer.loss", self.loss, ("auto", "cross_entropy", "mse", "l1", "huber"))
+        _check_choice(e, "trainer.loss", self.loss, ("auto", "cross_entropy", "mse", "l1", "huber", *LOSSES.names()))
+        if e and e[-1].startswith("trainer.loss:"):
+            e[-1] += " A loss of your own registers in ftool.registry.LOSSES, from a module named in imports=[...]."
         _check(e, 0.0 <= self.label_smoothing < 1.0, "trainer.label_smoothing",
                "must be in [0, 1)", self.label_smoothing)
         weights = self.class_weights

@@ -16,6 +16,7 @@ from torch import nn
 from ftool.config import TrainerConfig
 from ftool.data import DataInfo
 from ftool.errors import FtoolError
+from ftool.registry import LOSSES
 
 LOWER_IS_BETTER = ("loss", "mse", "mae")
 TOP_K = 5  # top-5 accuracy is reported for more than this many classes
@@ -51,6 +52,12 @@ def build_loss(cfg: TrainerConfig, info: DataInfo, device: torch.device,
 
 
 def _task_loss(cfg: TrainerConfig, info: DataInfo, class_weights: list[float] | None) -> nn.Module:
+    if cfg.loss in LOSSES.names():  # a loss of one's own: (outputs, targets) -> the batch's mean loss
+        for key, value in (("label_smoothing", cfg.label_smoothing), ("class_weights", class_weights)):
+            if value:
+                raise FtoolError(f"trainer.{key}: a setting of ftool's cross-entropy; trainer.loss={cfg.loss} is a loss "
+                                 f"of your own, which does it itself if it should")
+        return LOSSES.build(cfg.loss, {}, info=info)
     fits = tuple(REGRESSION_LOSSES) if info.task == "regression" else ("cross_entropy",)
     if cfg.loss not in ("auto", *fits):
         raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {', '.join(fits)} (or auto)")

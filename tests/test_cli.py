@@ -531,6 +531,34 @@ def test_a_dataset_of_ones_own_as_people_write_one_trains_and_a_model_that_does_
                           "_self_]`, as ftool's own do: add it to data=line's.")
 
 
+def test_a_loss_of_your_own_trains_evaluates_and_is_named_when_misspelt(workdir):
+    """trainer.loss took only ftool's five losses: a focal loss, say, meant editing ftool."""
+    (workdir / "my_losses.py").write_text(
+        "from ftool.registry import LOSSES\n\n"
+        "@LOSSES.register('seven')\n"
+        "def seven(info):\n"
+        "    assert info.num_outputs == 10  # (the data's description, for a loss that needs it)\n"
+        "    return lambda outputs, targets: (outputs * 0).sum() + 7.0\n")
+    run = workdir / "run"
+    result = ftool("train", "imports=[my_losses]", "trainer.loss=seven", "trainer.epochs=1", "trainer.progress=false",
+                   f"hydra.run.dir={run}", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    validated = [r for r in read_jsonl(run / "metrics.jsonl") if "val/loss" in r]
+    assert read_json(run / "summary.json")["metrics"]["test/loss"] == 7.0 and validated[-1]["val/loss"] == 7.0
+    assert ftool("eval", f"ckpt={run}", cwd=workdir).returncode == 0
+    assert read_json(run / "eval.json")["metrics"]["test/loss"] == 7.0
+    assert_one_line_error(ftool("train", "imports=[my_losses]", "trainer.loss=sevne", cwd=workdir),
+                          "trainer.loss: must be auto, cross_entropy, mse, l1, huber or seven, got 'sevne'. "
+                          "Did you mean 'seven'? A loss of your own")
+    assert_one_line_error(ftool("train", "trainer.loss=seven", cwd=workdir),
+                          "got 'seven'.", "A loss of your own registers in ftool.registry.LOSSES, from a module named "
+                          "in imports=[...].")
+    assert_one_line_error(ftool("train", "imports=[my_losses]", "trainer.loss=seven", "trainer.label_smoothing=0.1",
+                                cwd=workdir),
+                          "trainer.label_smoothing: a setting of ftool's cross-entropy; trainer.loss=seven is a loss "
+                          "of your own, which does it itself if it should")
+
+
 def test_a_primary_config_of_your_own_is_the_one_checked(workdir):
     """--config-name was checked as ftool's own config: `model.hidden=[16]` with a config choosing mlp was
     refused as simplecnn's setting, and a name with no file was Hydra's error and its search path."""
