@@ -531,20 +531,32 @@ def test_a_dataset_of_ones_own_as_people_write_one_trains_and_a_model_that_does_
                           "_self_]`, as ftool's own do: add it to data=line's.")
 
 
-def test_a_loss_of_your_own_trains_evaluates_and_is_named_when_misspelt(workdir):
+def test_a_loss_optimizer_and_schedule_of_your_own_train_and_a_loss_evaluates(workdir):
     """trainer.loss took only ftool's five losses: a focal loss, say, meant editing ftool."""
     (workdir / "my_losses.py").write_text(
-        "from ftool.registry import LOSSES\n\n"
+        "import torch\nfrom ftool.registry import LOSSES, OPTIMIZERS, SCHEDULERS\n\n"
         "@LOSSES.register('seven')\n"
         "def seven(info):\n"
         "    assert info.num_outputs == 10  # (the data's description, for a loss that needs it)\n"
-        "    return lambda outputs, targets: (outputs * 0).sum() + 7.0\n")
+        "    return lambda outputs, targets: (outputs * 0).sum() + 7.0\n\n"
+        "@OPTIMIZERS.register('rmsprop')\n"
+        "def rmsprop(params, lr, weight_decay, alpha: float = 0.99):\n"
+        "    return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, alpha=alpha)\n\n"
+        "@SCHEDULERS.register('halved')\n"
+        "def halved(total_steps, steps_per_epoch):\n"
+        "    return lambda step: 0.5\n")
+    for group, text in (("optimizer", "name: rmsprop\nlr: 0.01\nweight_decay: 0.0\nalpha: 0.9\n"),
+                        ("scheduler", "name: halved\nwarmup_epochs: 0\n")):
+        (workdir / "conf" / group).mkdir(parents=True)
+        (workdir / "conf" / group / f"{text.split()[1]}.yaml").write_text(text)
     run = workdir / "run"
-    result = ftool("train", "imports=[my_losses]", "trainer.loss=seven", "trainer.epochs=1", "trainer.progress=false",
-                   f"hydra.run.dir={run}", cwd=workdir)
+    result = ftool("train", "--config-dir", "conf", "imports=[my_losses]", "trainer.loss=seven", "optimizer=rmsprop",
+                   "scheduler=halved", "trainer.epochs=1", "trainer.progress=false", f"hydra.run.dir={run}", cwd=workdir)
     assert result.returncode == 0, result.stderr
     validated = [r for r in read_jsonl(run / "metrics.jsonl") if "val/loss" in r]
     assert read_json(run / "summary.json")["metrics"]["test/loss"] == 7.0 and validated[-1]["val/loss"] == 7.0
+    assert {r["lr"] for r in read_jsonl(run / "metrics.jsonl") if "lr" in r} == {0.005}
+    assert "name: rmsprop" in (run / ".hydra" / "config.yaml").read_text()
     assert ftool("eval", f"ckpt={run}", cwd=workdir).returncode == 0
     assert read_json(run / "eval.json")["metrics"]["test/loss"] == 7.0
     assert_one_line_error(ftool("train", "imports=[my_losses]", "trainer.loss=sevne", cwd=workdir),

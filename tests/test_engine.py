@@ -501,6 +501,28 @@ def test_ddp_with_parameters_a_step_leaves_unused_names_them_and_the_setting_tha
     assert read_json(workdir / "b" / "summary.json")["status"] == "completed"
 
 
+def test_a_batch_of_one_sample_that_batchnorm_cannot_train_on_is_one_line_with_a_batch_size_that_can(workdir):
+    """torch's "Expected more than 1 value per channel when training": a traceback after a whole epoch."""
+    (workdir / "bn_mlp.py").write_text(
+        "import math\nfrom torch import nn\nfrom ftool.registry import MODELS\n\n"
+        "@MODELS.register('bn_mlp')\n"
+        "def bn_mlp(input_shape, num_outputs):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 16), nn.BatchNorm1d(16), nn.ReLU(),\n"
+        "                         nn.Linear(16, num_outputs))\n")
+    (workdir / "conf" / "model").mkdir(parents=True)
+    (workdir / "conf" / "model" / "bn_mlp.yaml").write_text("name: bn_mlp\n")
+    mine = (*SMALL, "--config-dir", "conf", "model=bn_mlp", "imports=[bn_mlp]", "trainer.epochs=1")
+    run = workdir / "run"
+    result = ftool("train", *mine, "data.batch_size=7", f"hydra.run.dir={run}", cwd=workdir)  # 540 = 77 x 7 + 1
+    said = ("model: its BatchNorm layers cannot train on one sample, and the epoch's last batch holds one (540 samples "
+            "in batches of 7); data.batch_size=8 makes it 4")
+    assert_one_line_error(result, said)
+    assert read_json(run / "summary.json")["error"] == said
+    assert_one_line_error(ftool("train", *mine, "data.batch_size=1", cwd=workdir),
+                          "model: its BatchNorm layers cannot train on batches of one sample (data.batch_size=1); give more")
+    assert ftool("train", *mine, "data.batch_size=8", cwd=workdir).returncode == 0
+
+
 def test_finetune_starts_its_processes_as_train_does(workdir):
     pretrained, tuned = workdir / "pretrained", workdir / "tuned"
     train(workdir, pretrained, "trainer.epochs=1")

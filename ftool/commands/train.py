@@ -153,7 +153,7 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
             if rc.finetune.lora.r and rc.optimizer.lr < 1e-4:  # hf_classifier's 2e-5 is a full fine-tune's LR
                 warn(f"optimizer.lr={rc.optimizer.lr:g} is a full fine-tune's LR: LoRA adapters start at zero and "
                      f"usually train at 1e-4 to 1e-3 (optimizer.lr=5e-4)")
-        with acc.unused_parameters_named(model):
+        with acc.unused_parameters_named(model), _batch_of_one_named(loaders.train, acc.world_size):
             result = trainer.fit(loaders.train, loaders.val, at)
         metrics = dict(result.metrics)
         if rc.trainer.validate and rc.trainer.test:
@@ -258,6 +258,27 @@ def _trained_as_asked(previous: dict, rc: RunConfig, run: RunDir) -> bool:
     if rc.trainer.max_steps > 0:
         return made.get("steps", 0) >= rc.trainer.max_steps
     return made.get("epochs", 0) >= rc.trainer.epochs
+
+
+@contextlib.contextmanager
+def _batch_of_one_named(train, world_size: int):
+    """torch's "Expected more than 1 value per channel when training", a traceback after an epoch's
+    work, as one line: a batch of one sample, which a BatchNorm layer that sees one value per channel
+    (BatchNorm1d, a ResNet's last blocks on small images) cannot normalize; most often the epoch's
+    last batch, which holds what the others leave."""
+    try:
+        yield
+    except ValueError as e:
+        if "Expected more than 1 value per channel when training" not in str(e):
+            raise
+        samples, batch = train.sampler.per_rank, train.batch_size  # (this process's share)
+        if batch == 1:
+            raise FtoolError("model: its BatchNorm layers cannot train on batches of one sample (data.batch_size="
+                             f"{world_size}{f' across {world_size} processes' if world_size > 1 else ''}); give more") from None
+        other = next(b for b in range(batch + 1, samples + 2) if samples % b != 1)
+        raise FtoolError(f"model: its BatchNorm layers cannot train on one sample, and the epoch's last batch holds "
+                         f"one ({samples:,} samples{' a process' if world_size > 1 else ''} in batches of {batch}); "
+                         f"data.batch_size={other * world_size} makes it {samples % other or other}") from None
 
 
 def _resume_point(rc: RunConfig, run: RunDir):
