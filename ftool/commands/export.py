@@ -79,7 +79,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dic
     if not difference <= tolerance:
         raise FtoolError(f"export: {target} gives outputs up to {difference:.3g} away from the checkpoint's "
                          f"(tolerance {tolerance:.3g}); do not use it")
-    console.print(f"exported {trained.weights} -> {target} ({format}); checked on 3 new samples: "
+    console.print(f"exported {trained.weights} -> {target} ({format}); checked on {len(check[0])} new samples: "
                   f"max |difference| {difference:.2g}", soft_wrap=True)
     return {"path": str(target), "max_abs_difference": difference}
 
@@ -178,8 +178,9 @@ def _hf_folder(trained: Trained, module: nn.Module, example, target: Path):
 def _tracing(format: str):
     """The tracer's warnings (TorchScript, and ONNX's exporter, which traces) silenced, except where the
     model's own code turns a tensor into a Python bool or number: the trace keeps the branch its
-    example took, or its batch size, and other inputs may need another. (Those from torch's and transformers' own
-    code are about shapes, which tracing treats as tensors; the rest is deprecation notes.)"""
+    example took, or its batch size, and other inputs may need another. (Those from torch's and
+    transformers' own code are about shapes, which tracing treats as tensors; the rest is deprecation
+    notes.)"""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield

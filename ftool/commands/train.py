@@ -272,10 +272,11 @@ def _batch_of_one_named(train, world_size: int):
         if "Expected more than 1 value per channel when training" not in str(e):
             raise
         samples, batch = train.sampler.per_rank, train.batch_size  # (this process's share)
-        if batch == 1:
-            raise FtoolError("model: its BatchNorm layers cannot train on batches of one sample (data.batch_size="
-                             f"{world_size}{f' across {world_size} processes' if world_size > 1 else ''}); give more") from None
-        other = next(b for b in range(batch + 1, samples + 2) if samples % b != 1)
+        if batch == 1 or samples == 1:
+            why = "the training split holds one" if samples == 1 else f"data.batch_size={world_size}" + (
+                f" across {world_size} processes" if world_size > 1 else "")
+            raise FtoolError(f"model: its BatchNorm layers cannot train on batches of one sample ({why}); give more") from None
+        other = next(b for b in range(batch + 1, samples + 2) if samples % b != 1)  # (samples + 1 always is)
         raise FtoolError(f"model: its BatchNorm layers cannot train on one sample, and the epoch's last batch holds "
                          f"one ({samples:,} samples{' a process' if world_size > 1 else ''} in batches of {batch}); "
                          f"data.batch_size={other * world_size} makes it {samples % other or other}") from None
