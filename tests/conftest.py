@@ -22,6 +22,15 @@ def ftool(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None,
     return ftool_process(list(args), str(cwd), environ, stdin, timeout)
 
 
+def model_of_your_own(workdir: Path, name: str, body: str) -> tuple[str, ...]:
+    """A user's model module (`<name>.py`: torch's nn and math imported, then `body`, which registers
+    `name`) and its config (conf/model/<name>.yaml); returns the arguments that choose it."""
+    (workdir / f"{name}.py").write_text("import math\nfrom torch import nn\nfrom ftool.registry import MODELS\n\n" + body)
+    (workdir / "conf" / "model").mkdir(parents=True, exist_ok=True)
+    (workdir / "conf" / "model" / f"{name}.yaml").write_text(f"name: {name}\n")
+    return "--config-dir", "conf", f"model={name}", f"imports=[{name}]"
+
+
 def closed_port() -> int:
     """A local port nothing listens on: a connection to it is refused at once (a server out of reach)."""
     with socket.socket() as s:

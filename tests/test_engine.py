@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from ftool.engine.accelerator import cpu_has_bf16
 from ftool.errors import FtoolError
-from tests.conftest import assert_one_line_error, ftool, read_json, read_jsonl
+from tests.conftest import assert_one_line_error, ftool, model_of_your_own, read_json, read_jsonl
 
 # A small, fast job: the MLP on random 1x8x8 data, 540 training samples (5 batches of 128).
 SMALL = ("trainer.progress=false", "data=synthetic", "data.shape=[1,8,8]", "data.train_size=600", "model=mlp")
@@ -475,8 +475,7 @@ def test_a_failure_in_several_processes_is_one_line_not_torchruns_report(workdir
 
 def test_ddp_with_parameters_a_step_leaves_unused_names_them_and_the_setting_that_allows_them(workdir):
     """DDP's "Expected to have finished reduction in the prior iteration" was a traceback from each process."""
-    (workdir / "two_heads.py").write_text(
-        "import math\nfrom torch import nn\nfrom ftool.registry import MODELS\n\n"
+    mine = model_of_your_own(workdir, "two_heads",
         "class TwoHeads(nn.Module):\n"
         "    def __init__(self, features, outputs):\n"
         "        super().__init__()\n"
@@ -485,10 +484,7 @@ def test_ddp_with_parameters_a_step_leaves_unused_names_them_and_the_setting_tha
         "        return self.used(x.flatten(1))\n\n"
         "@MODELS.register('two_heads')\n"
         "def two_heads(input_shape, num_outputs):\n"
-        "    return TwoHeads(math.prod(input_shape), num_outputs)\n")
-    (workdir / "conf" / "model").mkdir(parents=True)
-    (workdir / "conf" / "model" / "two_heads.yaml").write_text("name: two_heads\n")
-    mine = ("--config-dir", "conf", "model=two_heads", "imports=[two_heads]", "trainer.epochs=1", "trainer.devices=2")
+        "    return TwoHeads(math.prod(input_shape), num_outputs)\n") + ("trainer.epochs=1", "trainer.devices=2")
     failed = ftool("train", *SMALL, *mine, f"hydra.run.dir={workdir / 'a'}", cwd=workdir)
     assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr
     said = ("trainer.devices=2: a step left spare.weight, spare.bias without a gradient, which DDP refuses; "
@@ -503,15 +499,11 @@ def test_ddp_with_parameters_a_step_leaves_unused_names_them_and_the_setting_tha
 
 def test_a_batch_of_one_sample_that_batchnorm_cannot_train_on_is_one_line_with_a_batch_size_that_can(workdir):
     """torch's "Expected more than 1 value per channel when training": a traceback after a whole epoch."""
-    (workdir / "bn_mlp.py").write_text(
-        "import math\nfrom torch import nn\nfrom ftool.registry import MODELS\n\n"
+    mine = (*SMALL, *model_of_your_own(workdir, "bn_mlp",
         "@MODELS.register('bn_mlp')\n"
         "def bn_mlp(input_shape, num_outputs):\n"
         "    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), 16), nn.BatchNorm1d(16), nn.ReLU(),\n"
-        "                         nn.Linear(16, num_outputs))\n")
-    (workdir / "conf" / "model").mkdir(parents=True)
-    (workdir / "conf" / "model" / "bn_mlp.yaml").write_text("name: bn_mlp\n")
-    mine = (*SMALL, "--config-dir", "conf", "model=bn_mlp", "imports=[bn_mlp]", "trainer.epochs=1")
+        "                         nn.Linear(16, num_outputs))\n"), "trainer.epochs=1")
     run = workdir / "run"
     result = ftool("train", *mine, "data.batch_size=7", f"hydra.run.dir={run}", cwd=workdir)  # 540 = 77 x 7 + 1
     said = ("model: its BatchNorm layers cannot train on one sample, and the epoch's last batch holds one (540 samples "
