@@ -170,11 +170,12 @@ def vector_inputs(value: str, size: int, columns: dict | None = None) -> list[tu
         if path.suffix.lower() in (".jsonl", ".json") or headed:
             check_columns(rows, path, "input", tuple(features), "the run's model takes these columns")
             return _encoded(rows, columns, path)
-    if value.lower().endswith(".npy") and _existing(value):
+    array_file = _existing(value) if value.lower().endswith(".npy") else None
+    if array_file:
         if categories:
             raise FtoolError(f"input: {value}: a NumPy file holds numbers by position, and this run's table had "
                              f"columns of words ({', '.join(categories)}); give a table with a header (CSV, TSV, JSON)")
-        return _array_rows(_existing(value), size)
+        return _array_rows(array_file, size)
     lines = _file_lines(value)
     if categories:  # words among the values: a row's fields by position, as the run's features
         given = [(where, next(csv.reader([line]))) for where, line in

@@ -104,7 +104,8 @@ class OutputsChecked(nn.Module):
     def forward(self, outputs, targets: torch.Tensor) -> torch.Tensor:
         k = self.info.num_outputs
         if not isinstance(outputs, torch.Tensor) or outputs.shape != (targets.shape[0], k):
-            what = f"outputs of shape {tuple(outputs.shape)}" if isinstance(outputs, torch.Tensor) else f"a {type(outputs).__name__}"
+            what = (f"outputs of shape {tuple(outputs.shape)}" if isinstance(outputs, torch.Tensor)
+                    else f"a {type(outputs).__name__}")
             has = f"{k} classes" if self.info.task == "classification" else f"{k} target{'s' * (k > 1)}"
             raise FtoolError(f"model: returned {what} for a batch of {targets.shape[0]}; the data has {has}, so a "
                              f"model returns one tensor of shape (batch, {k})")

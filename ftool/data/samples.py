@@ -103,8 +103,10 @@ def _layout_hint(shape: tuple, info: DataInfo) -> str:
 def _target_reader(info: DataInfo, data: str) -> Callable:
     if info.task == "regression":
         return TargetVector(info.num_outputs, data)
-    names = ", ".join(f"{i}: {name}" for i, name in enumerate(info.class_names[:info.num_outputs]))
-    return ClassIndex(info.num_outputs, names or "unnamed", data)
+    named = [f"{i}: {name}" for i, name in enumerate(info.class_names[:info.num_outputs])]
+    if len(named) > 6:  # (ImageNet's 1,000 would not be one line)
+        named = [*named[:3], "...", named[-1]]
+    return ClassIndex(info.num_outputs, ", ".join(named) or "unnamed", data)
 
 
 @dataclass(frozen=True)
