@@ -242,6 +242,8 @@ def primary_config(flags: list[str], config_dir: Path, user_dirs: list[Path]) ->
     (--config-name/-cn, from a --config-dir folder; Hydra looks in ftool's own folder first)."""
     name = next((flags[i + 1] for i, f in enumerate(flags[:-1]) if f in ("-cn", "--config-name")), "config")
     name = name.removesuffix(".yaml")
+    if not name:
+        raise FtoolError("--config-name: give a config's name (its file's, without .yaml)")
     root = next((d for d in (config_dir, *user_dirs) if (d / f"{name}.yaml").is_file()), None)
     if root is None:
         there = sorted({p.stem for d in user_dirs for p in d.glob("*.yaml")} | {"config"})
