@@ -644,7 +644,7 @@ def main(argv: list[str] | None = None) -> None:
                     from ftool.data.loaders import check_batch_split
                     from ftool.engine.accelerator import check
 
-                    check(rc.trainer, devices)
+                    check(rc.trainer, devices, warns=False)
                     check_batch_split(rc.data.batch_size, devices)
                 sys.exit(launch_processes(devices, args))
         rank_extra, tmp = secondary_rank_dirs()

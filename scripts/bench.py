@@ -127,11 +127,14 @@ def startup(repeats: int) -> list[list[str]]:
 def machine() -> str:
     import torch
 
+    from ftool.engine.accelerator import cpu_has_bf16  # bf16 figures depend on it: emulated, it is far slower
+
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() \
         else platform.processor()
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"Python {platform.python_version()}, {platform.system()}")
+    return (f"{cpu}{'' if cpu_has_bf16() else ' without native bf16'}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}, "
+            f"{platform.system()}")
 
 
 NOTES = """\

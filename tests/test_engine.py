@@ -395,6 +395,34 @@ def test_mixed_precision_with_grad_clipping_and_ema_completes(workdir, precision
     assert "ema" in state and bool(state["scaler"]) == (precision == "fp16-mixed")  # fp16 keeps a loss scale
 
 
+def test_half_precision_a_cpu_would_emulate_is_refused_or_warned_and_evaluated_in_32(monkeypatch, capsys):
+    from ftool.config import TrainerConfig
+    from ftool.engine import accelerator
+
+    monkeypatch.setattr(accelerator, "cpu_has_bf16", lambda: False)  # as on an AMD Zen 3 or most laptops
+    bf16 = TrainerConfig(accelerator="cpu", precision="bf16-mixed")
+    with pytest.raises(FtoolError) as refused:
+        accelerator.check(bf16, 1)
+    assert str(refused.value) == ("trainer.precision: bf16-mixed, and this CPU has no native bfloat16 (AVX512-BF16 "
+                                  "or AMX); use 32, or auto (bf16 where the device has it)")
+    assert accelerator.check(TrainerConfig(accelerator="cpu", precision="auto"), 1) == ("cpu", "32")
+    # eval and predict of a run trained where bf16 was native
+    assert accelerator.check(bf16, 1, training=False) == ("cpu", "32")
+    assert ("warning: trainer.precision: bf16-mixed, and this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
+            "running in 32") in capsys.readouterr().err
+
+    # fp16 trains, emulated (CUDA's recipe with loss scaling, on a CPU), and is evaluated in 32
+    monkeypatch.setattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)
+    fp16 = TrainerConfig(accelerator="cpu", precision="fp16-mixed")
+    assert accelerator.check(fp16, 1) == ("cpu", "fp16-mixed")
+    assert ("warning: trainer.precision: fp16-mixed, and this CPU has no native float16 (AMX-FP16): emulated, "
+            "training runs many times slower than in 32") in capsys.readouterr().err
+    assert accelerator.check(fp16, 1, training=False) == ("cpu", "32")
+    assert "fp16-mixed, and this CPU has no native float16 (AMX-FP16); running in 32" in capsys.readouterr().err
+    # trainer.devices=2 checks before it starts the processes, and leaves the warning to them (it was printed twice)
+    assert accelerator.check(fp16, 2, warns=False) == ("cpu", "fp16-mixed") and capsys.readouterr().err == ""
+
+
 def test_two_gloo_processes_match_one_process_and_write_one_run_dir(workdir):
     one, two = workdir / "one", workdir / "two"
     # Global batch 128 = 2 processes x 2 accumulated batches x 32 (gradients sync on the 2nd only).

