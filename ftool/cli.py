@@ -79,7 +79,10 @@ def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list
     options, flags, overrides = dict(command.options), [], []
     it = iter(args)
     for arg in it:
-        if arg.startswith("-"):
+        flag, given, value = arg.partition("=")
+        if given and flag in _FLAGS_WITH_VALUE:  # --config-name=mine, as argparse takes it: read as --config-name mine
+            flags += [flag, value]
+        elif arg.startswith("-"):
             flags.append(arg)
             if arg in _FLAGS_WITH_VALUE:
                 flags.append(next(it, ""))

@@ -588,6 +588,10 @@ def test_a_primary_config_of_your_own_is_the_one_checked(workdir):
     assert read_json(workdir / "run" / "summary.json")["timing"]["epochs"] == 2
     assert_one_line_error(ftool("train", "--config-dir", "conf", "-cn", "mine", "model.hidden=[0]", cwd=workdir),
                           "model.hidden: mlp's layer sizes must be whole numbers >= 1, got [0]")
+    # the flags written with `=`, as argparse also takes them (ftool's default config was checked instead)
+    for flags in (("--config-dir=conf", "--config-name=mine"), ("-cd=conf", "-cn=mine")):
+        assert_one_line_error(ftool("train", *flags, "model.hidden=[0]", cwd=workdir),
+                              "model.hidden: mlp's layer sizes must be whole numbers >= 1, got [0]")
     assert_one_line_error(ftool("train", "--config-dir", "conf", "-cn", "mien", cwd=workdir),
                           f"--config-name: no mien.yaml in the --config-dir folders ({workdir / 'conf'}); the configs "
                           f"there: config, mine")
