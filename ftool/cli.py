@@ -20,7 +20,8 @@ from ftool.commands import COMMANDS, Command
 from ftool.errors import FtoolError, RunInterrupted, machine_errors, one_line
 
 # Hydra's own flags, and those of them that take a value.
-_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+_CONFIG_NAME_FLAGS = ("-cn", "--config-name")
+_FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", *_CONFIG_NAME_FLAGS,
                      "-cd", "--config-dir", "--experimental-rerun"}
 _INFO_TOPICS = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 _NO_RUN_FLAGS = {"-c", "--cfg", "-i", "--info", "-h", "--help", "--hydra-help", "--version"}
@@ -243,7 +244,7 @@ def user_config_dirs(flags: list[str]) -> list[Path]:
 def primary_config(flags: list[str], config_dir: Path, user_dirs: list[Path]) -> tuple[str, Path]:
     """The config Hydra composes, and the folder it is in: ftool's `config`, or one of the user's own
     (--config-name/-cn, from a --config-dir folder; Hydra looks in ftool's own folder first)."""
-    name = next((flags[i + 1] for i, f in enumerate(flags[:-1]) if f in ("-cn", "--config-name")), "config")
+    name = next((flags[i + 1] for i, f in enumerate(flags[:-1]) if f in _CONFIG_NAME_FLAGS), "config")
     name = name.removesuffix(".yaml")
     if not name:
         raise FtoolError("--config-name: give a config's name (its file's, without .yaml)")
@@ -626,7 +627,7 @@ def main(argv: list[str] | None = None) -> None:
                 sys.path.append(str(ran_in))
             config_dir = run.config.parent  # the run's own composed config; overrides apply on top
             flags = [f for i, f in enumerate(flags)  # (so --config-name, which it was composed from, is done)
-                     if f not in ("-cn", "--config-name") and flags[i - 1:i] not in (["-cn"], ["--config-name"])]
+                     if f not in _CONFIG_NAME_FLAGS and (i == 0 or flags[i - 1] not in _CONFIG_NAME_FLAGS)]
             overrides = without_group_choices(overrides, config_groups(config_root()), command.name, run)
             if not command.trains:
                 check_settings_that_change_nothing(overrides, command)
