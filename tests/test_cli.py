@@ -373,15 +373,17 @@ def test_eval_and_command_errors(workdir):
 
 
 def test_a_new_run_never_writes_into_another_runs_directory(workdir):
-    run = workdir / "运行 1"  # non-ASCII and a space: quoted for Hydra, and ftool quotes it for eval
+    run = workdir / "运行 [a] 1"  # non-ASCII and a space: quoted for Hydra, and ftool quotes it for eval
     fast = ("trainer.epochs=1", "trainer.progress=false")
-    assert ftool("train", *fast, f"hydra.run.dir='{run}'", cwd=workdir).returncode == 0
+    trained = ftool("train", *fast, f"hydra.run.dir='{run}'", cwd=workdir)
+    assert f"run directory: {run}\n" in trained.stdout  # its `[a]`, shown as it is (rich read it as a style)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert_one_line_error(ftool("train", *fast, f"hydra.run.dir='{run}'", cwd=workdir),
                           f"hydra.run.dir: {run} already holds a run with checkpoints",
                           "trainer.resume=auto continues it")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # its config too
-    assert ftool("eval", f"ckpt={run}", cwd=workdir).returncode == 0
+    assert f"checkpoint: {run / 'checkpoints' / 'best.safetensors'}\n" in ftool("eval", f"ckpt={run}", cwd=workdir).stdout
+    assert f"report written to {run / 'report'}\n" in ftool("report", str(run), cwd=workdir).stdout
 
     # A timestamped dir that another run took in the same second: this run gets its own.
     stamped = ("hydra.run.dir=outputs/${now:%Y}", *fast)
@@ -557,7 +559,8 @@ def test_a_loss_optimizer_and_schedule_of_your_own_train_and_a_loss_evaluates(wo
     assert read_json(run / "summary.json")["metrics"]["test/loss"] == 7.0 and validated[-1]["val/loss"] == 7.0
     assert {r["lr"] for r in read_jsonl(run / "metrics.jsonl") if "lr" in r} == {0.005}
     assert "name: rmsprop" in (run / ".hydra" / "config.yaml").read_text()
-    assert ftool("eval", f"ckpt={run}", cwd=workdir).returncode == 0
+    assert f"checkpoint: {run / 'checkpoints' / 'best.safetensors'}\n" in ftool("eval", f"ckpt={run}", cwd=workdir).stdout
+    assert f"report written to {run / 'report'}\n" in ftool("report", str(run), cwd=workdir).stdout
     assert read_json(run / "eval.json")["metrics"]["test/loss"] == 7.0
     assert_one_line_error(ftool("train", "imports=[my_losses]", "trainer.loss=sevne", cwd=workdir),
                           "trainer.loss: must be auto, cross_entropy, mse, l1, huber or seven, got 'sevne'. "

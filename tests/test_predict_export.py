@@ -138,6 +138,18 @@ def test_with_many_classes_the_table_shows_the_likeliest(capsys):
     assert "│ a.png │ cat   │ 0.7500 │ 0.2500 │" in capsys.readouterr().out  # few classes: one column each
 
 
+def test_inputs_and_class_names_in_brackets_are_shown_as_they_are(capsys):
+    """rich read `[word]` as a style: a review's "[spoiler]" was left out of the table, and one with a
+    "[/b]" in it was a traceback."""
+    from ftool.commands.predict import _print_labels, _print_values
+
+    review = "[spoiler] the twist [/b] is dull"
+    _print_labels([{"input": review, "label": "[neg]", "probabilities": {"[neg]": 0.75, "pos": 0.25}}], ["[neg]", "pos"])
+    assert f"│ {review} │ [neg] │   0.7500 │ 0.2500 │" in capsys.readouterr().out
+    _print_values([{"input": "[x] 1,2", "prediction": 1.5}], ["[price]"])
+    assert "│ [x] 1,2 │     1.5 │" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "pt2", "onnx"])
 def test_exported_image_models_give_the_checkpoints_outputs(image_run, tmp_path, fmt):
     from ftool.models.cnn import SimpleCNN

@@ -224,6 +224,16 @@ def test_short_curves_get_whole_epoch_ticks_and_no_epochs_they_lack(tmp_path):
         assert [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]] == ticks
 
 
+def test_names_with_dollar_signs_are_drawn_as_written():
+    from ftool.commands.report import _pyplot
+
+    fig, ax = _pyplot().subplots()  # a class "$5-$10" was drawn as TeX, "5 − 10"
+    ax.plot([1], label="$5-$10")
+    texts = [ax.set_title("$5-$10"), *ax.legend().get_texts(), ax.set_xticks([0], ["$5-$10"])[0].label1]
+    assert [(t.get_text(), t.get_parse_math()) for t in texts] == [("$5-$10", False)] * 3
+    _pyplot().close(fig)
+
+
 def test_a_sweeps_failed_jobs_are_those_that_failed_in_this_sweep(tmp_path):
     import os
     import time

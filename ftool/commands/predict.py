@@ -157,10 +157,10 @@ def _print_values(results: list[dict], value_names: list[str]) -> None:
     table = Table(title="predictions", title_justify="left")
     table.add_column("input", overflow="fold")
     for name in value_names:
-        table.add_column(name, justify="right")
+        table.add_column(name, justify="right", style="bold")
     for r in results:
         values = r["prediction"] if len(value_names) > 1 else [r["prediction"]]
-        table.add_row(r["input"], *(f"[bold]{v:.6g}" for v in values))
+        table.add_row(r["input"], *(f"{v:.6g}" for v in values))
     console.print(table)
 
 
@@ -171,7 +171,7 @@ def _print_labels(results: list[dict], names: list[str]) -> None:
 
     table = Table(title="predictions", title_justify="left")
     table.add_column("input", overflow="fold")
-    table.add_column("label")
+    table.add_column("label", style="bold")
     per_class = len(names) <= TABLE_CLASSES
     if per_class:
         for name in names:
@@ -186,5 +186,5 @@ def _print_labels(results: list[dict], names: list[str]) -> None:
         else:
             ranked = sorted(p, key=p.__getitem__, reverse=True)
             shown = [f"{p[ranked[0]]:.4f}", ", ".join(f"{n} {p[n]:.4f}" for n in ranked[1:TABLE_RUNNERS_UP + 1])]
-        table.add_row(r["input"], f"[bold]{r['label']}", *shown)
+        table.add_row(r["input"], r["label"], *shown)
     console.print(table)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from rich.console import Console
 from rich.table import Table
 
+from ftool.engine.progress import plain_console
 from ftool.errors import FtoolError
 from ftool.rundir import (RunDir, evaluated_scope, read_json, read_records, read_saved, read_summary, sweep_jobs,
                           training_process)
@@ -34,7 +34,7 @@ SEED, FOLD = "trainer.seed", "data.fold"
 # report gives each setting's mean and spread over them.
 REPEATS = {SEED: "seeds", FOLD: "folds"}
 TERMINAL_SETTINGS = 6  # columns of settings a terminal table shows
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)  # a log or file has room
+console = plain_console(width=None if sys.stdout.isatty() else 200)  # a log or file has room
 
 
 @dataclass
@@ -224,7 +224,7 @@ def _report_run(job: Job, out: Path) -> None:
         table.add_row(f"best {job.best.get('monitor')} (epoch {job.best.get('epoch')})", figure(job.best["value"]))
     console.print(table)
     if job.summary.get("error"):  # below the table: a long reason would stretch its column of numbers
-        console.print(f"error: {job.summary['error']}", markup=False, highlight=False)
+        console.print(f"error: {job.summary['error']}")
 
 
 def _confusion_png(evaluated: dict, path: Path) -> None:
@@ -391,6 +391,7 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
+    matplotlib.rcParams["text.parse_math"] = False  # names as written: a class "$5-$10" was drawn "5 − 10"
     import matplotlib.pyplot as plt
 
     return plt

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+from rich.text import Text
 
 from ftool import components, finetune
 from ftool.config import RunConfig, validate
@@ -140,9 +141,10 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
             settle_config(run, taken=True)  # the run goes ahead: its config is this command's
             where = (f"resuming at step {at.step} (epoch {at.epoch})" if at else f"{n_params:,} parameters"
                      f"{f' ({trainable:,} trainable)' if trainable < n_params else ''}")
-            console.print(f"[bold]ftool {summary.data['command']}[/] {rc.model.name} on {rc.data.name}: {where}, "
-                          f"{acc.device.type}{f' x{acc.world_size}' if acc.world_size > 1 else ''}, "
-                          f"precision {acc.precision}{', compiled' if acc.compile else ''} -> {run.path}", soft_wrap=True)
+            console.print(Text.assemble((f"ftool {summary.data['command']}", "bold"),
+                                        f" {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
+                                        f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision "
+                                        f"{acc.precision}{', compiled' if acc.compile else ''} -> {run.path}"), soft_wrap=True)
             if at:
                 _print_lr_change(resume[1]["optimizer"]["param_groups"][0]["lr"], optimizer.param_groups[0]["lr"],
                                  at.step, total_steps)

@@ -24,22 +24,29 @@ class _Console(Console):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own writes too
 
 
-console = _Console(highlight=False)
-_stderr = Console(stderr=True, highlight=False)
+def plain_console(**options) -> Console:
+    """A console that prints strings as they are: they hold users' texts, class names and paths, in
+    which rich's markup would read `[word]` as a style (a run folder `runs/[a]` was shown as `runs/`,
+    and a review with `[/b]` in it was a traceback). Styles are given as `style=`, never in a string."""
+    return _Console(highlight=False, markup=False, **options)
+
+
+console = plain_console()
+_stderr = Console(stderr=True, highlight=False, markup=False)
 
 
 def note(message: str) -> None:
     """A line on what ftool made of the input, from the main process only: with several processes,
     each builds the same data and would say the same."""
     if is_main_process():
-        console.print(message, markup=False, soft_wrap=True)
+        console.print(message, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     """A warning, on stderr: JSON or CSV that `predict` and `eval` write on stdout stays readable.
     From the main process only, as a note."""
     if is_main_process():
-        _stderr.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
+        _stderr.print(f"warning: {message}", style="yellow", soft_wrap=True)
 
 
 PLAIN_LINE_SECONDS = 10.0  # without a terminal, at most one progress line this often
