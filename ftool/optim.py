@@ -14,6 +14,8 @@ from ftool.registry import OPTIMIZERS, SCHEDULERS
 
 @OPTIMIZERS.register("sgd")
 def sgd(params, lr, weight_decay, momentum: float = 0.9, nesterov: bool = False):
+    if not 0 <= momentum < 1:  # (torch takes any momentum >= 0; from 1 on, the steps grow without end)
+        raise FtoolError(f"optimizer.momentum: must be in [0, 1), got {momentum}")
     if nesterov and momentum <= 0:
         raise FtoolError("optimizer.nesterov: Nesterov momentum needs optimizer.momentum > 0")
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov)
@@ -21,12 +23,22 @@ def sgd(params, lr, weight_decay, momentum: float = 0.9, nesterov: bool = False)
 
 @OPTIMIZERS.register("adam")
 def adam(params, lr, weight_decay, betas: list = (0.9, 0.999), eps: float = 1e-8):
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **_adam_settings(betas, eps))
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(params, lr, weight_decay, betas: list = (0.9, 0.999), eps: float = 1e-8):
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **_adam_settings(betas, eps))
+
+
+def _adam_settings(betas: list, eps: float) -> dict:
+    """torch reads one beta as an IndexError and three as a ValueError at the first step, and takes
+    eps=0, with which a weight whose gradients are all 0 steps by 0/0 (the loss turns NaN)."""
+    if len(betas) != 2:
+        raise FtoolError(f"optimizer.betas: must be two numbers, [beta1, beta2] (default [0.9, 0.999]), got {list(betas)}")
+    if eps <= 0:
+        raise FtoolError(f"optimizer.eps: must be > 0 (default 1e-8), got {eps}")
+    return {"betas": tuple(betas), "eps": eps}
 
 
 def decay_groups(model: nn.Module, weight_decay: float, lr: float, lr_mult: dict[str, float] | None = None) -> list[dict]:

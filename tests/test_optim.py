@@ -29,6 +29,17 @@ def test_sgd_options_reach_torch():
     assert opt.defaults["momentum"] == 0.8 and opt.defaults["nesterov"] is True
 
 
+@pytest.mark.parametrize("name, args, message", [
+    ("sgd", {"momentum": 1.5}, "optimizer.momentum: must be in [0, 1), got 1.5"),  # trained to a NaN loss
+    ("adam", {"betas": [0.9]}, "optimizer.betas: must be two numbers, [beta1, beta2] (default [0.9, 0.999]), got [0.9]"),
+    ("adamw", {"betas": [0.9, 0.99, 0.9]}, "optimizer.betas: must be two numbers"),  # torch: at the first step
+    ("adam", {"eps": 0.0}, "optimizer.eps: must be > 0 (default 1e-8), got 0.0"),  # trained to a NaN loss
+])
+def test_optimizer_settings_torch_would_take_into_nonsense_are_errors(name, args, message):
+    with pytest.raises(FtoolError, match=re.escape(message)):
+        build_optimizer(OptimizerConfig(name=name, lr=0.1, args=args), model())
+
+
 def test_l1_penalty_sums_absolute_weights():
     m = nn.Linear(2, 1)
     with torch.no_grad():
