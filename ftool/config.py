@@ -23,6 +23,7 @@ from ftool.errors import FtoolError, one_line
 from ftool.registry import LOSSES, close_matches_hint, expected_type
 
 PRECISIONS = ("32", "bf16-mixed", "fp16-mixed", "auto")
+SEEDS = range(2**32)  # numpy's (torch takes more, negative ones too; numpy's error was a traceback)
 ACCELERATORS = ("auto", "cpu", "cuda", "mps")
 
 
@@ -36,7 +37,7 @@ def _check_choice(errors: list[str], name: str, value: Any, options: tuple, othe
     `other_names`: other tools' names for an option (Lightning's accelerator=gpu), for the hint."""
     if value not in options:
         listed = ", ".join(map(str, options[:-1])) + f" or {options[-1]}"
-        meant = (other_names or {}).get(str(value))
+        meant = (other_names or {}).get(str(value).lower())  # (their keys are lower case: GPU, Glorot)
         hint = f" Did you mean '{meant}'?" if meant else close_matches_hint(str(value), list(options))
         errors.append(f"{name}: must be {listed}, got {value!r}.{hint}")
 
@@ -87,6 +88,7 @@ class TrainerConfig:
         _check(e, self.val_every >= 1, "trainer.val_every", "must be >= 1", self.val_every)
         _check(e, self.log_every_n_steps >= 1, "trainer.log_every_n_steps", "must be >= 1",
                self.log_every_n_steps)
+        _check(e, self.seed in SEEDS, "trainer.seed", f"must be in [0, {SEEDS[-1]}]", self.seed)
         if self.mode is not None:
             _check_choice(e, "trainer.mode", self.mode, ("max", "min"))
         _check_choice(e, "trainer.loss", self.loss, ("auto", "cross_entropy", "mse", "l1", "huber", *LOSSES.names()))
@@ -167,6 +169,7 @@ class DataConfig:
                self.test_fraction)
         _check(e, self.test_size is None or self.test_size >= 1, "data.test_size", "must be >= 1",
                self.test_size)
+        _check(e, self.split_seed in SEEDS, "data.split_seed", f"must be in [0, {SEEDS[-1]}]", self.split_seed)
         _check(e, self.folds == 0 or self.folds >= 2, "data.folds", "must be 0 (none) or >= 2", self.folds)
         _check(e, 0 <= self.fold < max(self.folds, 1), "data.fold",
                f"must be in [0, {self.folds - 1}] (of data.folds={self.folds})" if self.folds else
@@ -182,7 +185,7 @@ class ModelConfig:
 
     def problems(self) -> list[str]:
         e: list[str] = []
-        _check_choice(e, "model.init", self.init, ("default", "kaiming", "xavier"))
+        _check_choice(e, "model.init", self.init, ("default", "kaiming", "xavier"), {"he": "kaiming", "glorot": "xavier"})
         return e
 
 

@@ -38,25 +38,30 @@ def test_valid_config_becomes_typed_with_builder_arguments_apart():
 
 def test_every_error_is_reported_at_once_with_its_key():
     errors = errors_of(base(optimizer__lr=-1.0, trainer__epochs=-1, model__padding="x", data__batch_size=0,
-                            trainer__early_stopping_min_delta=-0.1, finetune__lora__alpha=0))
+                            trainer__early_stopping_min_delta=-0.1, finetune__lora__alpha=0, trainer__seed=-1,
+                            data__split_seed=2**32))
     assert "optimizer.lr: must be > 0, got -1.0" in errors
     assert "trainer.epochs: must be >= 0, got -1" in errors
     assert "model.padding: must be a whole number, got 'x'" in errors
     assert "data.batch_size: must be >= 1, got 0" in errors
     assert "trainer.early_stopping_min_delta: must be >= 0, got -0.1" in errors
     assert "finetune.lora.alpha: must be > 0 (0 scales the adapters to nothing), got 0.0" in errors
-    assert len(errors) == 6
+    assert "trainer.seed: must be in [0, 4294967295], got -1" in errors  # (numpy's traceback, after the run started)
+    assert "data.split_seed: must be in [0, 4294967295], got 4294967296" in errors
+    assert len(errors) == 8
 
 
 def test_a_choice_not_offered_lists_the_options_and_the_one_meant():
-    errors = errors_of(base(trainer__precision="bf16", trainer__accelerator="gpu", trainer__mode="maximize",
+    errors = errors_of(base(trainer__precision="bf16", trainer__accelerator="GPU", trainer__mode="maximize",
                             model__init="xavier_uniform", trainer__on_nonfinite="ignore"))
     assert errors == [
         "trainer.mode: must be max or min, got 'maximize'. Did you mean 'max'?",
-        "trainer.accelerator: must be auto, cpu, cuda or mps, got 'gpu'. Did you mean 'cuda'?",  # Lightning's name
+        "trainer.accelerator: must be auto, cpu, cuda or mps, got 'GPU'. Did you mean 'cuda'?",  # Lightning's name
         "trainer.precision: must be 32, bf16-mixed, fp16-mixed or auto, got 'bf16'. Did you mean 'bf16-mixed'?",
         "trainer.on_nonfinite: must be stop or skip, got 'ignore'.",  # nothing close: no guess
         "model.init: must be default, kaiming or xavier, got 'xavier_uniform'. Did you mean 'xavier'?"]
+    assert errors_of(base(model__init="He")) == [  # the names of the papers
+        "model.init: must be default, kaiming or xavier, got 'He'. Did you mean 'kaiming'?"]
 
 
 def test_wrong_type_and_unknown_key_in_schemas():
