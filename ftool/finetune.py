@@ -194,10 +194,21 @@ def freeze(model: nn.Module, cfg: FinetuneConfig, pretrained: set[str]) -> list[
         prefixes = [str(p) for p in cfg.freeze]
         frozen = [n for n, _ in model.named_parameters() if any(n == p or n.startswith(p + ".") for p in prefixes)]
         if not frozen:
-            tops = sorted({n.split(".")[0] for n, _ in model.named_parameters()})
-            raise FtoolError(f"finetune.freeze: {prefixes} match no parameter; the model's blocks are {', '.join(tops)}")
+            raise FtoolError(f"finetune.freeze: {prefixes} match no parameter; the model's blocks are "
+                             f"{', '.join(_blocks(model))}")
     set_trainable(model, frozen, False)
     return frozen
+
+
+def _blocks(model: nn.Module) -> list[str]:
+    """The model's blocks, below the wrappers that hold one each (a Hugging Face classifier is `hf`
+    around `hf.bert` and `hf.classifier`, and `hf` alone says nothing)."""
+    names = [n.split(".") for n, _ in model.named_parameters()]
+    for depth in range(1, max(map(len, names)) + 1):
+        level = sorted({".".join(n[:depth]) for n in names})
+        if len(level) > 1:
+            break
+    return level
 
 
 def set_trainable(model: nn.Module, names: list[str], trainable: bool) -> None:

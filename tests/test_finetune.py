@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import torch
+from torch import nn
 from safetensors.torch import load_file
 
 from ftool.config import FinetuneConfig
@@ -73,6 +74,15 @@ def test_backbone_freezing_freezes_the_pretrained_layers_and_needs_some():
         freeze(model, FinetuneConfig(unfreeze_at_epoch=2), pretrained=set())
     with pytest.raises(FtoolError, match="finetune.backbone_lr_mult: nothing in this model is pretrained"):
         lr_multipliers(model, set(), FinetuneConfig(backbone_lr_mult=0.1))  # it would slow no parameter down
+    with pytest.raises(FtoolError, match=r"\['feature'\] match no parameter; the model's blocks are features, head$"):
+        freeze(model, FinetuneConfig(freeze=["feature"]), pretrained={"features.0.weight"})
+    wrapped = nn.Module()  # as a Hugging Face classifier is: hf around hf.bert and hf.classifier
+    wrapped.hf = nn.Module()
+    wrapped.hf.bert, wrapped.hf.classifier = nn.Sequential(nn.Linear(2, 2)), nn.Linear(2, 2)
+    with pytest.raises(FtoolError, match="the model's blocks are hf.bert, hf.classifier$"):
+        freeze(wrapped, FinetuneConfig(freeze=["bert"]), pretrained={"hf.bert.0.weight"})
+    with pytest.raises(FtoolError, match="the model's blocks are bias, weight$"):
+        freeze(nn.Linear(2, 2), FinetuneConfig(freeze=["fc"]), pretrained={"weight"})
     loaded = {"features.0.weight", "features.0.bias", "head.1.weight", "head.1.bias"}  # all but the output layer
     frozen = freeze(model, FinetuneConfig(freeze="backbone"), pretrained=loaded)
     assert frozen == ["features.0.weight", "features.0.bias", "head.1.weight", "head.1.bias"]
