@@ -135,7 +135,7 @@ def lr_multipliers(model: nn.Module, pretrained: set[str], cfg: FinetuneConfig) 
 
 def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """Wrap a text model's transformer in peft LoRA adapters: only they and the head train."""
-    from ftool.models.hf import HEAD_NAMES, HFClassifier
+    from ftool.models.hf import HFClassifier
 
     if not isinstance(model, HFClassifier):
         raise FtoolError("finetune.lora: LoRA adapters are for transformers (model=hf_classifier)")
@@ -144,6 +144,11 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
         from peft import TaskType, get_peft_model
     except ImportError:
         raise FtoolError("finetune.lora: LoRA needs peft: pip install 'ftool[text]'") from None
+    modules = [name for name, _ in model.hf.named_modules()]
+    missing = [t for t in cfg.target_modules or [] if not any(n == t or n.endswith(f".{t}") for n in modules)]
+    if missing:  # (peft's "No modules were targeted ...", naming no layer it has)
+        raise FtoolError(f"finetune.lora.target_modules: {', '.join(map(str, missing))}: no such layer in this model "
+                         f"({model.hf.config.model_type}); its linear layers: {', '.join(_linear_layers(model))}")
     marked = pretrained_parameters(model)
     pretrained = {id(p) for n, p in model.named_parameters() if n in marked}
     try:
@@ -156,15 +161,21 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
                 target_modules=list(cfg.target_modules) if cfg.target_modules else None))
     except ValueError as e:
         if cfg.target_modules is None and "target_modules" in str(e):  # peft knows no layers for this architecture
-            layers = sorted({name.rpartition(".")[2] for name, module in model.hf.named_modules()
-                             if isinstance(module, nn.Linear)} - set(HEAD_NAMES))
             raise FtoolError(f"finetune.lora.target_modules: peft has no default for this model "
                              f"({model.hf.config.model_type}); name the layers to adapt, usually the attention's "
-                             f"query and value, among its linear layers: {', '.join(layers)}") from None
+                             f"query and value, among its linear layers: {', '.join(_linear_layers(model))}") from None
         raise FtoolError(f"finetune.lora: {one_line(e)}") from None
     # peft renames the parameters it wraps (and froze them): mark the same tensors by their new names
     model.pretrained_parameters = {n for n, p in model.named_parameters() if id(p) in pretrained}
     return model
+
+
+def _linear_layers(model: nn.Module) -> list[str]:
+    """The names LoRA can adapt in a transformer (`query`, `value`, ...), its classification head's aside."""
+    from ftool.models.hf import HEAD_NAMES
+
+    return sorted({name.rpartition(".")[2] for name, module in model.hf.named_modules()
+                   if isinstance(module, nn.Linear)} - set(HEAD_NAMES))
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

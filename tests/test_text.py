@@ -592,8 +592,12 @@ def test_lora_on_a_model_peft_has_no_default_for_names_its_layers(tiny_bert, tmp
                                          r"value, among its linear layers: k_lin, lin1, lin2, out_lin, pre_classifier, "
                                          r"q_lin, v_lin$"):
         apply_lora(hf_classifier(2, name_or_path=str(tmp_path / "distil")), LoraConfig(r=4))
+    with pytest.raises(FtoolError, match=r"^finetune.lora.target_modules: query: no such layer in this model "
+                                         r"\(distilbert\); its linear layers: k_lin, lin1, lin2, out_lin, "):
+        apply_lora(hf_classifier(2, name_or_path=str(tmp_path / "distil")),  # (BERT's name: peft adapted v_lin alone,
+                   LoraConfig(r=4, target_modules=["query", "v_lin"]))       #  without a word)
     model = apply_lora(hf_classifier(2, name_or_path=str(tmp_path / "distil")),
-                       LoraConfig(r=4, target_modules=["q_lin", "v_lin"]))
+                       LoraConfig(r=4, target_modules=["q_lin", "attention.v_lin"]))
     assert any("lora_A" in name for name, _ in model.named_parameters())
 
 
