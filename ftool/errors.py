@@ -17,6 +17,10 @@ class FtoolError(Exception):
         super().__init__(message)
 
 
+class TooFewToSplit(FtoolError):
+    """Data too small for its held-out splits: for `eval` of new data, split=all is the answer."""
+
+
 class MachineError(FtoolError):
     """The machine refused, not ftool or its input: a full or read-only disk, a missing permission."""
 

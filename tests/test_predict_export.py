@@ -111,6 +111,9 @@ def test_eval_on_other_images_needs_the_runs_classes_and_input_shape(image_run, 
     result = ftool("eval", f"ckpt={image_run}", "data.root=one", "split=all", cwd=tmp_path)
     assert result.returncode == 0 and "eval (all 1 sample)" in result.stdout, result.stderr
     assert read_json(image_run / "eval.json")["per_class"]["support"] == [1, 0]
+    assert_one_line_error(ftool("eval", f"ckpt={image_run}", "data.root=one", cwd=tmp_path),  # (test: held out of it)
+                          "data: holding out 1 of 1 samples leaves none to train on",
+                          "; split=all scores every sample of new data")
     # Other class names would score each label against another class's output: refused.
     write_image_folder(tmp_path / "renamed", classes=("cat", "fox"), per_class=5)
     assert_one_line_error(ftool("eval", f"ckpt={image_run}", "data.root=renamed", cwd=tmp_path),

@@ -18,7 +18,7 @@ from ftool.engine.accelerator import select
 from ftool.engine.atomic import atomic_write_json
 from ftool.engine.progress import EvalProgress, console, print_metrics, print_per_class
 from ftool.engine.trainer import evaluate, seed_everything
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, TooFewToSplit
 from ftool.metrics import EpochMeter, build_loss, resolve_class_weights
 from ftool.rundir import evaluated_scope, locate_checkpoint, read_summary
 
@@ -39,7 +39,10 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, split: str) -> dict:
     acc = select(rc.trainer, training=False)
     summary = read_summary(run) or {}
     trained = summary.get("data")
-    loaders = components.build_data(rc, trained=trained)
+    try:
+        loaders = components.build_data(rc, trained=trained)
+    except TooFewToSplit as e:  # (new data in data.*, held out as the run held out its own)
+        raise FtoolError(f"{e}; split=all scores every sample of new data") from None
     check_data_fits_run(loaders.info, trained, "eval")
     # train: what the model learned from, without augmentation (against test's figures: how much it overfits)
     loader = {"test": loaders.test, "val": loaders.val, "train": loaders.train_eval, "all": loaders.everything}[split]

@@ -15,7 +15,7 @@ from ftool.config import DataConfig
 from ftool.data import DataInfo, Splits
 from ftool.data.samples import SampleReader, sample_reader
 from ftool.data.transforms import check_augment, make_transform
-from ftool.errors import FtoolError
+from ftool.errors import FtoolError, TooFewToSplit
 
 
 class SplitView(Dataset):
@@ -93,7 +93,7 @@ def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optio
     order = [pool[i] for i in torch.randperm(len(pool), generator=generator).tolist()]
     held = count if count is not None else max(1, round(len(order) * fraction))
     if held >= len(order):
-        raise FtoolError(f"data: holding out {held} of {len(order)} samples leaves none to train on "
+        raise TooFewToSplit(f"data: holding out {held} of {len(order)} samples leaves none to train on "
                          f"(data.test_size, data.test_fraction, data.val_fraction)")
     return order[held:], order[:held]
 
