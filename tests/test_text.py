@@ -574,6 +574,10 @@ def test_a_model_folder_without_its_tokenizer_is_an_error(tiny_bert, tmp_path):
     with pytest.raises(FtoolError, match=r"model.name_or_path: .*model holds no tokenizer \(tokenizer.json, "
                                          r"tokenizer_config.json, vocab.txt, ...\); save the model's tokenizer beside"):
         load_tokenizer(str(tmp_path / "model"))
+    # The folder above a model's (an export's, <run>/export, holding hf/): it said "holds no tokenizer"
+    with pytest.raises(FtoolError, match=f"^model.name_or_path: {tmp_path} holds no Hugging Face model "
+                                         f"\\(config.json\\); {tmp_path / 'model'} does$"):
+        load_tokenizer(str(tmp_path))
 
 
 def test_lora_on_a_model_peft_has_no_default_for_names_its_layers(tiny_bert, tmp_path):

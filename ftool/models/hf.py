@@ -31,7 +31,7 @@ def resolve(name_or_path: str) -> str:
     if not name_or_path.startswith(_PACKAGE_PREFIX):
         expanded = os.path.expanduser(name_or_path)
         if os.path.isdir(expanded):
-            return expanded
+            return _model_folder(Path(expanded))
         if name_or_path.startswith(("/", "~", ".")) or name_or_path.count("/") > 1:  # no hub id ('org/name')
             raise FtoolError(f"model.name_or_path: {expanded} is not a folder; give a folder with the model's "
                              f"config.json and weights, or a Hugging Face hub id (bert-base-uncased, org/name)")
@@ -47,6 +47,16 @@ def resolve(name_or_path: str) -> str:
     if not path.is_dir():
         raise FtoolError(f"model.name_or_path: {path} does not exist in package '{module}'")
     return str(path)
+
+
+def _model_folder(folder: Path) -> str:
+    """`folder`, where it holds a model (its config.json). One that does not, but whose subfolder does (an
+    export's folder, `<run>/export`, holding `hf/`), names that subfolder."""
+    if (folder / "config.json").is_file():
+        return str(folder)
+    inside = sorted(str(c.parent) for c in folder.glob("*/config.json"))
+    hint = f"; {' or '.join(inside)} does" if inside else ", the model's settings saved beside its weights"
+    raise FtoolError(f"model.name_or_path: {folder} holds no Hugging Face model (config.json){hint}")
 
 
 def _quiet_transformers() -> None:
