@@ -260,6 +260,8 @@ def _why_no_checkpoint(run: RunDir) -> str:
         return "the run was interrupted before it saved one"
     if status == "running":
         return "the run is still going and has saved none yet"
+    if (run.path / "config.json").is_file():  # (an export's hf/ folder, a model downloaded from the hub)
+        return f"it is a Hugging Face model's folder, which model=hf_classifier model.name_or_path={run.path} loads"
     return (f"expected {run.relative(run.best_weights)} or {run.relative(run.last_weights)}; "
             f"is it an ftool run directory?")
 

@@ -361,6 +361,11 @@ def test_eval_and_command_errors(workdir):
     (workdir / "empty").mkdir()
     assert_one_line_error(ftool("eval", f"ckpt={workdir / 'empty'}", cwd=workdir), "holds no checkpoint: expected "
                           "checkpoints/best.safetensors or checkpoints/last.safetensors; is it an ftool run directory?")
+    (workdir / "hf").mkdir()
+    (workdir / "hf" / "config.json").write_text("{}")  # a Hugging Face model's folder (an export's hf/)
+    assert_one_line_error(ftool("finetune", f"finetune.from={workdir / 'hf'}", cwd=workdir),
+                          f"finetune.from: {workdir / 'hf'} holds no checkpoint: it is a Hugging Face model's folder, "
+                          f"which model=hf_classifier model.name_or_path={workdir / 'hf'} loads")
     ftool("train", "data=mnist", "data.root=nowhere", "hydra.run.dir=failed", cwd=workdir)
     assert_one_line_error(ftool("predict", "ckpt=failed", "input=x", cwd=workdir), "holds no checkpoint: the run "
                           "failed before it saved one (data: MNIST not found")
