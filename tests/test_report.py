@@ -2,6 +2,7 @@
 
 import csv
 import json
+import warnings
 
 import pytest
 import yaml
@@ -232,6 +233,36 @@ def test_names_with_dollar_signs_are_drawn_as_written():
     texts = [ax.set_title("$5-$10"), *ax.legend().get_texts(), ax.set_xticks([0], ["$5-$10"])[0].label1]
     assert [(t.get_text(), t.get_parse_math()) for t in texts] == [("$5-$10", False)] * 3
     _pyplot().close(fig)
+
+
+def _confusion_of(classes: list[str], path, capsys) -> tuple[str, list]:
+    """confusion.png of these classes: (stderr, Python warnings)."""
+    from ftool.commands.report import _confusion_png
+
+    evaluated = {"per_class": {"classes": classes, "confusion_matrix": [[3, 1], [0, 4]]}, "split": "test",
+                 "checkpoint": "best.safetensors"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _confusion_png(evaluated, path)
+    assert is_png(path)
+    return capsys.readouterr().err, caught
+
+
+def test_letters_no_font_has_are_one_warning(tmp_path, capsys):
+    # (Egyptian hieroglyphs: in neither DejaVu Sans nor a Chinese font) matplotlib warned once per letter
+    err, caught = _confusion_of(["𓀀𓀁", "cat"], tmp_path / "c.png", capsys)
+    assert caught == [] and err == (f"warning: {tmp_path / 'c.png'}: no font on this machine has the letters 𓀀𓀁, "
+                                    f"drawn as boxes; install one that has them (Chinese, Japanese, Korean: Noto Sans "
+                                    f"CJK, on Debian and Ubuntu the package fonts-noto-cjk)\n")
+
+
+def test_chinese_class_names_are_drawn_with_a_chinese_font_where_there_is_one(tmp_path, capsys):
+    from ftool.commands.report import _cjk_fonts
+
+    if not _cjk_fonts():
+        pytest.skip("no Chinese font on this machine (apt install fonts-wqy-zenhei)")
+    err, caught = _confusion_of(["正面", "负面"], tmp_path / "c.png", capsys)  # (were boxes: matplotlib's font only)
+    assert caught == [] and err == ""
 
 
 def test_a_sweeps_failed_jobs_are_those_that_failed_in_this_sweep(tmp_path):

@@ -13,17 +13,22 @@ Failed and interrupted runs are shown as such. Output:
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
+import logging
+import re
 import shlex
 import statistics
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from rich.table import Table
 
-from ftool.engine.progress import plain_console
+from ftool.engine.progress import plain_console, warn
 from ftool.errors import FtoolError
 from ftool.rundir import (RunDir, evaluated_scope, read_json, read_records, read_saved, read_summary, sweep_jobs,
                           training_process)
@@ -231,7 +236,7 @@ def _confusion_png(evaluated: dict, path: Path) -> None:
     """`ftool eval`'s confusion matrix (rows: targets): class names up to 30 classes, counts up to 15."""
     names, matrix = evaluated["per_class"]["classes"], evaluated["per_class"]["confusion_matrix"]
     k = len(names)
-    side = min(3 + 0.45 * k, 14)
+    side = min(4 + 0.45 * k, 14)
     fig, ax = _pyplot().subplots(figsize=(side + 1, side))
     fig.colorbar(ax.imshow(matrix, cmap="Blues"), ax=ax, fraction=0.046, pad=0.04)  # as tall as the matrix
     if k <= 30:
@@ -245,10 +250,8 @@ def _confusion_png(evaluated: dict, path: Path) -> None:
     ax.set_xlabel("predicted")
     ax.set_ylabel("target")
     scope = evaluated_scope(evaluated.get("split", "test"), sum(map(sum, matrix)))
-    ax.set_title(f"confusion matrix of {Path(evaluated.get('checkpoint', '?')).name} ({scope})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    ax.set_title(f"confusion matrix of {Path(evaluated.get('checkpoint', '?')).name}\n({scope})")  # (2 classes: narrow)
+    _save(fig, path)
 
 
 # -- a sweep -------------------------------------------------------------------------------------
@@ -387,6 +390,13 @@ def _write_tables(out: Path, stem: str, header: list[str], rows: list[list[str]]
     (out / f"{stem}.md").write_text("\n".join(markdown) + "\n")
 
 
+# Fonts with Chinese, Japanese and Korean letters, of which matplotlib's own (DejaVu Sans) has none.
+_CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+              "Droid Sans Fallback", "Microsoft YaHei", "SimHei", "PingFang SC", "Hiragino Sans GB", "Malgun Gothic",
+              "Arial Unicode MS")
+
+
+@functools.cache
 def _pyplot():
     import matplotlib
 
@@ -394,7 +404,49 @@ def _pyplot():
     matplotlib.rcParams["text.parse_math"] = False  # names as written: a class "$5-$10" was drawn "5 − 10"
     import matplotlib.pyplot as plt
 
+    # Names in any script: matplotlib falls back letter by letter along the families of font.family, here
+    # to the fonts this machine has for Chinese, Japanese and Korean (its own DejaVu Sans has none).
+    matplotlib.rcParams["font.family"] = ["DejaVu Sans", *_cjk_fonts()]
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # (a font's nearest weight: "now using 500")
     return plt
+
+
+def _cjk_fonts() -> list[str]:
+    """The fonts of _CJK_FONTS this machine has. matplotlib's list of the machine's fonts is made at
+    its first use and kept, so where it has none, fonts installed since are added to it."""
+    from matplotlib import font_manager
+
+    def known() -> list[str]:
+        installed = {font.name for font in font_manager.fontManager.ttflist}
+        return [name for name in _CJK_FONTS if name in installed]
+
+    if not known():
+        listed = {font.fname for font in font_manager.fontManager.ttflist}
+        for path in set(font_manager.findSystemFonts()) - listed:
+            with contextlib.suppress(Exception):  # (a file FreeType cannot read)
+                font_manager.fontManager.addfont(path)
+    return known()
+
+
+def _save(fig, path: Path) -> None:
+    """Lay out, write and close `fig`. Letters that no font here has (class names in Chinese where no
+    Chinese font is installed) are drawn as boxes: one warning says so, for matplotlib's one per letter."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    missing = {}
+    for w in caught:
+        glyph = re.match(r"Glyph (\d+) .* missing from font", str(w.message))
+        if glyph:
+            missing[chr(int(glyph.group(1)))] = None
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        letters = "".join(list(missing)[:10]) + ("..." if len(missing) > 10 else "")
+        warn(f"{path}: no font on this machine has the letters {letters}, drawn as boxes; install one that "
+             f"has them (Chinese, Japanese, Korean: Noto Sans CJK, on Debian and Ubuntu the package fonts-noto-cjk)")
 
 
 def _finish(fig, ax, title: str, xlabel: str, path: Path, legend: bool = True) -> None:
@@ -410,9 +462,7 @@ def _finish(fig, ax, title: str, xlabel: str, path: Path, legend: bool = True) -
     ax.grid(alpha=0.3)
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
+    _save(fig, path)
 
 
 def _file_name(key: str) -> str:
