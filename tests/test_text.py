@@ -3,6 +3,7 @@ The model is a tiny random BERT saved to a temp dir (tests/conftest.py): nothing
 
 import json
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
@@ -401,8 +402,28 @@ def test_predict_inputs_are_texts_or_text_files_and_a_missing_file_is_an_error(t
         with pytest.raises(FtoolError, match="input: an empty text"):
             given_texts(blank, "text")
     (tmp_path / "latin.txt").write_bytes("un film très beau\n".encode("latin-1"))
-    with pytest.raises(FtoolError, match=r"input: .*latin.txt is not UTF-8 text \(invalid continuation byte"):
+    with pytest.raises(FtoolError, match=r"input: .*latin.txt is not UTF-8 text \(invalid continuation byte at "
+                                         r"byte 10\); save it as UTF-8$"):  # (which Western encoding: no guess)
         given_texts(str(tmp_path / "latin.txt"), "text")
+    # Chinese, Japanese, Korean as Notepad saves them on a Windows in that language: the encoding, and its iconv
+    for name, encoding, text in (("gbk", "GB18030", "这部电影太好看了\n剧情无聊透顶\n"),
+                                 ("sjis", "CP932", "この映画はとても面白かった\nつまらない\n"),
+                                 ("big5", "BIG5", "這部電影太好看了\n劇情無聊透頂\n"),
+                                 ("kr", "CP949", "이 영화 정말 재미있어요\n지루해요\n")):
+        file = tmp_path / f"{name} reviews.txt"
+        file.write_bytes(text.encode(encoding))
+        with pytest.raises(FtoolError) as raised:
+            given_texts(str(file), "text")
+        copy = tmp_path / f"{name} reviews-utf8.txt"
+        command = f"iconv -f {encoding} -t UTF-8 '{file}' > '{copy}'"
+        assert str(raised.value).endswith(f"; it reads as {encoding}: {command} makes a UTF-8 copy")
+        if shutil.which("iconv"):  # the command given makes the text as it was written
+            assert subprocess.run(command, shell=True).returncode == 0 and copy.read_text() == text
+    damaged = tmp_path / "damaged.txt"  # UTF-8 but for one byte: no encoding to convert from
+    damaged.write_bytes("这部电影太好看了\n".encode() * 500 + b"\xe9\xa1 \n")
+    with pytest.raises(FtoolError, match=r"is not UTF-8 text \(invalid continuation byte at byte 12500\); save it as "
+                                         r"UTF-8$"):
+        given_texts(str(damaged), "text")
     from PIL import Image  # photos given to a text model: "not UTF-8 text ...; save it as UTF-8" misled
 
     (tmp_path / "photos").mkdir()

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -38,7 +39,32 @@ def read_text(path: Path | None, what: str) -> str:
             raise FtoolError(f"{what}: {path} is an image, and this reads text (a text file, CSV, TSV, JSON or "
                              f"Parquet)") from None
         raise FtoolError(f"{what}: {path or 'standard input'} is not UTF-8 text ({e.reason} at byte {e.start}); "
-                         f"save it as UTF-8") from None
+                         f"{_conversion(data[max(0, e.start - 65536):e.start + 65536], path)}") from None
+
+
+# The encodings of Chinese, Japanese and Korean text that Windows' Notepad and Excel save in. charset-normalizer
+# tells these apart well, and Western ones less so (French text in Windows-1252 it read as Windows-1250,
+# where è is č): those get no guess.
+_EAST_ASIAN = {"gb18030", "gbk", "gb2312", "big5", "big5hkscs", "cp950", "cp932", "shift_jis", "euc_jp", "cp949",
+               "euc_kr"}
+
+
+def _conversion(sample: bytes, path: Path | None) -> str:
+    """How to make UTF-8 of a text file: for Chinese, Japanese or Korean text saved in Windows' encoding
+    for it (Notepad's GBK on a Chinese Windows), the encoding and iconv's command."""
+    from charset_normalizer import from_bytes
+
+    found = from_bytes(sample).best()
+    name = codecs.lookup(found.encoding).name if found else ""
+    letters = [c for c in str(found or "") if c.isalpha()]
+    # Read so, Western text is ASCII letters with a character for each accented one and the letter after it
+    # ("très" in Latin-1 reads as Big5), where Chinese, Japanese or Korean text is mostly their own letters.
+    if name not in _EAST_ASIAN or 2 * sum(not c.isascii() for c in letters) < len(letters):
+        return "save it as UTF-8"
+    name = name.replace("_", "-").upper()  # iconv's spelling: SHIFT-JIS, GB18030
+    source = shlex.quote(str(path)) if path else "-"
+    target = shlex.quote(str(path.with_stem(path.stem + "-utf8"))) if path else "utf8.txt"
+    return f"it reads as {name}: iconv -f {name} -t UTF-8 {source} > {target} makes a UTF-8 copy"
 
 
 def labels_to_indices(labels: list) -> tuple[list[int], list[str]]:
