@@ -117,6 +117,18 @@ def test_a_max_length_beyond_the_models_positions_is_an_error_before_tokenizing(
     assert load_tokenizer(str(relative)).model_max_length > 10**6
 
 
+def test_how_many_texts_max_length_cuts_is_said(texts, tiny_bert, cache, capsys):
+    tokenizer = load_tokenizer(str(tiny_bert))
+    text_files(str(texts), tokenizer, max_length=128)  # every sentence fits
+    assert "fill data.max_length" not in capsys.readouterr().out
+    splits = text_files(str(texts), tokenizer, max_length=8)
+    ids = [t for split in (splits.train, splits.val, splits.test) if split for t in split.ids]
+    full = sum(len(t) == 8 for t in ids)
+    assert 0 < full < len(ids) == 300
+    assert capsys.readouterr().out == (f"data: {full} of 300 texts ({full / 300:.0%}) fill data.max_length=8 tokens, "
+                                       f"where longer ones are cut\n")
+
+
 def test_augmentation_on_text_is_an_error(texts, tiny_bert, cache):
     from ftool.config import AugmentConfig, DataConfig
     from ftool.data.loaders import build_loaders
@@ -349,6 +361,12 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
     assert [p["label"] for p in predictions] == ["pos", "neg"]
     assert predictions[0]["input"] == "a gorgeous witty film"
     assert sum(predictions[0]["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    long = "a gorgeous witty film " * 8  # 32 words: the model reads its first 16 tokens, and the user is told
+    result = ftool("predict", f"ckpt={run}", f"input={long}", "input=a gorgeous witty film", "output=json",
+                   cwd=tmp_path, env=_env(cache))
+    assert len(json.loads(result.stdout)) == 2 and result.stderr == (  # (stdout: JSON still)
+        "warning: 1 of 2 texts (50%) fill data.max_length=16 tokens, where longer ones are cut: the model reads "
+        "no further, as in training\n")
     file = tmp_path / "new.txt"
     file.write_text("superb and moving\n\nawful , tedious movie\n")
     table = ftool("predict", f"ckpt={run}", f"input={file}", cwd=tmp_path, env=_env(cache))

@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from ftool.data.text import PadBatch, encode
+from ftool.data.text import PadBatch, encode, texts_cut
 from ftool.data.transforms import make_transform
 from ftool.engine.accelerator import Accelerator, select
-from ftool.engine.progress import EvalProgress, console
+from ftool.engine.progress import EvalProgress, console, warn
 from ftool.errors import FtoolError
 from ftool.inference import (Trained, expand_patterns, image_files, load_trained, read_image, text_inputs,
                              vector_inputs)
@@ -108,6 +108,9 @@ def _text_batches(trained: Trained, texts: list[str]) -> Iterator[torch.Tensor]:
     tokenizer = trained.tokenizer()
     pad = PadBatch(tokenizer.pad_token_id or 0)
     ids = encode(texts, tokenizer, trained.info.input_shape[0])
+    cut = texts_cut(ids, trained.info.input_shape[0])
+    if cut:  # (on stderr: output=json stays JSON)
+        warn(f"{cut}: the model reads no further, as in training")
     for start in range(0, len(ids), BATCH):
         yield pad([(t, 0) for t in ids[start:start + BATCH]])[0]
 

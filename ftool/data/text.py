@@ -134,6 +134,14 @@ def tokenize(texts: list[str], tokenizer, max_length: int) -> list[torch.Tensor]
     return ids
 
 
+def texts_cut(ids: list[torch.Tensor], max_length: int) -> str | None:
+    """How many texts fill data.max_length tokens, which longer texts are cut to: a larger max_length
+    reads more of them (IMDB's reviews at 128 tokens, most of them)."""
+    full = sum(len(t) == max_length for t in ids)
+    return (f"{full:,} of {len(ids):,} texts ({full / len(ids):.0%}) fill data.max_length={max_length} tokens, "
+            f"where longer ones are cut") if full else None
+
+
 def text_splits(splits: dict[str, tuple[list[str], list[int]]], class_names: list[str], tokenizer,
                 max_length: int) -> Splits:
     """Splits of TokenizedTexts from {"train"|"val"|"test": (texts, labels)}."""
@@ -148,6 +156,11 @@ def text_splits(splits: dict[str, tuple[list[str], list[int]]], class_names: lis
                          f"data.max_length={limit} or less")
     made = {name: TokenizedTexts(tokenize(texts, tokenizer, max_length), torch.tensor(labels, dtype=torch.long))
             for name, (texts, labels) in splits.items()}
+    cut = texts_cut([t for split in made.values() for t in split.ids], max_length)
+    if cut:
+        from ftool.engine.progress import note
+
+        note(f"data: {cut}")
     info = DataInfo("classification", (max_length,), len(class_names), class_names, text=True)
     return Splits(train=made["train"], info=info, test=made.get("test"), val=made.get("val"),
                   collate=PadBatch(tokenizer.pad_token_id or 0))
