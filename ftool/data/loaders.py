@@ -94,7 +94,7 @@ def split_indices(n: int, fraction: float, generator: torch.Generator, of: Optio
     held = count if count is not None else max(1, round(len(order) * fraction))
     if held >= len(order):
         raise TooFewToSplit(f"data: holding out {held} of {len(order)} samples leaves none to train on "
-                         f"(data.test_size, data.test_fraction, data.val_fraction)")
+                            f"(data.test_size, data.test_fraction, data.val_fraction)")
     return order[held:], order[:held]
 
 
