@@ -125,7 +125,7 @@ def test_how_many_texts_max_length_cuts_is_said(texts, tiny_bert, cache, capsys)
     ids = [t for split in (splits.train, splits.val, splits.test) if split for t in split.ids]
     full = sum(len(t) == 8 for t in ids)
     assert 0 < full < len(ids) == 300
-    assert capsys.readouterr().out == (f"data: {full} of 300 texts ({full / 300:.0%}) fill data.max_length=8 tokens, "
+    assert capsys.readouterr().out == (f"data: {full} of 300 texts ({full / 300:.1%}) fill data.max_length=8 tokens, "
                                        f"where longer ones are cut\n")
 
 
@@ -365,7 +365,7 @@ def test_finetune_predict_eval_and_export_a_text_model(tmp_path, texts, tiny_ber
     result = ftool("predict", f"ckpt={run}", f"input={long}", "input=a gorgeous witty film", "output=json",
                    cwd=tmp_path, env=_env(cache))
     assert len(json.loads(result.stdout)) == 2 and result.stderr == (  # (stdout: JSON still)
-        "warning: 1 of 2 texts (50%) fill data.max_length=16 tokens, where longer ones are cut: the model reads "
+        "warning: 1 of 2 texts (50.0%) fill data.max_length=16 tokens, where longer ones are cut: the model reads "
         "no further, as in training\n")
     file = tmp_path / "new.txt"
     file.write_text("superb and moving\n\nawful , tedious movie\n")

@@ -138,7 +138,7 @@ def texts_cut(ids: list[torch.Tensor], max_length: int) -> str | None:
     """How many texts fill data.max_length tokens, which longer texts are cut to: a larger max_length
     reads more of them (IMDB's reviews at 128 tokens, most of them)."""
     full = sum(len(t) == max_length for t in ids)
-    return (f"{full:,} of {len(ids):,} texts ({full / len(ids):.0%}) fill data.max_length={max_length} tokens, "
+    return (f"{full:,} of {len(ids):,} texts ({full / len(ids):.1%}) fill data.max_length={max_length} tokens, "
             f"where longer ones are cut") if full else None
 
 
