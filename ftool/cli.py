@@ -120,20 +120,23 @@ def check_no_empty_paths(options: dict, overrides: list[str]) -> None:
             raise FtoolError(f"{key}= is empty (a shell variable that is not set?); give a path")
 
 
-_GRAMMAR = set(",[]{}()'\"$= \\")  # characters with a meaning in Hydra's override values
+# Characters of Hydra's override values that ftool leaves to the user: quotes, interpolations, escapes,
+# sweeps' functions (`choice(...)`) and dicts (whose keys Hydra takes in ASCII only).
+_GRAMMAR = set("(){}'\"$=\\")
 
 
 def shell_like(override: str) -> str:
     """An override as a shell user means it, in Hydra's grammar, which takes neither ~ nor non-ASCII
-    letters in a plain value: `data.root=~/data` gets the home folder, `hydra.run.dir=runs/训练` quotes."""
+    letters in a plain value: `data.root=~/data` gets the home folder, and non-ASCII words are quoted,
+    a value's (`hydra.run.dir=runs/训练`), a sweep's (`data.path=a.csv,中文.csv`) or a list's (`[猫,狗]`)."""
     key, sep, value = override.partition("=")
     if not sep or key.startswith("~"):  # `~key` deletes a key
         return override
     if value == "~" or value.startswith("~/"):
         return f"{key}={quoted(os.path.expanduser(value))}"
-    if not value.isascii() and not set(value) & _GRAMMAR:
-        return f"{key}={quoted(value)}"
-    return override
+    if value.isascii() or set(value) & _GRAMMAR:
+        return override
+    return key + "=" + "".join(w if w.isascii() else quoted(w.strip()) for w in re.split(r"([,\[\]])", value))
 
 
 def check_group_choices(overrides: list[str], groups: dict[str, list[str]]) -> None:
@@ -297,6 +300,13 @@ def preflight(overrides: list[str], flags: list[str], config_dir: Path, command:
 
     try:
         cfg = composed(overrides)
+        if multirun:  # a setting the config leaves to the user (data.path: ???) that a sweep gives: its first value
+            from omegaconf import OmegaConf
+
+            missing = {k for part, node in cfg.items() if part != "hydra" and OmegaConf.is_config(node)
+                       for k in OmegaConf.missing_keys(node)}  # (hydra's own: interpolations of the job's)
+            given = [f"{o.key_or_group}={next(o.sweep_string_iterator())}" for o in sweeps if o.key_or_group in missing]
+            cfg = composed([*overrides, *given]) if given else cfg
     except yaml.YAMLError as e:  # a config file that is not YAML (the user's own, with --config-dir)
         raise FtoolError(f"config: {one_line(e)}") from None
     except (HydraException, OmegaConfBaseException) as e:

@@ -302,8 +302,11 @@ def test_overrides_are_read_as_a_shell_user_means_them():
 
     assert shell_like("data.root=~/data") == f"data.root='{Path.home()}/data'"  # Hydra takes no ~ in a value
     assert shell_like("hydra.run.dir=runs/训练") == "hydra.run.dir='runs/训练'"  # nor non-ASCII letters unquoted
-    for kept in ("~trainer.seed", "optimizer.lr=0.1,0.01", "data.classes=[猫,狗]", "+x='a b'"):
-        assert shell_like(kept) == kept  # Hydra's own syntax stays as it is
+    assert shell_like("hydra.run.dir=runs/训练 1") == "hydra.run.dir='runs/训练 1'"
+    assert shell_like("data.classes=[猫, 狗]") == "data.classes=['猫','狗']"  # each word of a list
+    assert shell_like("data.path=a.csv,中文.csv") == "data.path=a.csv,'中文.csv'"  # and of a sweep
+    for kept in ("~trainer.seed", "optimizer.lr=0.1,0.01", "+x='a b'", "data.classes='猫'", "x=choice(猫,狗)"):
+        assert shell_like(kept) == kept  # Hydra's own syntax stays as it is (quotes, functions: the user's)
 
 
 def test_settings_that_decide_a_runs_samples_and_inputs_stay_the_runs(workdir):
