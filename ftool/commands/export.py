@@ -60,7 +60,9 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: str, format: str, out: str) -> dic
         raise FtoolError(f"format: must be one of {', '.join(FORMATS)}, got {format!r}")
     trained = load_trained(cfg, ckpt)
     merge_lora(trained.model)
-    hf_folder = format == "safetensors" and trained.info.text and trained.model.head is None
+    # (a model with an NB-SVM beside the transformer is more than transformers' folder would hold)
+    hf_folder = format == "safetensors" and trained.info.text and trained.model.head is None \
+        and trained.model.ngrams is None
     target = _target(out, trained, hf_folder, format)
     module = _exportable(trained.model, trained)
     example, check = _batch(trained, 2, seed=0), _batch(trained, 3, seed=1)

@@ -102,6 +102,10 @@ def _train(rc: RunConfig, acc, run: RunDir, summary: Summary, stop: StopFlag, pr
     lr_mult = finetune.lr_multipliers(model, pretrained, rc.finetune)
     if resume:
         checkpoint.load_into(model, resume[0], key="trainer.resume")
+    else:
+        for line in components.fit_before_training(model, loaders.train):
+            if acc.is_main:
+                console.print(line, soft_wrap=True)
     model, step_model = acc.prepare(model)
     optimizer = build_optimizer(rc.optimizer, model, lr_mult)
     steps_per_epoch = -(-batches_per_epoch(loaders.train) // rc.trainer.accumulate_grad_batches)

