@@ -1,261 +1,141 @@
-"""Typed schemas for the composed config, and the one function that validates it.
+"""The validation layer: typed schemas of the composed config, and every check of the documented
+contract, run once before anything is built.
 
-Each component node (model, data, optimizer, scheduler) holds `name`, a few settings common to
-every builder of its kind (the dataclasses below), and the chosen builder's own keyword arguments,
-which the registry checks against the builder's signature. `validate` collects every problem at
-once and raises them together, before anything is built.
+Each component node (model, data, optimizer, scheduler) holds `name`, the settings every builder of
+its kind shares (the dataclasses below), and the chosen builder's own keyword arguments, which the
+registry checks against its signature. A field's range or choices sit in its metadata (`setting`).
+`validate` collects every problem at once; `check_with_data` and `check_reuse` are the few checks
+that need the data or the run being reused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import operator
 import os
 import sys
-import types
-import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from ftool.errors import FtoolError, one_line
-from ftool.registry import LOSSES, close_matches_hint, expected_type
-
-PRECISIONS = ("32", "bf16-mixed", "fp16-mixed", "auto")
-SEEDS = range(2**32)  # numpy's (torch takes more, negative ones too; numpy's error was a traceback)
-ACCELERATORS = ("auto", "cpu", "cuda", "mps")
+from ftool.errors import ConfigError, FtoolError, one_line
+from ftool.registry import LOSSES, REGISTRIES, close_match
 
 
-def _check(errors: list[str], ok: bool, name: str, rule: str, value: Any) -> None:
-    if not ok:
-        errors.append(f"{name}: {rule}, got {value!r}")
-
-
-def _check_choice(errors: list[str], name: str, value: Any, options: tuple, other_names: dict | None = None) -> None:
-    """'trainer.precision: must be 32, bf16-mixed, fp16-mixed or auto, got 'bf16'. Did you mean 'bf16-mixed'?'
-    `other_names`: other tools' names for an option (Lightning's accelerator=gpu), for the hint."""
-    if value not in options:
-        listed = ", ".join(map(str, options[:-1])) + f" or {options[-1]}"
-        meant = (other_names or {}).get(str(value).lower())  # (their keys are lower case: GPU, Glorot)
-        hint = f" Did you mean '{meant}'?" if meant else close_matches_hint(str(value), list(options))
-        errors.append(f"{name}: must be {listed}, got {value!r}.{hint}")
+def setting(default=None, *, ge=None, gt=None, lt=None, le=None, choices=None):
+    """A schema field with its contract: bounds and choices, checked by `_problems`."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, lt=lt, le=le, choices=choices).items() if v is not None}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 20
-    max_steps: int = -1  # > 0 stops after this many optimizer steps, whatever `epochs` says
-    validate: bool = True  # false skips validation and test (benchmarks)
-    val_every: int = 1  # validate every N epochs
-    test: bool = True  # test the best checkpoint at the end
-    seed: int = 0
+    epochs: int = setting(20, ge=0)
+    max_steps: int = setting(-1, ge=-1)  # > 0 stops after this many optimizer steps
+    validate: bool = True
+    val_every: int = setting(1, ge=1)
+    test: bool = True
+    seed: int = setting(0, ge=0, lt=2**32)
     deterministic: bool = False
     progress: bool = True
-    log_every_n_steps: int = 20
+    log_every_n_steps: int = setting(20, ge=1)
     monitor: Optional[str] = None  # default: val/accuracy (classification), val/loss (regression)
-    mode: Optional[str] = None  # max | min; default from the metric's name
-    loss: str = "auto"  # auto (from the data's task) | cross_entropy | mse | l1 | huber (the last three: regression)
-    # | a loss of one's own (ftool.registry.LOSSES)
-    label_smoothing: float = 0.0
-    class_weights: Any = None  # null | balanced (n / (classes * count), from the train split) | [a weight per class]
-    accelerator: str = "auto"
-    devices: int = 1  # > 1: one process per device through torch.distributed.run
-    strategy: str = "ddp"  # ddp | fsdp (FSDP2 fully_shard), with several processes
-    find_unused_parameters: bool = False  # ddp: a model with parameters some steps leave unused (costs a graph walk per step)
-    precision: str = "32"
-    compile: Any = False  # false | true | strict (true falls back to eager where it cannot compile)
-    compile_mode: str = "default"  # default | reduce-overhead | max-autotune
+    mode: Optional[str] = setting(None, choices=("max", "min"))
+    loss: str = "auto"  # auto | cross_entropy | mse | l1 | huber | a loss of one's own (LOSSES)
+    label_smoothing: float = setting(0.0, ge=0, lt=1)
+    class_weights: Any = None  # null | balanced | [a weight per class]
+    accelerator: str = setting("auto", choices=("auto", "cpu", "cuda", "mps"))
+    devices: int = setting(1, ge=1)
+    strategy: str = setting("ddp", choices=("ddp", "fsdp"))
+    find_unused_parameters: bool = False
+    precision: str = setting("32", choices=("32", "bf16-mixed", "fp16-mixed", "auto"))
+    compile: Any = setting(False, choices=(False, True, "strict"))
+    compile_mode: str = setting("default", choices=("default", "reduce-overhead", "max-autotune"))
     channels_last: bool = False
-    accumulate_grad_batches: int = 1
-    grad_clip: float = 0.0  # > 0: clip gradients (by total norm, or by value)
-    grad_clip_algorithm: str = "norm"
-    ema_decay: float = 0.0  # > 0: keep an EMA of the weights; validate, test and save it
-    on_nonfinite: str = "stop"  # a NaN/inf loss: stop (naming the step) | skip the step
-    early_stopping_patience: int = 0  # > 0: stop after this many validations without improvement
-    early_stopping_min_delta: float = 0.0
-    checkpoint_every_n_steps: int = 0  # > 0: also save `last` every N optimizer steps (long epochs)
-    save_every_n_epochs: int = 0  # > 0: keep checkpoints/epoch-N.safetensors every N epochs
-    resume: Optional[str] = None  # auto (this run dir's last checkpoint, if any) | a run dir or checkpoint
-
-    def problems(self) -> list[str]:
-        e: list[str] = []
-        _check(e, self.epochs >= 0, "trainer.epochs", "must be >= 0", self.epochs)
-        _check(e, self.max_steps == -1 or self.max_steps > 0, "trainer.max_steps",
-               "must be -1 (no limit) or > 0", self.max_steps)
-        _check(e, self.epochs != 0 or self.max_steps > 0, "trainer.epochs",
-               "must be > 0 unless trainer.max_steps is set", self.epochs)
-        _check(e, self.val_every >= 1, "trainer.val_every", "must be >= 1", self.val_every)
-        _check(e, self.log_every_n_steps >= 1, "trainer.log_every_n_steps", "must be >= 1",
-               self.log_every_n_steps)
-        _check(e, self.seed in SEEDS, "trainer.seed", f"must be in [0, {SEEDS[-1]}]", self.seed)
-        if self.mode is not None:
-            _check_choice(e, "trainer.mode", self.mode, ("max", "min"))
-        _check_choice(e, "trainer.loss", self.loss, ("auto", "cross_entropy", "mse", "l1", "huber", *LOSSES.names()))
-        if e and e[-1].startswith("trainer.loss:"):
-            e[-1] += " A loss of your own registers in ftool.registry.LOSSES, from a module named in imports=[...]."
-        _check(e, 0.0 <= self.label_smoothing < 1.0, "trainer.label_smoothing",
-               "must be in [0, 1)", self.label_smoothing)
-        weights = self.class_weights
-        positive = isinstance(weights, list) and bool(weights) and all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights)
-        _check(e, weights in (None, "balanced") or positive, "trainer.class_weights",
-               "must be balanced, a list of weights > 0 ([1,5]: one per class) or null", weights)
-        _check_choice(e, "trainer.accelerator", self.accelerator, ACCELERATORS, {"gpu": "cuda"})
-        _check_choice(e, "trainer.precision", self.precision, PRECISIONS,
-                      {"16": "fp16-mixed", "16-mixed": "fp16-mixed", "bf16": "bf16-mixed", "32-true": "32"})
-        _check(e, self.devices >= 1, "trainer.devices", "must be >= 1", self.devices)
-        _check_choice(e, "trainer.strategy", self.strategy, ("ddp", "fsdp"),  # (Lightning's names)
-                      {"ddp_find_unused_parameters_true": "ddp', with 'trainer.find_unused_parameters=true"})
-        _check(e, self.compile in (True, False, "strict"), "trainer.compile", "must be true, false or strict",
-               self.compile)
-        _check_choice(e, "trainer.compile_mode", self.compile_mode, ("default", "reduce-overhead", "max-autotune"))
-        _check(e, self.accumulate_grad_batches >= 1, "trainer.accumulate_grad_batches", "must be >= 1",
-               self.accumulate_grad_batches)
-        _check(e, self.grad_clip >= 0, "trainer.grad_clip", "must be >= 0", self.grad_clip)
-        _check_choice(e, "trainer.grad_clip_algorithm", self.grad_clip_algorithm, ("norm", "value"))
-        _check(e, 0 <= self.ema_decay < 1, "trainer.ema_decay", "must be in [0, 1)", self.ema_decay)
-        _check_choice(e, "trainer.on_nonfinite", self.on_nonfinite, ("stop", "skip"))
-        _check(e, self.early_stopping_min_delta >= 0, "trainer.early_stopping_min_delta", "must be >= 0",
-               self.early_stopping_min_delta)  # (a negative one counts a worse result as an improvement)
-        for name in ("early_stopping_patience", "checkpoint_every_n_steps", "save_every_n_epochs"):
-            _check(e, getattr(self, name) >= 0, f"trainer.{name}", "must be >= 0", getattr(self, name))
-        return e
+    accumulate_grad_batches: int = setting(1, ge=1)
+    grad_clip: float = setting(0.0, ge=0)
+    grad_clip_algorithm: str = setting("norm", choices=("norm", "value"))
+    ema_decay: float = setting(0.0, ge=0, lt=1)
+    on_nonfinite: str = setting("stop", choices=("stop", "skip"))
+    early_stopping_patience: int = setting(0, ge=0)
+    early_stopping_min_delta: float = setting(0.0, ge=0)
+    checkpoint_every_n_steps: int = setting(0, ge=0)
+    save_every_n_epochs: int = setting(0, ge=0)
+    resume: Optional[str] = None  # auto | a run dir or checkpoint
 
 
 @dataclass
 class AugmentConfig:
-    crop_padding: int = 0  # random crop to the input size after padding by this many pixels
-    hflip: bool = False  # random horizontal flip
-    rotation: float = 0.0  # random rotation within +-degrees
-
-    def problems(self) -> list[str]:
-        e: list[str] = []
-        _check(e, self.crop_padding >= 0, "data.augment.crop_padding", "must be >= 0", self.crop_padding)
-        _check(e, 0.0 <= self.rotation <= 180.0, "data.augment.rotation", "must be in [0, 180]",
-               self.rotation)
-        return e
+    crop_padding: int = setting(0, ge=0)
+    hflip: bool = False
+    rotation: float = setting(0.0, ge=0, le=180)
 
 
 @dataclass
 class DataConfig:
     name: str = "digits"
-    batch_size: int = 64
-    eval_batch_size: Optional[int] = None  # default: batch_size
-    num_workers: int = 0
+    batch_size: int = setting(64, ge=1)
+    eval_batch_size: Optional[int] = setting(None, ge=1)
+    num_workers: int = setting(0, ge=0)
     pin_memory: bool = False
     persistent_workers: bool = False
-    val_fraction: float = 0.1  # held out of the training set for validation
-    test_fraction: float = 0.2  # held out of all data, only for datasets without a test split
-    test_size: Optional[int] = None  # hold out exactly this many samples instead of test_fraction
-    folds: int = 0  # >= 2: cross-validation, the test split is fold `fold` of `folds` (instead of test_fraction)
-    fold: int = 0
-    group_by_length: bool = False  # text: batches of similar lengths (less padding)
-    split_seed: int = 0
+    val_fraction: float = setting(0.1, ge=0, lt=1)
+    test_fraction: float = setting(0.2, gt=0, lt=1)
+    test_size: Optional[int] = setting(None, ge=0)
+    folds: int = setting(0, ge=0)
+    fold: int = setting(0, ge=0)
+    group_by_length: bool = False
+    split_seed: int = setting(0, ge=0, lt=2**32)
     normalize: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    classes: Optional[list] = None  # keep these classes (names or indices), relabelled 0..k-1 in this order
-    args: dict = field(default_factory=dict)  # the dataset builder's own arguments
-
-    def problems(self) -> list[str]:
-        e: list[str] = []
-        _check(e, self.batch_size >= 1, "data.batch_size", "must be >= 1", self.batch_size)
-        _check(e, self.eval_batch_size is None or self.eval_batch_size >= 1, "data.eval_batch_size",
-               "must be >= 1", self.eval_batch_size)
-        _check(e, self.num_workers >= 0, "data.num_workers", "must be >= 0", self.num_workers)
-        _check(e, 0.0 <= self.val_fraction < 1.0, "data.val_fraction", "must be in [0, 1)",
-               self.val_fraction)
-        _check(e, 0.0 < self.test_fraction < 1.0, "data.test_fraction", "must be in (0, 1)",
-               self.test_fraction)
-        _check(e, self.test_size is None or self.test_size >= 1, "data.test_size", "must be >= 1",
-               self.test_size)
-        _check(e, self.split_seed in SEEDS, "data.split_seed", f"must be in [0, {SEEDS[-1]}]", self.split_seed)
-        _check(e, self.folds == 0 or self.folds >= 2, "data.folds", "must be 0 (none) or >= 2", self.folds)
-        _check(e, 0 <= self.fold < max(self.folds, 1), "data.fold",
-               f"must be in [0, {self.folds - 1}] (of data.folds={self.folds})" if self.folds else
-               "needs data.folds (>= 2): the folds to choose from", self.fold)
-        return e + self.augment.problems()
+    classes: Optional[list] = None
+    args: dict = field(default_factory=dict)
 
 
 @dataclass
 class ModelConfig:
     name: str = "simplecnn"
-    init: str = "default"  # default (PyTorch's) | kaiming | xavier
+    init: str = setting("default", choices=("default", "kaiming", "xavier"))
     args: dict = field(default_factory=dict)
-
-    def problems(self) -> list[str]:
-        e: list[str] = []
-        _check_choice(e, "model.init", self.init, ("default", "kaiming", "xavier"), {"he": "kaiming", "glorot": "xavier"})
-        return e
 
 
 @dataclass
 class OptimizerConfig:
     name: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0  # L2, applied to weights only (not biases or norm layers)
-    l1: float = 0.0  # L1 penalty coefficient added to the loss
+    lr: float = setting(1e-3, gt=0)
+    weight_decay: float = setting(0.0, ge=0)
+    l1: float = setting(0.0, ge=0)
     args: dict = field(default_factory=dict)
-
-    def problems(self) -> list[str]:
-        e: list[str] = []
-        _check(e, self.lr > 0, "optimizer.lr", "must be > 0", self.lr)
-        _check(e, self.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0", self.weight_decay)
-        _check(e, self.l1 >= 0, "optimizer.l1", "must be >= 0", self.l1)
-        return e
 
 
 @dataclass
 class SchedulerConfig:
     name: str = "none"
-    warmup_epochs: float = 0.0  # linear warmup from 0 over this many epochs (fractions allowed)
+    warmup_epochs: float = setting(0.0, ge=0)
     args: dict = field(default_factory=dict)
-
-    def problems(self) -> list[str]:
-        e: list[str] = []
-        _check(e, self.warmup_epochs >= 0, "scheduler.warmup_epochs", "must be >= 0",
-               self.warmup_epochs)
-        return e
 
 
 @dataclass
 class LoraConfig:
-    """`finetune.lora.*`: low-rank adapters (peft) instead of training the pretrained weights."""
-
-    r: int = 0  # > 0: LoRA with this rank; the pretrained weights stay frozen
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: Optional[list] = None  # module names; null: peft's default for the architecture
+    r: int = setting(0, ge=0)  # > 0: LoRA adapters of this rank; the pretrained weights stay frozen
+    alpha: float = setting(16.0, gt=0)
+    dropout: float = setting(0.0, ge=0, lt=1)
+    target_modules: Optional[list] = None
 
 
 @dataclass
 class FinetuneConfig:
-    """`finetune.*`: start from pretrained weights: an ftool run (`finetune.from` in the YAML) or the
-    model's own (`model.weights`, a Hugging Face model)."""
-
-    # a run dir, checkpoint or weights file (safetensors, a state_dict); layers whose shapes differ start fresh
-    source: Optional[str] = None
-    freeze: Any = "none"  # none | backbone (the pretrained layers) | [module name prefixes]
-    unfreeze_at_epoch: int = 0  # > 0: train the frozen layers too from this epoch on
-    backbone_lr_mult: float = 1.0  # LR of the pretrained layers relative to optimizer.lr
-    layer_lr_decay: float = 1.0  # < 1: transformer layer i of N gets decay^(N + 1 - i) of the LR (embeddings: i = 0)
+    source: Optional[str] = None  # `finetune.from`: a run dir, checkpoint or weights file
+    freeze: Any = "none"  # none | backbone | [module name prefixes]
+    unfreeze_at_epoch: int = setting(0, ge=0)
+    backbone_lr_mult: float = setting(1.0, gt=0)
+    layer_lr_decay: float = setting(1.0, gt=0, le=1)
     lora: LoraConfig = field(default_factory=LoraConfig)
-
-    def problems(self) -> list[str]:
-        e: list[str] = []
-        _check(e, self.freeze in ("none", "backbone") or isinstance(self.freeze, list), "finetune.freeze",
-               "must be none, backbone or a list of module name prefixes", self.freeze)
-        _check(e, self.unfreeze_at_epoch >= 0, "finetune.unfreeze_at_epoch", "must be >= 0", self.unfreeze_at_epoch)
-        _check(e, self.backbone_lr_mult > 0, "finetune.backbone_lr_mult", "must be > 0", self.backbone_lr_mult)
-        _check(e, 0 < self.layer_lr_decay <= 1, "finetune.layer_lr_decay", "must be in (0, 1]", self.layer_lr_decay)
-        _check(e, self.lora.r >= 0, "finetune.lora.r", "must be >= 0", self.lora.r)
-        _check(e, self.lora.alpha > 0, "finetune.lora.alpha", "must be > 0 (0 scales the adapters to nothing)",
-               self.lora.alpha)
-        _check(e, not (self.lora.r and self.freeze != "none"), "finetune.freeze",
-               "must be none with LoRA (finetune.lora.r > 0 already freezes the pretrained weights)", self.freeze)
-        _check(e, not (self.lora.r and self.backbone_lr_mult != 1.0), "finetune.backbone_lr_mult",
-               "must be 1 with LoRA (finetune.lora.r > 0 keeps the pretrained weights fixed)", self.backbone_lr_mult)
-        return e
 
 
 @dataclass
@@ -265,179 +145,191 @@ class RunConfig:
     optimizer: OptimizerConfig
     scheduler: SchedulerConfig
     trainer: TrainerConfig
+    finetune: FinetuneConfig
     imports: list = field(default_factory=list)
-    logger: dict = field(default_factory=dict)  # logger name -> its arguments (metrics.jsonl always)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    logger: dict = field(default_factory=dict)  # logger name -> its arguments
+    raw: dict = field(default_factory=dict, repr=False)  # the config as given, paths made absolute: the run record's
 
 
-def _registries() -> dict[str, Any]:
-    # Imported here so that `ftool --help` and the CLI's first checks never import torch.
-    from ftool import components
+_COMPONENTS = {"model": ModelConfig, "data": DataConfig, "optimizer": OptimizerConfig, "scheduler": SchedulerConfig}
+_SECTIONS = {"trainer": TrainerConfig, "finetune": FinetuneConfig}
+TOP_LEVEL = (*_COMPONENTS, *_SECTIONS, "imports", "logger")
+SPLIT_SETTINGS = ("split_seed", "val_fraction", "test_fraction", "test_size", "folds", "fold")
 
-    return components.REGISTRIES
+
+def validate(cfg: DictConfig | dict) -> RunConfig:
+    """Check the whole composed config; return it typed, or raise every problem at once."""
+    import ftool.data  # noqa: F401  (these register the built-in components: imported here, where they are
+    import ftool.engine.loggers  # noqa: F401  needed, as they import torch and the CLI's help needs none)
+    import ftool.models  # noqa: F401
+    import ftool.optim  # noqa: F401
+
+    try:
+        raw = OmegaConf.to_container(cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg), resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"config: {one_line(e)}") from None
+    errors = [f"{key}: needs a value; give {key}=..." for key in _missing(raw)]
+    errors += [f"{key}: unknown config key; top-level keys are {', '.join(TOP_LEVEL)}.{close_match(key, TOP_LEVEL)}"
+               for key in raw if key not in TOP_LEVEL]
+    import_user_modules(raw.get("imports") or [])
+    finetune = dict(raw.get("finetune") or {})
+    if "from" in finetune:  # `from` is a Python keyword: the field is `source`
+        finetune["source"] = finetune.pop("from")
+    parts = {"trainer": _typed(TrainerConfig, raw.get("trainer"), "trainer", errors),
+             "finetune": _typed(FinetuneConfig, finetune, "finetune", errors)}
+    for key, schema in _COMPONENTS.items():
+        node = raw.get(key) or {}
+        if not isinstance(node, dict) or "name" not in node:
+            errors.append(f"{key}: choose one with {key}=<option>, got {node!r}")
+            continue
+        common = {f.name for f in fields(schema)} - {"args"}
+        typed = _typed(schema, {k: v for k, v in node.items() if k in common}, key, errors)
+        if typed is not None:
+            try:
+                found, typed.args = REGISTRIES[key].check_args(
+                    typed.name, {k: v for k, v in node.items() if k not in common and v != "???"})
+                errors += found
+                raw[key] = {**node, **typed.args}
+            except FtoolError as e:
+                errors.append(str(e))
+        parts[key] = typed
+    for name, args in (raw.get("logger") or {}).items():
+        try:
+            errors += REGISTRIES["logger"].check_args(name, dict(args or {}))[0]
+        except FtoolError as e:
+            errors.append(str(e))
+    if not errors:
+        errors += _cross_checks(RunConfig(**parts))
+    if errors:
+        raise ConfigError("\n".join(dict.fromkeys(errors)))
+    return RunConfig(**parts, imports=raw.get("imports") or [], logger=raw.get("logger") or {}, raw=raw)
+
+
+def _missing(node, prefix: str = "") -> list[str]:
+    """The keys given as ??? (a value only the user can give)."""
+    if isinstance(node, dict):
+        return [k for key, value in node.items() for k in _missing(value, f"{prefix}{key}.")]
+    return [prefix[:-1]] if node == "???" else []
+
+
+def _typed(schema: type, values, key: str, errors: list[str]):
+    """The dataclass of `values` (types and unknown keys by OmegaConf), then its ranges; None on a problem."""
+    if values is not None and not isinstance(values, dict):
+        errors.append(f"{key}: expected {key} settings (key: value), got {values!r}")
+        return None
+    try:
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values or {}))
+    except OmegaConfBaseException as e:
+        name = getattr(e, "full_key", "") or ""
+        parent = name.rpartition(".")[0]
+        keys = [f.name for f in fields(_schema_at(schema, parent))] if _schema_at(schema, parent) else []
+        hint = close_match(name.rpartition(".")[2], keys) if isinstance(e, ConfigKeyError) else ""
+        errors.append(f"{key}{'.' + name if name else ''}: {str(e).splitlines()[0]}.{hint}")
+        return None
+    errors += _problems(obj, key)
+    return obj
+
+
+def _schema_at(schema: type, dotted: str):
+    for part in filter(None, dotted.split(".")):
+        hint = {f.name: f.type for f in fields(schema)}.get(part)
+        schema = next((s for s in (AugmentConfig, LoraConfig) if s.__name__ in str(hint)), None)
+        if schema is None:
+            return None
+    return schema
+
+
+_BOUNDS = {"ge": (">=", operator.ge), "gt": (">", operator.gt), "lt": ("<", operator.lt), "le": ("<=", operator.le)}
+
+
+def _problems(obj, prefix: str) -> list[str]:
+    """Each field's bounds and choices, as its `setting` metadata gives them; nested sections too."""
+    errors = []
+    for f in fields(obj):
+        value, meta, name = getattr(obj, f.name), f.metadata, f"{prefix}.{f.name}"
+        if dataclasses.is_dataclass(value):
+            errors += _problems(value, name)
+        elif "choices" in meta and value is not None and value not in meta["choices"]:
+            listed = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in meta["choices"])
+            errors.append(f"{name}: must be {listed}; got {value!r}.{close_match(value, meta['choices'])}")
+        elif value is not None:
+            broken = [f"{word} {meta[op]}" for op, (word, ok) in _BOUNDS.items() if op in meta and not ok(value, meta[op])]
+            errors += [f"{name}: must be {' and '.join(broken)}, got {value!r}"] if broken else []
+    return errors
+
+
+def _cross_checks(rc: RunConfig) -> list[str]:
+    """Settings that contradict each other, and would be ignored or run wrong without a word."""
+    t, f, errors = rc.trainer, rc.finetune, []
+    weights = t.class_weights
+    if weights not in (None, "balanced") and not (isinstance(weights, list) and weights and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights)):
+        errors.append(f"trainer.class_weights: must be balanced, a list of weights > 0 or null, got {weights!r}")
+    if t.loss not in ("auto", "cross_entropy", "mse", "l1", "huber", *LOSSES.names()):
+        errors.append(f"trainer.loss: no loss '{t.loss}'; auto, cross_entropy, mse, l1, huber or one registered in "
+                      f"LOSSES.{close_match(t.loss, ['cross_entropy', 'mse', 'huber', *LOSSES.names()])}")
+    if t.epochs == 0 and t.max_steps <= 0:
+        errors.append("trainer.epochs: must be > 0 unless trainer.max_steps is set")
+    if not t.validate and (t.early_stopping_patience or t.monitor or rc.scheduler.name == "plateau"):
+        errors.append("trainer.validate=false: early stopping, trainer.monitor and scheduler=plateau need validation")
+    if rc.data.folds and not rc.data.fold < rc.data.folds or rc.data.fold and not rc.data.folds:
+        errors.append(f"data.fold: must be in [0, data.folds) with data.folds >= 2, got fold {rc.data.fold} of "
+                      f"{rc.data.folds}")
+    if f.freeze not in ("none", "backbone") and not isinstance(f.freeze, list):
+        errors.append(f"finetune.freeze: must be none, backbone or a list of module name prefixes, got {f.freeze!r}")
+    if f.lora.r and (f.freeze != "none" or f.backbone_lr_mult != 1):
+        errors.append("finetune.lora.r: LoRA keeps the pretrained weights frozen; leave finetune.freeze=none and "
+                      "finetune.backbone_lr_mult=1")
+    if f.unfreeze_at_epoch and f.freeze == "none":
+        errors.append("finetune.unfreeze_at_epoch: nothing is frozen to unfreeze; set finetune.freeze too")
+    if rc.data.batch_size % t.devices:
+        errors.append(f"data.batch_size: {rc.data.batch_size} does not split evenly across {t.devices} processes")
+    return errors
+
+
+def check_with_data(rc: RunConfig, info, has_val: bool) -> str:
+    """The checks that need the data (its task and classes); returns the monitored metric."""
+    from ftool.metrics import REGRESSION_LOSSES, default_monitor, metric_names
+
+    logged = [f"val/{m}" for m in metric_names(info)]
+    monitor = rc.trainer.monitor or default_monitor(info)
+    errors = [] if monitor in logged else [f"trainer.monitor: '{monitor}' is never logged; choose one of "
+                                           f"{', '.join(logged)}.{close_match(monitor, logged)}"]
+    fits = REGRESSION_LOSSES if info.task == "regression" else ("cross_entropy",)
+    if rc.trainer.loss in ("cross_entropy", *REGRESSION_LOSSES) and rc.trainer.loss not in fits:
+        errors.append(f"trainer.loss: {rc.trainer.loss} does not fit {info.task} data; use {', '.join(fits)} or auto")
+    weights = rc.trainer.class_weights
+    if isinstance(weights, list) and len(weights) != info.num_outputs:
+        errors.append(f"trainer.class_weights: {len(weights)} weights for {info.num_outputs} classes")
+    if not has_val and (rc.trainer.early_stopping_patience or rc.scheduler.name == "plateau"):
+        errors.append("data.val_fraction: early stopping and scheduler=plateau need a validation split")
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return monitor
+
+
+def check_reuse(then: dict, rc: RunConfig, what: str, keys: tuple[str, ...]) -> None:
+    """A reused run's settings that `what` (eval of a split, a resume) may not change: its samples would be
+    scored or trained as they were not (`then`: the run's config)."""
+    now = rc.raw
+    changed = [k for k in keys if _at(now, k) != _at(then, k)]
+    if changed:
+        raise ConfigError(f"{what} keeps the run's {', '.join(f'{k}={_at(then, k)}' for k in changed)} (given "
+                          f"{', '.join(f'{k}={_at(now, k)}' for k in changed)}); a new run may change them")
+
+
+def _at(config: dict, dotted: str):
+    for part in dotted.split("."):
+        config = config.get(part) if isinstance(config, dict) else None
+    return config
 
 
 def import_user_modules(modules: list[str]) -> None:
-    """Import the modules a config lists under `imports`, so their registrations become names.
-    They are found on the Python path or in the current directory (as `python -m` would)."""
+    """Import the modules a config lists under `imports`, so their registrations become names: found on
+    the Python path or in the current directory (as `python -m` finds them)."""
+    if not isinstance(modules, list):
+        raise ConfigError(f"imports: must be a list of module names, got {modules!r}")
     if modules and os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as e:
-            raise FtoolError(f"imports: cannot import '{module}': {one_line(e)}") from None
-
-
-# Config groups whose files set keys all over the config (optimizer, trainer, ...): `# @package _global_`
-GLOBAL_GROUPS = ("experiment", "hparams_search")
-
-
-def not_global(group: str, file: str) -> str:
-    """The error for a file of such a group without its package line: Hydra puts its keys under `group.`."""
-    return (f"{group}: {file} sets keys under '{group}.', not the config's own; its first line must be "
-            f"'# @package _global_', as in ftool's configs/{group}/*.yaml")
-
-
-_COMPONENTS = {
-    "model": ModelConfig,
-    "data": DataConfig,
-    "optimizer": OptimizerConfig,
-    "scheduler": SchedulerConfig,
-}
-
-
-def validate(cfg: DictConfig) -> RunConfig:
-    """Check the whole composed config; return it typed, or raise every problem at once."""
-    try:
-        raw = OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException as e:
-        raise FtoolError(f"config: {one_line(e)}") from None
-    # `???` in a config file: a value only the user can give (a data folder, the run to fine-tune).
-    errors = [f"{key}: needs a value; give {key}=... on the command line"
-              for key in sorted(OmegaConf.missing_keys(cfg))]
-    known = set(_COMPONENTS) | {"trainer", "imports", "logger", "finetune"}
-    for key in raw:
-        if key not in known:
-            errors.append(f"{key}: unknown config key; top-level keys are {', '.join(sorted(known))}")
-    imports = raw.get("imports") or []
-    if not isinstance(imports, list) or not all(isinstance(m, str) for m in imports):
-        errors.append(f"imports: must be a list of module names, got {imports!r}")
-        imports = []
-    import_user_modules(imports)
-    registries = _registries()
-
-    parts: dict[str, Any] = {}
-    trainer = _settings(raw, "trainer", errors)
-    if trainer is not None:
-        parts["trainer"] = _typed(TrainerConfig, trainer, "trainer", errors)
-    finetune = _settings(raw, "finetune", errors)
-    if finetune is not None:
-        if "from" in finetune:  # `from` is a Python keyword: the field is `source`
-            finetune["source"] = finetune.pop("from")
-        parts["finetune"] = _typed(FinetuneConfig, finetune, "finetune", errors)
-    for key, schema in _COMPONENTS.items():
-        node = _settings(raw, key, errors)
-        if node is None:
-            continue
-        if "name" not in node:
-            errors.append(f"{key}.name: missing; choose a {key} with {key}=<option>")
-            continue
-        common = {f.name for f in fields(schema)} - {"args"}
-        args = {k: v for k, v in node.items() if k not in common}
-        typed = _typed(schema, {k: v for k, v in node.items() if k in common}, key, errors)
-        if typed is None:
-            continue
-        try:
-            errors.extend(registries[key].check_args(typed.name, args))
-        except FtoolError as e:
-            errors.append(str(e))
-            continue
-        typed.args = args
-        parts[key] = typed
-    loggers = raw.get("logger") or {}
-    if not isinstance(loggers, dict):
-        errors.append(f"logger: expected logger names with their settings, got {loggers!r}")
-        loggers = {}
-    for name, args in loggers.items():
-        try:
-            errors.extend(registries["logger"].check_args(name, dict(args or {})))
-        except FtoolError as e:
-            errors.append(str(e))
-    if errors:
-        raise FtoolError("\n".join(errors))
-    return RunConfig(imports=imports, logger=loggers, **parts)
-
-
-def _kind(annotation) -> str:
-    """A schema field's type in a user's words: `trainer.epochs: must be a whole number`."""
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1
-    base = args[0] if optional else annotation
-    base = typing.get_origin(base) or base  # list[str]: list
-    return expected_type(getattr(base, "__name__", str(base)), optional)
-
-
-def _field(schema: type, dotted: str, values: dict) -> tuple[Any, Any] | None:
-    """(type, value given) of a schema's field, nested ones too (`augment.hflip`), or None."""
-    annotation, value = schema, values
-    for part in dotted.split("."):
-        hints = typing.get_type_hints(annotation) if isinstance(annotation, type) and is_dataclass(annotation) else {}
-        if part not in hints or not isinstance(value, dict) or part not in value:
-            return None
-        annotation, value = hints[part], value[part]
-    return annotation, value
-
-
-def _keys_there(schema: type, dotted: str, values: dict) -> list[str]:
-    """The keys of the (nested) schema that `dotted` would be a key of, or [] where none is a dataclass."""
-    parent = dotted.rpartition(".")[0]
-    found = _field(schema, parent, values) if parent else (schema, values)
-    there = found[0] if found else None
-    return [f.name for f in fields(there) if f.name != "args"] if is_dataclass(there) else []
-
-
-def _section_given_a_value(schema: type, values: dict, prefix: str = "") -> tuple[str, Any] | None:
-    """(dotted key, value) of the first nested section given a plain value (`data.augment=5`), or None."""
-    for name, hint in typing.get_type_hints(schema).items():
-        if name in values and is_dataclass(hint):
-            if not isinstance(values[name], dict):
-                return prefix + name, values[name]
-            found = _section_given_a_value(hint, values[name], f"{prefix}{name}.")
-            if found:
-                return found
-    return None
-
-
-def _settings(raw: dict, key: str, errors: list[str]) -> dict | None:
-    """The settings under a top-level key (none: {}); anything but key: value pairs is an error (None)."""
-    node = raw.get(key)
-    if node is not None and not isinstance(node, dict):
-        errors.append(f"{key}: expected {key} settings (key: value), got {node!r}")
-        return None
-    return dict(node or {})
-
-
-def _typed(schema: type, values: dict, key: str, errors: list[str]) -> Any:
-    """Merge values into the dataclass schema (types, unknown keys), then check its ranges."""
-    try:
-        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
-    except OmegaConfBaseException as e:
-        name = getattr(e, "full_key", None)
-        given = _field(schema, name, values) if isinstance(e, ValidationError) and name else None
-        section = None if name else _section_given_a_value(schema, values)
-        known = _keys_there(schema, name, values) if isinstance(e, ConfigKeyError) and name else []
-        if given:  # a value of the wrong type (OmegaConf's words are its own)
-            errors.append(f"{key}.{name}: must be {_kind(given[0])}, got {given[1]!r}")
-        elif section:  # OmegaConf names no key: "Merge error: int is not a subclass of AugmentConfig"
-            errors.append(f"{key}.{section[0]}: must be {expected_type('dict')}, got {section[1]!r}")
-        elif known:  # a key the schema lacks, added with + (+trainer.epoch=3): as without +
-            parent, _, leaf = name.rpartition(".")
-            errors.append(f"{key}.{name}: no such key; {key + '.' + parent if parent else key} has "
-                          f"{', '.join(known)}.{close_matches_hint(leaf, known)}")
-        else:
-            errors.append(f"{key + '.' + name if name else key}: {one_line(e)}")
-        return None
-    problems = obj.problems()
-    errors.extend(problems)
-    return None if problems else obj
+        importlib.import_module(module)

@@ -13,9 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ftool.config import TrainerConfig
 from ftool.data import DataInfo
-from ftool.errors import FtoolError
 from ftool.registry import LOSSES
 
 LOWER_IS_BETTER = ("loss", "mse", "mae")
@@ -44,72 +42,28 @@ REGRESSION_LOSSES = {  # in units of each target's std: huber's errors beyond on
     "mse": nn.functional.mse_loss, "l1": nn.functional.l1_loss, "huber": nn.functional.huber_loss}
 
 
-def build_loss(cfg: TrainerConfig, info: DataInfo, device: torch.device,
+def build_loss(cfg, info: DataInfo, device: torch.device,
                class_weights: list[float] | None = None) -> nn.Module:
-    """The task's loss, taking only outputs that fit the data; `class_weights` (`resolve_class_weights`'s)
-    weight each sample by its class."""
-    return OutputsChecked(_task_loss(cfg, info, class_weights), info).to(device)
-
-
-def _task_loss(cfg: TrainerConfig, info: DataInfo, class_weights: list[float] | None) -> nn.Module:
+    """The task's loss; `class_weights` (`resolve_class_weights`'s) weight each sample by its class."""
     if cfg.loss in LOSSES.names():  # a loss of one's own: (outputs, targets) -> the batch's mean loss
-        for key, value in (("label_smoothing", cfg.label_smoothing), ("class_weights", class_weights)):
-            if value:
-                raise FtoolError(f"trainer.{key}: a setting of ftool's cross-entropy; trainer.loss={cfg.loss} is a loss "
-                                 f"of your own, which does it itself if it should")
-        return LOSSES.build(cfg.loss, {}, info=info)
-    fits = tuple(REGRESSION_LOSSES) if info.task == "regression" else ("cross_entropy",)
-    if cfg.loss not in ("auto", *fits):
-        raise FtoolError(f"trainer.loss: {cfg.loss} does not fit {info.task} data; use {', '.join(fits)} (or auto)")
+        return LOSSES.build(cfg.loss, {}, info=info).to(device)
     if info.task == "regression":
-        if cfg.label_smoothing:
-            raise FtoolError("trainer.label_smoothing: smooths class labels; this data is regression: leave it at 0")
         name = "mse" if cfg.loss == "auto" else cfg.loss
-        return StandardizedLoss(REGRESSION_LOSSES[name], 1.0 if info.target_std is None else info.target_std)
+        return StandardizedLoss(REGRESSION_LOSSES[name], info.target_std or 1.0).to(device)
     if class_weights:
-        return WeightedCrossEntropy(torch.tensor(class_weights, dtype=torch.float32), cfg.label_smoothing)
+        return WeightedCrossEntropy(torch.tensor(class_weights, dtype=torch.float32), cfg.label_smoothing).to(device)
     return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
 
 def resolve_class_weights(setting, info: DataInfo, train_labels: Callable[[], list[int]]) -> list[float] | None:
-    """trainer.class_weights as a weight per class: `balanced` gives each class n / (classes * its
-    count in the train split), as scikit-learn's class_weight="balanced", so that every class weighs
-    as much in the loss and the weights average 1 over the training samples."""
-    if setting is None:
+    """trainer.class_weights as a weight per class: `balanced` gives each class n / (classes * its count in
+    the train split), as scikit-learn's class_weight="balanced"; the weights average 1 over the samples."""
+    if setting is None or info.task != "classification":
         return None
-    if info.task != "classification":
-        raise FtoolError("trainer.class_weights: weights classes; this data is regression: leave it null")
-    names = info.class_names or [str(i) for i in range(info.num_outputs)]  # (a dataset of one's own may name none)
     if setting != "balanced":
-        if len(setting) != info.num_outputs:
-            raise FtoolError(f"trainer.class_weights: {len(setting)} weights for {info.num_outputs} classes "
-                             f"({', '.join(names)}); give one per class, in that order")
         return [float(w) for w in setting]
     counts = torch.bincount(torch.tensor(train_labels(), dtype=torch.long), minlength=info.num_outputs)
-    missing = [name for name, n in zip(names, counts.tolist()) if n == 0]
-    if missing:
-        raise FtoolError(f"trainer.class_weights=balanced: the train split has no sample of {', '.join(missing)}")
-    return (counts.sum() / (info.num_outputs * counts)).tolist()
-
-
-class OutputsChecked(nn.Module):
-    """`loss`, after checking that the model's outputs are one tensor of shape (batch, num_outputs).
-    A model of one's own that returns a tuple, or more outputs than the data has classes, would
-    otherwise end in a traceback from deep in torch, or a regression's `(batch,)` broadcast silently."""
-
-    def __init__(self, loss: nn.Module, info: DataInfo):
-        super().__init__()
-        self.loss, self.info = loss, info
-
-    def forward(self, outputs, targets: torch.Tensor) -> torch.Tensor:
-        k = self.info.num_outputs
-        if not isinstance(outputs, torch.Tensor) or outputs.shape != (targets.shape[0], k):
-            what = (f"outputs of shape {tuple(outputs.shape)}" if isinstance(outputs, torch.Tensor)
-                    else f"a {type(outputs).__name__}")
-            has = f"{k} classes" if self.info.task == "classification" else f"{k} target{'s' * (k > 1)}"
-            raise FtoolError(f"model: returned {what} for a batch of {targets.shape[0]}; the data has {has}, so a "
-                             f"model returns one tensor of shape (batch, {k})")
-        return self.loss(outputs, targets)
+    return (counts.sum() / (info.num_outputs * counts.clamp(min=1))).tolist()
 
 
 class WeightedCrossEntropy(nn.Module):

@@ -1,43 +1,41 @@
-"""Name -> builder registries: every model, dataset, optimizer and schedule is built by name.
+"""Name -> builder registries: every model, dataset, optimizer, schedule, logger and loss of one's own.
 
-Builders are plain functions (or classes); their keyword arguments are the config keys a user may
-set, checked with `inspect.signature(...).bind` before anything runs. Arguments the engine supplies
-(the data's input shape, the model's parameters, ...) are named in `provided` and may not be set
-in a config.
+A builder's keyword arguments are the config keys a user may set; `check_args` checks them against
+its signature (unknown keys with the closest one, missing ones, simple types, paths that must exist)
+before anything runs. Arguments ftool supplies (the data's input shape, the parameters, ...) are
+named in `provided` and may not be set in a config.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import types
+import typing
+from pathlib import Path
 from typing import Any, Callable
 
-from ftool.errors import FtoolError, one_line
+from ftool.errors import FtoolError
 
 
-def close_matches_hint(word: str, options: list[str]) -> str:
-    """' Did you mean X?' for the closest option (the same word in other case first: AdamW is adamw),
-    or '' when nothing is close."""
-    close = ([o for o in options if o.lower() == word.lower()]
-             or difflib.get_close_matches(word, options, n=1, cutoff=0.5))
+def close_match(word: str, options) -> str:
+    """' Did you mean X?' for the closest option (the same word in other case first), or ''."""
+    options = [str(o) for o in options]
+    close = [o for o in options if o.lower() == str(word).lower()] or difflib.get_close_matches(
+        str(word), options, n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
 class Registry:
     def __init__(self, kind: str, config_key: str, provided: tuple[str, ...] = ()):
-        self.kind = kind  # "model", "dataset", ... for messages
-        self.config_key = config_key  # "model", "data", ... the config node that names it
-        self.provided = provided
+        self.kind, self.config_key, self.provided = kind, config_key, provided
         self._builders: dict[str, Callable[..., Any]] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        def add(builder: Callable[..., Any]) -> Callable[..., Any]:
+    def register(self, name: str) -> Callable:
+        def add(builder: Callable) -> Callable:
             if name in self._builders:
-                first = self._builders[name]
-                raise FtoolError(
-                    f"{self.kind} '{name}' is registered twice: first by "
-                    f"{_origin(first)}, again by {_origin(builder)}"
-                )
+                raise FtoolError(f"{self.kind} '{name}' is registered twice: first by "
+                                 f"{_origin(self._builders[name])}, again by {_origin(builder)}")
             self._builders[name] = builder
             return builder
 
@@ -46,94 +44,89 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._builders)
 
-    def get(self, name: str) -> Callable[..., Any]:
+    def get(self, name: str) -> Callable:
         if name not in self._builders:
-            hint = close_matches_hint(name, self.names()) or \
-                " If your own module registers it, name the module in imports=[...]."
-            raise FtoolError(f"{self.config_key}.name: unknown {self.kind} '{name}'; registered: "
+            hint = close_match(name, self.names()) or " A module of your own that registers it goes in imports=[...]."
+            raise FtoolError(f"{self.config_key}: unknown {self.kind} '{name}'; registered: "
                              f"{', '.join(self.names())}.{hint}")
         return self._builders[name]
 
-    def options(self, name: str) -> list[str]:
-        """The keyword arguments a config may set for this builder."""
-        params = inspect.signature(self.get(name)).parameters.values()
-        return [p.name for p in params if p.name not in self.provided and p.kind != p.VAR_KEYWORD]
-
-    def check_args(self, name: str, args: dict[str, Any]) -> list[str]:
-        """Every problem with these config arguments for builder `name`, as messages."""
-        builder = self.get(name)
-        signature = inspect.signature(builder)
-        errors = []
-        for key in args:
-            if key in self.provided:
-                errors.append(f"{self.config_key}.{key} is set by ftool, not by the config")
-        allowed = self.options(name)
-        for key in args:
-            if key not in signature.parameters and key not in self.provided:
-                errors.append(
-                    f"{self.config_key}.{key}: not an option of {self.kind} '{name}'; its options: "
-                    f"{', '.join(allowed) or '(none)'}.{close_matches_hint(key, allowed)}"
-                )
-        if errors:
-            return errors
-        placeholders = {p: None for p in self.provided if p in signature.parameters}
-        try:
-            signature.bind(**placeholders, **args)
-        except TypeError as e:
-            return [f"{self.config_key}: {self.kind} '{name}': {e}"]
-        for key, value in args.items():
-            problem = _type_problem(signature.parameters[key], value)
-            if problem:
-                errors.append(f"{self.config_key}.{key}: {problem}")
-        return errors
-
-    def build_args(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        """The builder's keyword arguments: its defaults, updated by the config's `args`."""
-        params = inspect.signature(self.get(name)).parameters.values()
-        return {p.name: p.default for p in params if p.default is not p.empty} | args
+    def parameters(self, name: str) -> dict[str, inspect.Parameter]:
+        return dict(inspect.signature(self.get(name), eval_str=True).parameters)
 
     def accepts(self, name: str, arg: str) -> bool:
-        return arg in inspect.signature(self.get(name)).parameters
+        return arg in self.parameters(name)
+
+    def check_args(self, name: str, args: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        """(every problem with these config arguments of builder `name`, the arguments with paths
+        made absolute)."""
+        params = self.parameters(name)
+        allowed = [p for p in params if p not in self.provided]
+        errors = [f"{self.config_key}.{key}: not an option of {self.kind} '{name}'; its options: "
+                  f"{', '.join(allowed) or '(none)'}.{close_match(key, allowed)}"
+                  for key in args if key not in allowed]
+        if errors:
+            return errors, args
+        missing = [p for p in allowed if params[p].default is inspect.Parameter.empty and p not in args]
+        errors += [f"{self.config_key}.{key}: needs a value; give {self.config_key}.{key}=..." for key in missing]
+        resolved = dict(args)
+        for key, value in args.items():
+            annotation = params[key].annotation
+            problem = type_problem(annotation, value)
+            if problem:
+                errors.append(f"{self.config_key}.{key}: {problem}, got {value!r}")
+            elif value is not None and Path in _members(annotation):
+                path = Path(str(value)).expanduser().resolve()
+                if not path.exists():
+                    errors.append(f"{self.config_key}.{key}: {path} does not exist")
+                resolved[key] = str(path)
+        return errors, resolved
 
     def build(self, name: str, args: dict[str, Any], **provided: Any) -> Any:
-        """The builder's result. A ValueError it raises is the usual answer of torch and other
-        libraries to a value they cannot take (Adam's betas=[0.9, 1.5], dropout 1.5): one line
-        naming the config node (--debug shows where it came from)."""
-        builder = self.get(name)
-        accepted = inspect.signature(builder).parameters
-        try:
-            return builder(**{k: v for k, v in provided.items() if k in accepted}, **args)
-        except ValueError as e:
-            raise FtoolError(f"{self.config_key}={name}: {one_line(e)}") from e
+        params = self.parameters(name)
+        return self.get(name)(**{k: v for k, v in provided.items() if k in params}, **args)
 
 
-_SIMPLE_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": (list, tuple), "dict": dict}
-_TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
-               "list": "a list ([a,b])", "dict": "settings ({key: value})"}
+def _members(annotation) -> tuple:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
 
 
-def expected_type(name: str, optional: bool = False) -> str:
-    """A setting's type in a user's words, for `must be ..., got ...` (`int`: a whole number)."""
-    words = _TYPE_WORDS.get(name, name)
-    return f"{words} or null" if optional else words
+_PLAIN = {int: "int", float: "float", bool: "bool", str: "str", Path: "a path", list: "list", tuple: "list",
+          dict: "dict", type(None): "null"}
 
 
-def _type_problem(param: inspect.Parameter, value: Any) -> str | None:
-    """A message when `value` plainly contradicts a simple annotation (int, float, bool, str, list, dict)."""
-    annotation = param.annotation if isinstance(param.annotation, str) else getattr(
-        param.annotation, "__name__", ""
-    )
-    optional = annotation.endswith("| None") or annotation.startswith("Optional")
-    base = annotation.replace("| None", "").replace("Optional[", "").rstrip("]").strip()
-    expected = _SIMPLE_TYPES.get(base)
-    if expected is None or (value is None and optional):
+def type_problem(annotation, value) -> str | None:
+    """'must be int or list' when `value` plainly contradicts a simple annotation, else None."""
+    kinds = _members(annotation)
+    if annotation in (inspect.Parameter.empty, Any) or any(_fits(k, value) for k in kinds):
         return None
-    if not isinstance(value, expected) or (isinstance(value, bool) and base != "bool"):
-        return f"must be {expected_type(base, optional)}, got {value!r}"
-    return None
+    if all(typing.get_origin(k) is typing.Literal for k in kinds):
+        options = [o for k in kinds for o in typing.get_args(k)]
+        return f"must be one of {', '.join(map(str, options))}.{close_match(value, options)}"
+    words = [_PLAIN.get(typing.get_origin(k) or k) for k in kinds]
+    return None if None in words else f"must be {' or '.join(dict.fromkeys(words))}"
 
 
-def _origin(builder: Callable[..., Any]) -> str:
+def _fits(kind, value) -> bool:
+    origin = typing.get_origin(kind) or kind
+    if origin is typing.Literal:
+        return value in typing.get_args(kind)
+    if origin is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple))
+    if origin is Path:
+        return isinstance(value, str)
+    if origin is type(None):
+        return value is None
+    return not isinstance(origin, type) or isinstance(value, origin)
+
+
+def _origin(builder: Callable) -> str:
     try:
         return f"{builder.__module__}:{inspect.getsourcelines(builder)[1]}"
     except (OSError, TypeError):
@@ -143,6 +136,7 @@ def _origin(builder: Callable[..., Any]) -> str:
 MODELS = Registry("model", "model", provided=("input_shape", "num_outputs", "pretrained"))
 DATASETS = Registry("dataset", "data", provided=("tokenizer", "run_columns"))
 OPTIMIZERS = Registry("optimizer", "optimizer", provided=("params", "lr", "weight_decay"))
-SCHEDULERS = Registry("scheduler", "scheduler", provided=("optimizer", "total_steps", "steps_per_epoch"))
-LOGGERS = Registry("logger", "logger", provided=("run_dir",))
-LOSSES = Registry("loss", "trainer.loss", provided=("info",))  # losses of one's own (ftool's are in ftool.metrics)
+SCHEDULERS = Registry("scheduler", "scheduler", provided=("total_steps", "steps_per_epoch"))
+LOGGERS = Registry("logger", "logger", provided=("run_dir", "resumed_at", "settings", "metrics", "run_name"))
+LOSSES = Registry("loss", "trainer.loss", provided=("info",))
+REGISTRIES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "logger": LOGGERS}

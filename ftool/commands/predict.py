@@ -1,193 +1,185 @@
-"""`ftool predict ckpt=<run> input=<text|file> [input=...] [output=table|json|csv]`: label new inputs.
+"""`ftool predict ckpt=<run> input=<...> [input=...] [output=table|json|csv] [text_column=<name>]`:
+label new inputs with a run's model (a regression's: predict its values).
 
-Text models take sentences, text files with one sentence per line, folders of text files (a text
-per file), or tables (CSV, TSV, JSON, Parquet) with a column of texts (`text_column`; default: the
-run's, else `text`); image models take image
-files or folders of images; models of feature vectors take rows of numbers ("0.5,1.2,..."), or
-files of such rows. Prints a table of label and class probabilities (regression: the predicted
-values), with output=json a JSON list: {"input", "label", "probabilities": {class: p}} per
-input (regression: {"input", "prediction"}), or with output=csv the same as CSV rows.
+Inputs, read as the run read its data: a text model takes texts, text files (a text per line), folders
+(a text per file), tables (CSV, TSV, JSON, Parquet: `text_column`, default the run's or `text`) or `-`
+(standard input); an image model image files and folders; a model of feature vectors rows of numbers
+("0.5,1.2,..."), files of such rows, NumPy files, or tables by the run's column names. A pattern
+(`photos/*.jpg`) that matches files stands for them. JSON: {"input", "label", "probabilities"} per input
+(regression: {"input", "prediction"}).
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
 import io
 import json
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 
-from ftool.data.text import PadBatch, encode, texts_cut
+from ftool import components
+from ftool.config import RunConfig, check_reuse
+from ftool.data.tabular import TABLE_SUFFIXES, encode_features, read_table
+from ftool.data.text import PadBatch, encode, texts_cut, texts_in_folder
 from ftool.data.transforms import make_transform
-from ftool.engine.accelerator import Accelerator, select
-from ftool.engine.progress import EvalProgress, console, warn
-from ftool.errors import FtoolError
-from ftool.inference import (Trained, expand_patterns, image_files, load_trained, read_image, text_inputs,
-                             vector_inputs)
+from ftool.engine.accelerator import select
+from ftool.engine.progress import console, is_number, warn
+from ftool.errors import ConfigError
+from ftool.rundir import locate_checkpoint
 
 BATCH = 64
-TABLE_CLASSES = 5  # more classes than this: the table shows the likeliest few, not a column each
-TABLE_RUNNERS_UP = 2
+OUTPUTS = ("table", "json", "csv")
 
 
-def run(cfg: DictConfig, run_dir: Path, ckpt: str, input: tuple, output: str, text_column: str) -> list[dict]:
-    if output not in ("table", "json", "csv"):
-        raise FtoolError(f"output: must be table, json or csv, got {output!r}")
-    trained = load_trained(cfg, ckpt)
+def run(rc: RunConfig, ckpt: str, input: tuple, output: str = "table", text_column: str = "") -> list[dict]:
+    if output not in OUTPUTS:
+        raise ConfigError(f"output: must be {', '.join(OUTPUTS)}, got {output!r}")
+    run, weights = locate_checkpoint(ckpt)
+    check_reuse(run.record()["config"], rc, "predict", ("data.normalize",))
+    trained = components.load_trained(run, weights, rc)
     info = trained.info
-    if text_column and not info.text:
-        raise FtoolError("text_column: names a table's column of texts, and this run's model takes no text")
-    # The run's device and precision (a GPU where there is one); predict does not compile the model.
-    acc = select(dataclasses.replace(trained.rc.trainer, compile=False), training=False)
-    input = expand_patterns(input, info.is_image)
+    acc = select(dataclasses.replace(rc.trainer, compile=False, devices=1))
+    values = [match for value in input for match in (sorted(glob.glob(value, recursive=True)) or [value])]
     if info.text:
-        # a table's column of texts: the one the run trained on (text_csv's), else `text`
-        column = text_column or trained.rc.data.args.get("text_column", "text")
-        pairs = [pair for value in input for pair in text_inputs(value, column)]
-        shown = [given for given, _ in pairs]
-        batches = _text_batches(trained, [text for _, text in pairs])
+        pairs = [pair for value in values for pair in _texts(value, text_column or rc.data.args.get("text_column", "text"))]
+        shown, inputs = [p[0] for p in pairs], _text_batches(trained, [p[1] for p in pairs])
     elif info.is_image:
-        files = [f for value in input for f in image_files(value)]
-        shown = [str(f) for f in files]
-        batches = _image_batches(trained, files)
-    elif len(info.input_shape) == 1:
-        # a table run reads tables by its columns' names, and encodes them as it trained
-        rows = [row for value in input for row in vector_inputs(value, info.input_shape[0], info.columns)]
-        shown = [given for given, _ in rows]
-        batches = _vector_batches(trained, [numbers for _, numbers in rows])
+        files = [f for value in values for f in _images(value)]
+        shown, inputs = [str(f) for f in files], _image_batches(trained, files)
     else:
-        raise FtoolError(f"predict: takes texts, images or rows of numbers; this run's model takes tensors of "
-                         f"shape {list(info.input_shape)}")
-    if not shown:
-        raise FtoolError(f"input: {', '.join(input)}: nothing to predict (the file, folder or standard input is empty)")
-    # JSON or CSV on a pipe gets no progress lines: they would mix with it on stdout.
-    progress = EvalProgress(output == "table" or console.is_terminal, "predict", -(-len(shown) // BATCH))
-    outputs = _outputs(trained.model.to(acc.device), batches, acc, progress)
+        rows = _vectors(values, info)
+        shown, inputs = [r[0] for r in rows], _vector_batches(trained, [r[1] for r in rows])
+    model = trained.model.to(acc.device)
+    with torch.inference_mode(), acc.autocast():
+        outputs = torch.cat([model(acc.to_device([batch])[0]).float().cpu() for batch in inputs])
     if info.task == "classification":
         names = info.class_names or [str(i) for i in range(info.num_outputs)]
-        results = [{"input": given, "label": names[max(range(len(probs)), key=probs.__getitem__)],
+        results = [{"input": given, "label": names[int(torch.tensor(probs).argmax())],
                     "probabilities": {name: round(p, 6) for name, p in zip(names, probs)}}
                    for given, probs in zip(shown, torch.softmax(outputs, dim=-1).tolist())]
-    else:  # regression: the value, or the list of values for several outputs
+    else:
         results = [{"input": given, "prediction": values[0] if len(values) == 1 else values}
                    for given, values in zip(shown, outputs.tolist())]
-    if output == "json":
-        console.out(json.dumps(results, ensure_ascii=False, indent=2))  # not wrapped; a closed pipe is handled
-        return results
-    if output == "csv":
-        console.out(_csv(results, _value_names(info)), end="")
-        return results
-    if info.task == "classification":
-        _print_labels(results, names)
-    else:
-        _print_values(results, _value_names(info))
-    console.print(f"checkpoint: {trained.weights} ({acc.device.type}, precision {acc.precision})", soft_wrap=True)
+    _show(results, output, info)
     return results
 
 
-@torch.inference_mode()
-def _outputs(model: torch.nn.Module, batches: Iterator, acc: Accelerator, progress: EvalProgress) -> torch.Tensor:
-    """The model's outputs for every batch, as float32 on the CPU."""
-    outputs = []
-    try:
-        for batch in batches:
-            (inputs,) = acc.to_device([batch])
-            with acc.autocast():
-                outputs.append(model(inputs).float().cpu())
-            progress.advance()
-    finally:
-        progress.close()
-    return torch.cat(outputs)
+def _texts(value: str, column: str) -> list[tuple[str, str]]:
+    """(as shown, text) for each text `value` gives: a folder's files, a table's column, a file's lines,
+    standard input's lines (`-`), else `value` itself."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return [(str(p), text) for p, text in texts_in_folder(path)]
+    if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+        texts = read_table(path)[column].dropna().astype(str)
+        return [(t, t) for t in texts if t.strip()]
+    if value == "-" or path.is_file():
+        lines = sys.stdin.read() if value == "-" else path.read_text(encoding="utf-8-sig")
+        return [(line.strip(), line.strip()) for line in lines.splitlines() if line.strip()]
+    return [(value, value)]
 
 
-def _text_batches(trained: Trained, texts: list[str]) -> Iterator[torch.Tensor]:
-    tokenizer = trained.tokenizer()
-    pad = PadBatch(tokenizer.pad_token_id or 0)
+def _images(value: str) -> list[Path]:
+    """An image file, or the images in a folder and its subfolders (hidden ones skipped), sorted."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+
+
+def _vectors(values: list[str], info) -> list[tuple[str, list[float]]]:
+    """(as given, numbers) for each row `values` give: a NumPy file's rows, a table's (by the run's column
+    names), a file's or standard input's lines, or the value itself; fields separated by commas or spaces.
+    A table run's rows are encoded as it encoded its own (categories, fills)."""
+    import numpy as np
+    import pandas as pd
+
+    features, rows = info.columns.get("features"), []
+    for value in values:
+        path = Path(value).expanduser()
+        if path.suffix == ".npy" and path.is_file():
+            array = np.load(path, allow_pickle=False)
+            rows += [(f"{path.name}[{i}]", r) for i, r in enumerate(array.reshape(-1, info.input_shape[0]).tolist())]
+        elif features and path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+            rows += [(",".join(map(str, r)), r) for r in read_table(path)[features].values.tolist()]
+        else:
+            lines = sys.stdin.read() if value == "-" else path.read_text() if path.is_file() else value
+            for line in filter(str.strip, lines.splitlines()):
+                cells = next(csv.reader([line.strip().strip("[]")])) if "," in line else line.strip("[] \n").split()
+                if cells != features and (features or any(is_number(c) for c in cells)):  # (a header is no row)
+                    rows.append((line.strip(), [c.strip() for c in cells]))
+    if not features:
+        return [(shown, [float(c) for c in cells]) for shown, cells in rows]
+    frame = pd.DataFrame([cells for _, cells in rows], columns=features)
+    encoded = encode_features(frame, info.columns.get("categorical", {}), info.columns.get("missing", {}), "input")
+    return [(shown, numbers) for (shown, _), numbers in zip(rows, encoded.tolist())]
+
+
+def _text_batches(trained, texts: list[str]):
+    tokenizer = components.build_tokenizer(trained.rc)
     ids = encode(texts, tokenizer, trained.info.input_shape[0])
-    cut = texts_cut(ids, trained.info.input_shape[0])
-    if cut:  # (on stderr: output=json stays JSON)
-        warn(f"{cut}: the model reads no further, as in training")
-    for start in range(0, len(ids), BATCH):
-        yield pad([(t, 0) for t in ids[start:start + BATCH]])[0]
+    if texts_cut(ids, trained.info.input_shape[0]):
+        warn(f"{texts_cut(ids, trained.info.input_shape[0])}: the model reads no further, as in training")
+    pad = PadBatch(tokenizer.pad_token_id or 0)
+    return [pad([(t, 0) for t in ids[start:start + BATCH]])[0] for start in range(0, len(ids), BATCH)]
 
 
-def _image_batches(trained: Trained, files: list[Path]) -> Iterator[torch.Tensor]:
+def _image_batches(trained, files: list[Path]):
+    from ftool.data.vision import read_image
+
     transform = make_transform(trained.rc.data, trained.info, train=False, stored_dtype=torch.uint8)
+    channels, *size = trained.info.input_shape
     for start in range(0, len(files), BATCH):
-        images = [read_image(f, trained.info) for f in files[start:start + BATCH]]
-        yield torch.stack([transform(x) if transform else x.float() for x in images])
+        yield torch.stack([transform(read_image(f, channels, size)) for f in files[start:start + BATCH]])
 
 
-def _vector_batches(trained: Trained, rows: list[list[float]]) -> Iterator[torch.Tensor]:
+def _vector_batches(trained, rows: list[list[float]]):
     transform = make_transform(trained.rc.data, trained.info, train=False, stored_dtype=torch.float32)
     for start in range(0, len(rows), BATCH):
         batch = torch.tensor(rows[start:start + BATCH], dtype=torch.float32)
         yield transform(batch) if transform else batch
 
 
-def _value_names(info) -> list[str]:
-    """A regression's output columns: `prediction`, or one per target (a table's by its column names)."""
-    if info.num_outputs == 1:
-        return ["prediction"]
-    return info.columns.get("target") or [f"prediction[{i}]" for i in range(info.num_outputs)]
-
-
-def _csv(results: list[dict], value_names: list[str]) -> str:
-    text = io.StringIO()
-    rows = [_csv_row(r, value_names) for r in results]
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return text.getvalue()
-
-
-def _csv_row(result: dict, value_names: list[str]) -> dict:
-    """input, label, p(<class>) per class; regression: input and a value per output (`value_names`)."""
-    if "probabilities" in result:
-        return {"input": result["input"], "label": result["label"],
-                **{f"p({name})": p for name, p in result["probabilities"].items()}}
-    values = result["prediction"]
-    return {"input": result["input"], **dict(zip(value_names, values if isinstance(values, list) else [values]))}
-
-
-def _print_values(results: list[dict], value_names: list[str]) -> None:
-    from rich.table import Table
-
-    table = Table(title="predictions", title_justify="left")
-    table.add_column("input", overflow="fold")
-    for name in value_names:
-        table.add_column(name, justify="right", style="bold")
-    for r in results:
-        values = r["prediction"] if len(value_names) > 1 else [r["prediction"]]
-        table.add_row(r["input"], *(f"{v:.6g}" for v in values))
-    console.print(table)
-
-
-def _print_labels(results: list[dict], names: list[str]) -> None:
-    """A column per class when they fit; with more classes, the label's probability and the
-    next likeliest classes (output=json has every probability)."""
-    from rich.table import Table
-
-    table = Table(title="predictions", title_justify="left")
-    table.add_column("input", overflow="fold")
-    table.add_column("label", style="bold")
-    per_class = len(names) <= TABLE_CLASSES
-    if per_class:
-        for name in names:
-            table.add_column(f"p({name})", justify="right")
+def _show(results: list[dict], output: str, info) -> None:
+    """A table, or JSON or CSV on stdout (unwrapped: for a pipe)."""
+    names = info.columns.get("target") if info.task == "regression" and info.num_outputs > 1 else ["prediction"]
+    rows = [{"input": r["input"], "label": r["label"], **{f"p({n})": p for n, p in r["probabilities"].items()}}
+            if "label" in r else {"input": r["input"], **dict(zip(names, r["prediction"] if isinstance(
+                r["prediction"], list) else [r["prediction"]]))} for r in results]
+    if output == "json":
+        console.out(json.dumps(results, ensure_ascii=False, indent=2))
+    elif output == "csv":
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        console.out(text.getvalue(), end="")
     else:
-        table.add_column("p(label)", justify="right")
-        table.add_column("next likeliest")
-    for r in results:
-        p = r["probabilities"]
-        if per_class:
-            shown = [f"{p[n]:.4f}" for n in names]
-        else:
-            ranked = sorted(p, key=p.__getitem__, reverse=True)
-            shown = [f"{p[ranked[0]]:.4f}", ", ".join(f"{n} {p[n]:.4f}" for n in ranked[1:TABLE_RUNNERS_UP + 1])]
-        table.add_row(r["input"], r["label"], *shown)
+        _print_table(results, rows)
+
+
+def _print_table(results: list[dict], rows: list[dict], most: int = 5) -> None:
+    """A column per class up to `most` classes; with more, the label's probability and the two next likeliest."""
+    from rich.table import Table
+
+    table = Table(title="predictions", title_justify="left")
+    if results and "probabilities" in results[0] and len(results[0]["probabilities"]) > most:
+        for column in ("input", "label", "p(label)", "next likeliest"):
+            table.add_column(column, overflow="fold" if column == "input" else None)
+        for r in results:
+            ranked = sorted(r["probabilities"].items(), key=lambda item: -item[1])
+            table.add_row(r["input"], r["label"], f"{ranked[0][1]:.4f}", ", ".join(f"{n} {p:.4f}" for n, p in ranked[1:3]))
+    else:
+        for column in rows[0]:
+            table.add_column(column, overflow="fold" if column == "input" else None,
+                             justify="left" if column in ("input", "label") else "right")
+        for row in rows:
+            table.add_row(*(v if isinstance(v, str) else f"{v:.6g}" for v in row.values()))
     console.print(table)

@@ -1,8 +1,8 @@
-"""Image datasets on disk: CIFAR-10/100, MNIST, Fashion-MNIST (torchvision's formats and
-downloads) and `imagefolder` (a user's own images in class folders).
+"""Image datasets: CIFAR-10/100, MNIST, Fashion-MNIST (torchvision's formats and downloads) and
+`imagefolder` (a user's own images in class folders).
 
-CIFAR's batches are Python pickles; they are read with an unpickler that accepts numpy arrays
-and nothing else, so a doctored data file cannot run code.
+CIFAR's batches are Python pickles; they are read with an unpickler that takes numpy arrays and
+nothing else, so a doctored data file cannot run code.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
-from ftool.data import DataInfo, Splits, checked_shape
-from ftool.errors import FtoolError, one_line
+from ftool.data import DataInfo, Splits
 from ftool.registry import DATASETS
-from ftool.values import is_size
 
 # Per-channel statistics of the training sets, as published with each dataset's reference code.
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
@@ -27,70 +25,40 @@ FASHION_MNIST_STATS = ((0.2860,), (0.3530,))
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # for a user's own photos
 
 
-def _require_files(name: str, root: Path, files: list[str], download: bool, fetch) -> None:
-    """Download when asked and needed; then fail with one message if files are still missing."""
-    missing = [f for f in files if not (root / f).is_file()]
-    if missing and download:
-        try:
-            fetch()
-        except Exception as e:  # network errors come in many types (URLError, OSError, ...)
-            raise FtoolError(f"data: downloading {name} into {root} failed ({type(e).__name__}: {one_line(e)}); "
-                             f"copy the files there by hand instead") from None
-        missing = [f for f in files if not (root / f).is_file()]
-    if missing:
-        raise FtoolError(
-            f"data: {name} not found under data.root={root}: missing {', '.join(missing)}; "
-            f"run with data.download=true on a machine with internet access, or copy the files there"
-        )
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
+class _NumpyOnly(pickle.Unpickler):
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise FtoolError(f"data: refusing to load {module}.{name} from a CIFAR batch file")
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR file")
         return super().find_class(module, name)
 
 
 def _unpickle(path: Path) -> dict:
-    """A CIFAR file (a batch, or the meta file): numpy arrays only; a damaged one is a one-line error."""
     with open(path, "rb") as f:
-        try:
-            return _NumpyOnlyUnpickler(f, encoding="latin1").load()
-        except (pickle.UnpicklingError, EOFError, ValueError) as e:
-            raise FtoolError(f"data: {path} is not a CIFAR file ({one_line(e)})") from None
-
-
-def _read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, list[int]]:
-    entry = _unpickle(path)
-    return np.asarray(entry["data"], dtype=np.uint8), list(entry[label_key])
+        return _NumpyOnly(f, encoding="latin1").load()
 
 
 def _cifar(name: str, root: str, download: bool, stats, label_key: str, names_key: str) -> Splits:
-    from torchvision import datasets  # (imported here, for these data only: it takes over a second)
+    from torchvision import datasets
     from torchvision.datasets.utils import download_and_extract_archive
 
     cls = getattr(datasets, name)
-    base = Path(root).expanduser().resolve()
+    base = Path(root).expanduser()
     folder = base / cls.base_folder
-    train_files = [name for name, _ in cls.train_list]
-    test_files = [name for name, _ in cls.test_list]
-    meta_file = cls.meta["filename"]
-    _require_files(cls.__name__, folder, train_files + test_files + [meta_file], download,
-                   lambda: download_and_extract_archive(cls.url, str(base), filename=cls.filename,
-                                                        md5=cls.tgz_md5))
+    if download and not (folder / cls.meta["filename"]).is_file():
+        download_and_extract_archive(cls.url, str(base), filename=cls.filename, md5=cls.tgz_md5)
 
     def load(files):
-        parts = [_read_cifar_batch(folder / f, label_key) for f in files]
-        images = np.concatenate([p[0] for p in parts]).reshape(-1, 3, 32, 32)
-        labels = sum((p[1] for p in parts), [])
+        parts = [_unpickle(folder / f) for f, _ in files]
+        images = np.concatenate([np.asarray(p["data"], dtype=np.uint8) for p in parts]).reshape(-1, 3, 32, 32)
+        labels = [y for p in parts for y in p[label_key]]
         return TensorDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.long))
 
-    class_names = list(_unpickle(folder / meta_file)[names_key])
+    class_names = list(_unpickle(folder / cls.meta["filename"])[names_key])
     info = DataInfo("classification", (3, 32, 32), len(class_names), class_names, *stats)
-    return Splits(train=load(train_files), test=load(test_files), info=info)
+    return Splits(train=load(cls.train_list), test=load(cls.test_list), info=info)
 
 
 @DATASETS.register("cifar10")
@@ -103,37 +71,13 @@ def cifar100(root: str = "data", download: bool = False) -> Splits:
     return _cifar("CIFAR100", root, download, CIFAR100_STATS, "fine_labels", "fine_label_names")
 
 
-def _gunzip_missing(folder: Path, files: list[str]) -> None:
-    """Unpack `<file>.gz` beside each missing file, as torchvision's download does: the MNIST files
-    are handed out gzipped, so a copy of them, not unpacked, is what a user often has."""
-    import gzip
-    import zlib
-
-    from ftool.engine.atomic import atomic_write
-
-    for name in files:
-        packed = folder / f"{name}.gz"
-        if packed.is_file() and not (folder / name).is_file():
-            try:
-                data = gzip.decompress(packed.read_bytes())
-            except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-                raise FtoolError(f"data: {packed} is not a whole gzip file ({one_line(e)}); "
-                                 f"replace it, or remove it to download again") from None
-            atomic_write(folder / name, data)
-
-
 def _mnist_like(name: str, root: str, download: bool, stats) -> Splits:
     from torchvision import datasets
 
     cls = getattr(datasets, name)
-    base = Path(root).expanduser().resolve()
-    raw = base / cls.__name__ / "raw"
-    files = [Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
-    _gunzip_missing(raw, files)
-    _require_files(cls.__name__, raw, files, download, lambda: cls(str(base), download=True))
 
     def load(train: bool):
-        ds = cls(str(base), train=train)
+        ds = cls(str(Path(root).expanduser()), train=train, download=download)
         return TensorDataset(ds.data.unsqueeze(1), ds.targets.long())
 
     info = DataInfo("classification", (1, 28, 28), len(cls.classes), list(cls.classes), *stats)
@@ -150,38 +94,66 @@ def fashion_mnist(root: str = "data", download: bool = False) -> Splits:
     return _mnist_like("FashionMNIST", root, download, FASHION_MNIST_STATS)
 
 
+def read_image(path, channels: int, size) -> torch.Tensor:
+    """An image file as uint8 (C, H, W): upright as its EXIF orientation says (a phone's portrait photo),
+    grayscale or RGB, resized to `size`; the same for training and `predict`."""
+    from PIL import Image, ImageOps
+    from torchvision.transforms.v2 import functional
+
+    with Image.open(path) as image:
+        tensor = functional.pil_to_tensor(ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB"))
+    return tensor if tuple(tensor.shape[1:]) == tuple(size) else functional.resize(tensor, list(size), antialias=True)
+
+
+def image_folder(root: Path, classes: list[str] | None = None):
+    """torchvision's ImageFolder without hidden folders (.ipynb_checkpoints/) as classes or hidden files
+    as images; `classes`: label by these (the train folder's), of which it may hold some only."""
+    from torchvision.datasets import ImageFolder
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    class Visible(ImageFolder):
+        def find_classes(self, directory):
+            found = classes or sorted(p.name for p in Path(directory).iterdir() if p.is_dir()
+                                      and not p.name.startswith("."))
+            return found, {name: i for i, name in enumerate(found)}
+
+    def visible(path: str) -> bool:
+        return path.lower().endswith(IMG_EXTENSIONS) and not any(
+            part.startswith(".") for part in Path(path).relative_to(root).parts)
+
+    return Visible(str(root), is_valid_file=visible, allow_empty=classes is not None)
+
+
+class ImageFiles(Dataset):
+    """An ImageFolder's files, decoded to uint8 (C, H, W) tensors of one size."""
+
+    def __init__(self, folder, size, channels: int):
+        self.samples, self.size, self.channels = folder.samples, size, channels
+        self.labels = [label for _, label in folder.samples]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, label = self.samples[i]
+        return read_image(path, self.channels, self.size), label
+
+
 @DATASETS.register("imagefolder")
-def imagefolder(root: str, image_size: list | int | None = None, grayscale: bool = False) -> Splits:
-    """Images in class folders: root/{train,val,test}/<class>/*.png, or root/<class>/*.png (then
-    val and test are held out of it). `image_size` [H, W] (one number: square) defaults to the first
-    image's size."""
-    from ftool.data.image_files import IMAGE_FOLDER_LAYOUT, ImageFiles, VisibleImageFolder, read_image
+def imagefolder(root: Path, image_size: list | int | None = None, grayscale: bool = False) -> Splits:
+    """Images in class folders: root/{train,val,test}/<class>/*.png, or root/<class>/*.png (then val and
+    test are held out of it). `image_size` [H, W] (one number: square) defaults to the first image's."""
+    from PIL import Image
 
-    base = Path(root).expanduser().resolve()
-    if not base.is_dir():
-        raise FtoolError(f"data.root: image folder {base} {'is a file' if base.exists() else 'does not exist'}; "
-                         f"{IMAGE_FOLDER_LAYOUT}")
-    split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
-    train_dir = split_dirs.get("train", base)
-
-    def scan(folder: Path, classes: list[str] | None = None) -> VisibleImageFolder:
-        try:
-            return VisibleImageFolder(folder, classes)
-        except (FileNotFoundError, OSError) as e:
-            raise FtoolError(f"data.root: {one_line(e)}") from None
-
-    train = scan(train_dir)
+    base = Path(root)
+    train = image_folder(base / "train" if (base / "train").is_dir() else base)
+    if image_size is None:
+        with Image.open(train.samples[0][0]) as first:
+            image_size = (first.height, first.width)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     channels = 1 if grayscale else 3
-    first = train.samples[0][0]
-    if is_size(image_size):
-        image_size = [image_size, image_size]
-    size = checked_shape("data.image_size", image_size, "[32,32]", dims=2) if image_size else \
-        read_image(first, "data.root", lambda image: (image.height, image.width))
-    others = {}
-    for split in ("val", "test"):
-        if split in split_dirs:
-            # labelled by train's classes: a test folder may lack some (no photos of one yet)
-            others[split] = ImageFiles(scan(split_dirs[split], train.classes), size, channels)
+    others = {split: ImageFiles(image_folder(base / split, train.classes), size, channels)
+              for split in ("val", "test") if (base / split).is_dir()}
     stats = IMAGENET_STATS if channels == 3 else ((0.5,), (0.5,))
     info = DataInfo("classification", (channels, *size), len(train.classes), list(train.classes), *stats)
     return Splits(train=ImageFiles(train, size, channels), info=info, **others)

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import logging
 import os
-import re
-import shutil
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +15,6 @@ from torch import nn
 from ftool.config import TrainerConfig
 from ftool.engine.checkpoint import unwrap
 from ftool.engine.allocator import tune_malloc
-from ftool.engine.progress import warn
 from ftool.errors import FtoolError
 
 _DTYPES = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}
@@ -60,22 +56,6 @@ class Accelerator:
         """Loss scaling for fp16 (a no-op object otherwise): fp16 gradients underflow without it."""
         return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16-mixed")
 
-    @contextlib.contextmanager
-    def unused_parameters_named(self, model: nn.Module):
-        """DDP's error for parameters that a step left without a gradient (a branch of the model's that some
-        batches skip, a layer it never calls), a traceback in every process, as one line naming them."""
-        try:
-            yield
-        except RuntimeError as e:
-            if "Expected to have finished reduction in the prior iteration" not in str(e):
-                raise
-            found = re.search(r"did not receive grad for rank \d+: ([\d ]+)", str(e))
-            trainable = [name for name, p in model.named_parameters() if p.requires_grad]  # (DDP's indices)
-            names = [trainable[int(i)] for i in found[1].split() if int(i) < len(trainable)] if found else []
-            raise FtoolError(f"trainer.devices={self.world_size}: a step left {', '.join(names) or 'parameters'} "
-                             f"without a gradient, which DDP refuses; trainer.find_unused_parameters=true allows it "
-                             f"(each step then looks for them), or leave them out of the model") from None
-
     def prepare(self, model: nn.Module) -> tuple[nn.Module, nn.Module]:
         """(the model, on the device; the callable that runs steps: wrapped for DDP/FSDP, compiled)."""
         model = model.to(self.device)
@@ -92,10 +72,7 @@ class Accelerator:
         if self.compile:
             import torch._dynamo.config as dynamo_config  # binds only dynamo_config: `torch` stays the module's
 
-            # Not strict: a graph that cannot compile runs eagerly, with one warning from dynamo.
-            dynamo_config.suppress_errors = self.compile != "strict"
-            if self.device.type == "cpu":  # inductor's "No CUDA runtime is found" says nothing on a CPU run
-                logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            dynamo_config.suppress_errors = self.compile != "strict"  # else a graph that cannot compile runs eagerly
             step_model = torch.compile(step_model, mode=None if self.compile_mode == "default" else self.compile_mode)
         return model, step_model
 
@@ -200,75 +177,24 @@ class Accelerator:
                 "torch": torch.__version__, "threads": torch.get_num_threads(), "malloc": tune_malloc()}
 
 
-def check(cfg: TrainerConfig, processes: int, training: bool = True, warns: bool = True) -> tuple[str, str]:
-    """(device kind, precision) for `cfg` on this machine with `processes` processes; a setting the
-    machine cannot give is a one-line error (for `eval` and `predict`, a precision the machine would
-    emulate is a warning, and 32). Needs no process group: `trainer.devices=N` checks it
-    before it starts the processes (`warns=False`: they warn), so the mistake is not reported N times."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    kind = cfg.accelerator
-    if kind == "auto":
-        kind = "cuda" if cuda else "mps" if mps else "cpu"
-    elif (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
-        raise FtoolError(f"trainer.accelerator: {kind} is not available on this machine; use auto or cpu")
-    precision = _precision(cfg.precision, kind, training, warns)
-    if kind == "cuda" and processes > torch.cuda.device_count():
-        raise FtoolError(f"trainer.devices: {processes} processes but only {torch.cuda.device_count()} CUDA devices")
-    if cfg.compile == "strict" and kind == "cpu" and not _c_compiler():
-        raise FtoolError("trainer.compile=strict: torch.compile on CPU needs a C compiler (cc), none found")
-    if cfg.strategy == "fsdp" and cfg.ema_decay:
-        raise FtoolError("trainer.ema_decay: EMA is not supported with trainer.strategy=fsdp; use ddp or ema_decay=0")
-    if cfg.channels_last and kind == "mps":
-        raise FtoolError("trainer.channels_last: not supported on mps")
-    return kind, precision
-
-
-def select(cfg: TrainerConfig, training: bool = True) -> Accelerator:
-    """The device, precision and processes for a run. `training=False`: `ftool eval` or `predict` of a
-    run trained with trainer.devices=N, which work in this one process."""
+def select(cfg: TrainerConfig) -> Accelerator:
+    """The device, precision and processes for a run: `auto` is CUDA, else MPS, else the CPU; precision
+    `auto` is bf16 where the device has it natively, else fp16 on CUDA, else 32."""
     tune_malloc()  # before the data and the model allocate
-    launched = int(os.environ.get("WORLD_SIZE", 1))
-    if training and cfg.devices > 1 and launched != cfg.devices:
-        raise FtoolError(f"trainer.devices={cfg.devices} but torchrun started {launched} processes; "
-                         f"give one or the other")
-    kind, precision = check(cfg, launched, training)
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    kind = cfg.accelerator if cfg.accelerator != "auto" else "cuda" if cuda else "mps" if mps else "cpu"
+    if (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
+        raise FtoolError(f"trainer.accelerator: {kind} is not available on this machine; use auto or cpu")
+    precision = cfg.precision
+    if precision == "auto":
+        bf16 = (kind == "cuda" and torch.cuda.is_bf16_supported()) or (kind == "cpu" and cpu_has_bf16())
+        precision = "bf16-mixed" if bf16 else "fp16-mixed" if kind == "cuda" else "32"
     rank, world_size = _init_processes(kind)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if kind == "cuda" else kind)
     if kind == "cuda":
         torch.cuda.set_device(device)
-    compile_ = cfg.compile
-    if compile_ and kind == "cpu" and not _c_compiler():
-        warn("trainer.compile: no C compiler found (inductor needs one on CPU); running eagerly")
-        compile_ = False
-    return Accelerator(device, precision, compile_, cfg.compile_mode, cfg.channels_last, cfg.strategy,
+    return Accelerator(device, precision, cfg.compile, cfg.compile_mode, cfg.channels_last, cfg.strategy,
                        cfg.find_unused_parameters, rank, world_size)
-
-
-def _c_compiler() -> bool:
-    return bool(shutil.which("cc") or shutil.which("gcc"))
-
-
-def _precision(asked: str, kind: str, training: bool, warns: bool) -> str:
-    bf16 = (kind == "cuda" and torch.cuda.is_bf16_supported()) or (kind == "cpu" and cpu_has_bf16())
-    if asked == "auto":
-        return "bf16-mixed" if bf16 else "fp16-mixed" if kind == "cuda" else "32"
-    # What the device would emulate: there MiniLM's training steps take 26-28x as long as in 32.
-    if asked == "bf16-mixed" and not bf16 and kind != "mps":
-        lacks = "this CPU has no native bfloat16 (AVX512-BF16 or AMX)" if kind == "cpu" else "this GPU has no bfloat16"
-    elif asked == "fp16-mixed" and kind == "cpu" and not torch.cpu._is_amx_fp16_supported():
-        lacks = "this CPU has no native float16 (AMX-FP16)"
-    else:
-        return asked
-    if not training:  # a run trained elsewhere is still evaluated, in full precision
-        if warns:
-            warn(f"trainer.precision: {asked}, and {lacks}; running in 32")
-        return "32"
-    if asked == "fp16-mixed":  # kept: on a CPU it runs CUDA's fp16 recipe, loss scaling and all (the tests do)
-        if warns:
-            warn(f"trainer.precision: fp16-mixed, and {lacks}: emulated, training runs many times slower than in 32")
-        return asked
-    raise FtoolError(f"trainer.precision: bf16-mixed, and {lacks}; use 32, or auto (bf16 where the device "
-                     f"has it{', else fp16-mixed' if kind == 'cuda' else ''})")
 
 
 def _keyed_by_name(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:

@@ -11,14 +11,12 @@ after the checkpoint, which it logs again."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import os
 from pathlib import Path
 
 from ftool.engine.atomic import atomic_write
-from ftool.errors import FtoolError, one_line
 from ftool.registry import LOGGERS
 from ftool.rundir import read_records
 
@@ -113,21 +111,6 @@ class CsvLogger:
         self.file.close()
 
 
-def _require(package: str, logger: str) -> None:
-    if importlib.util.find_spec(package) is None:
-        raise FtoolError(f"logger.{logger}: needs the `{package}` package, which is not installed; "
-                         f"pip install {package}, or drop logger={logger}")
-
-
-def _started(logger: str, start):
-    """The tracker's run, started; its library's refusal (no API key, an unreachable server, MLflow's
-    retired file store) is one line, not a traceback."""
-    try:
-        return start()
-    except Exception as e:  # (each library has its own exception types)
-        raise FtoolError(f"logger.{logger}: {one_line(e)}") from e
-
-
 _MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
@@ -137,19 +120,13 @@ class MlflowLogger:
 
     def __init__(self, run_dir: Path, experiment: str = "ftool", tracking_uri: str | None = None,
                  settings: dict | None = None, run_name: str = ""):
-        _require("mlflow", "mlflow")
         import mlflow
 
-        def start():
-            if tracking_uri:
-                mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_experiment(experiment)
-            run = mlflow.start_run(run_name=run_name or str(run_dir))
-            mlflow.log_params(settings or {})
-            return run
-
-        self.mlflow = mlflow
-        self.run = _started("mlflow", start)
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(experiment)
+        self.mlflow, self.run = mlflow, mlflow.start_run(run_name=run_name or str(run_dir))
+        mlflow.log_params(settings or {})
 
     def log(self, record: dict) -> None:
         self.mlflow.log_metrics({k.replace("/", "_"): v for k, v in _metrics(record).items()}, step=record["step"])
@@ -164,11 +141,10 @@ class WandbLogger:
 
     def __init__(self, run_dir: Path, project: str = "ftool", mode: str | None = None,
                  settings: dict | None = None, run_name: str = ""):
-        _require("wandb", "wandb")
         import wandb
 
-        self.run = _started("wandb", lambda: wandb.init(project=project, dir=str(run_dir), mode=mode,
-                                                        name=run_name or run_dir.name, config=settings))
+        self.run = wandb.init(project=project, dir=str(run_dir), mode=mode, name=run_name or run_dir.name,
+                              config=settings)
 
     def log(self, record: dict) -> None:
         self.run.log(_metrics(record), step=record["step"])

@@ -1,8 +1,8 @@
 """NB-SVM (Wang and Manning, 2012): a linear classifier of the word 1..n-grams in a text, each scaled by
-its naive-Bayes log-count ratio, fitted in closed form on the training split before training. Beside a
-fine-tuned transformer (`model.ngrams`), its logits join the transformer's in evaluation: it weighs the
-exact words and phrases a sentence holds, which the transformer reads through its pretraining, and the
-two err on different sentences (Mesnil et al., 2014, ensembled it with neural models the same way).
+its naive-Bayes log-count ratio, fitted in closed form on the training split before training.
+`model=hf_nbsvm` puts one beside a fine-tuned transformer and blends their logits in evaluation: it
+weighs the exact words and phrases a sentence holds, which the transformer reads through its
+pretraining, and the two err on different sentences (Mesnil et al., 2014, ensembled it so).
 
 It reads the transformer's own token ids: words are its tokenizer's pieces joined back together (a
 WordPiece `##` piece continues the word before it, a BPE or SentencePiece piece without its
@@ -12,10 +12,13 @@ kept and the model exports as plain tensor operations.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Literal
 
 import torch
 from torch import nn
+
+from ftool.models.hf import HFClassifier, hf_classifier, load_tokenizer
+from ftool.registry import MODELS
 
 BUCKETS = 2**20  # hashed n-gram weights per class: 8 MB for two classes; MR's word bigrams are ~150,000
 _PRIME = 2_147_483_647  # 2^31 - 1: hashes stay below it, so products of two fit in int64
@@ -74,10 +77,10 @@ def ngram_features(input_ids: torch.Tensor, attention_mask: torch.Tensor, starts
     return torch.where(present, ordered, torch.zeros_like(ordered)), present.to(torch.float32)
 
 
-class NgramLogits(nn.Module):
+class NBSVM(nn.Module):
     """Logits of an NB-SVM over word 1..`n`-grams: per class, one weight per hashed n-gram and a bias.
-    The weights are parameters that no optimizer moves (`fit` sets them), so checkpoints, DDP and FSDP
-    treat them as the model's other weights."""
+    The weights are parameters no optimizer moves (`fit_before_training` sets them), so checkpoints, DDP
+    and FSDP carry them as the model's other weights."""
 
     def __init__(self, starts: torch.Tensor, num_classes: int, n: int, c: float):
         super().__init__()
@@ -92,8 +95,9 @@ class NgramLogits(nn.Module):
         return (weights * present.unsqueeze(-1).to(weights.dtype)).sum(1) + self.bias
 
     @torch.no_grad()
-    def fit(self, batches: Iterable[tuple[dict, torch.Tensor]]) -> None:
-        """Fit on the training split's (text batch, labels): for each class against the rest, the
+    def fit_before_training(self, batches: Iterable[tuple[dict, torch.Tensor]]) -> None:
+        """The closed-form fit (ftool.components.fit_before_training calls it) on the training split's
+        (text batch, labels) before the rest trains: for each class against the rest, the
         n-grams' log-count ratio r (add-one smoothed), then a logistic regression (L2, inverse strength
         `c`) on the binary features scaled by r; a class's weights are the regression's times r."""
         import numpy as np
@@ -124,3 +128,35 @@ class NgramLogits(nn.Module):
             regression = LogisticRegression(C=self.c, max_iter=1000).fit(x.multiply(r).tocsr(), positive)
             self.table[:, k] = torch.from_numpy(regression.coef_[0] * r).float()
             self.bias[k] = float(regression.intercept_[0])
+
+
+class NBSVMBlend(HFClassifier):
+    """A transformer classifier whose evaluation logits are `weight` of an NB-SVM's and the rest its
+    own; training trains the transformer alone, as if on its own."""
+
+    def __init__(self, hf: nn.Module, head: nn.Module | None, nbsvm: NBSVM, weight: float):
+        super().__init__(hf, head)
+        self.nbsvm, self.weight = nbsvm, weight
+
+    def forward(self, batch: dict[str, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        logits = super().forward(batch)
+        if self.training:
+            return logits
+        if isinstance(batch, torch.Tensor):
+            batch = {"input_ids": batch, "attention_mask": torch.ones_like(batch)}
+        return (1 - self.weight) * logits + self.weight * self.nbsvm(batch["input_ids"], batch["attention_mask"])
+
+
+@MODELS.register("hf_nbsvm")
+def hf_nbsvm(num_outputs, pretrained=True, name_or_path: str = "bert-base-uncased",
+             pooling: Literal["cls", "mean"] = "cls", dropout: float | None = None, gradient_checkpointing: bool = False,
+             ngrams: int = 2, ngram_weight: float = 0.3, ngram_c: float = 10.0) -> NBSVMBlend:
+    """`hf_classifier` beside an NB-SVM of word 1..`ngrams`-grams (`ngram_c`: its logistic regression's
+    inverse L2 strength), whose share of evaluation's logits is `ngram_weight` (0: the transformer
+    alone, 1: the NB-SVM alone)."""
+    base = hf_classifier(num_outputs, pretrained, name_or_path, pooling, dropout, gradient_checkpointing)
+    nbsvm = NBSVM(word_starts(load_tokenizer(name_or_path)), num_outputs, ngrams, ngram_c)
+    model = NBSVMBlend(base.hf, base.head, nbsvm, ngram_weight)
+    if hasattr(base, "pretrained_parameters"):
+        model.pretrained_parameters = base.pretrained_parameters
+    return model
