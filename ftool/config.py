@@ -15,6 +15,7 @@ import importlib
 import operator
 import os
 import sys
+import typing
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -231,10 +232,10 @@ def _typed(schema: type, values, key: str, errors: list[str]):
 
 
 def _schema_at(schema: type, dotted: str):
+    """The dataclass of a nested section (`augment` of DataConfig), or None."""
     for part in filter(None, dotted.split(".")):
-        hint = {f.name: f.type for f in fields(schema)}.get(part)
-        schema = next((s for s in (AugmentConfig, LoraConfig) if s.__name__ in str(hint)), None)
-        if schema is None:
+        schema = typing.get_type_hints(schema).get(part)
+        if not dataclasses.is_dataclass(schema):
             return None
     return schema
 
@@ -280,8 +281,8 @@ def _cross_checks(rc: RunConfig) -> list[str]:
     if f.lora.r and (f.freeze != "none" or f.backbone_lr_mult != 1):
         errors.append("finetune.lora.r: LoRA keeps the pretrained weights frozen; leave finetune.freeze=none and "
                       "finetune.backbone_lr_mult=1")
-    if f.unfreeze_at_epoch and f.freeze == "none":
-        errors.append("finetune.unfreeze_at_epoch: nothing is frozen to unfreeze; set finetune.freeze too")
+    if f.unfreeze_at_epoch and (f.freeze == "none" or t.devices > 1):  # (DDP fixes what trains when it wraps)
+        errors.append("finetune.unfreeze_at_epoch: needs finetune.freeze (something to unfreeze) and one process")
     if rc.data.batch_size % t.devices:
         errors.append(f"data.batch_size: {rc.data.batch_size} does not split evenly across {t.devices} processes")
     return errors

@@ -46,6 +46,7 @@ def test_a_mistake_is_one_line_and_makes_no_run_directory(cli, tmp_path):
     one_line_error(cli("train", "optimizer.lr=-1"), "optimizer.lr: must be > 0")
     one_line_error(cli("trian"), "unknown command 'trian'", "Did you mean 'train'?")
     one_line_error(cli("eval"), "eval needs ckpt=...")
+    one_line_error(cli("eval", "ckpt=x", "split=tset"), "split: must be test, val, train, all", "Did you mean 'test'?")
     one_line_error(cli("eval", "ckpt=nowhere"), "ckpt:", "holds no checkpoints")
     result = cli("train", "trainer.precision=bf16", "data.batch_size=0")
     assert result.code == 2 and len(result.err.splitlines()) == 2  # every problem at once, a line each

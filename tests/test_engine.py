@@ -23,6 +23,8 @@ def same_weights(a, b) -> bool:
 def test_two_epochs_resumed_in_a_new_process_to_four_equal_four_epochs_bit_for_bit(cli, tmp_path):
     assert cli("train", "trainer.epochs=4", "hydra.run.dir=whole", *FAST).code == 0
     assert cli("train", "trainer.epochs=2", "hydra.run.dir=half", *FAST).code == 0
+    one_line_error(cli("train", "trainer.resume=half", "trainer.epochs=4", "data.split_seed=3"),
+                   "trainer.resume keeps the run's data.split_seed=0")
     resumed = ftool_process("train", "trainer.resume=half", "trainer.epochs=4", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert same_weights(weights(tmp_path / "whole"), weights(tmp_path / "half"))
@@ -109,7 +111,7 @@ def test_tensorboard_csv_and_mlflow_loggers_write_their_files(cli, tmp_path):
 
 
 def test_deterministic_mode_sets_the_cublas_workspace_cuda_needs(monkeypatch):
-    from ftool.engine.trainer import seed_everything
+    from ftool.engine.seeding import seed_everything
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     try:

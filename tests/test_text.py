@@ -33,11 +33,13 @@ def test_finetune_eval_predict_and_export_a_text_model(cli, tmp_path, tiny_bert,
     assert read_json(tmp_path / "run/eval.json")["metrics"]["test/accuracy"] == summary["metrics"]["test/accuracy"]
     (tmp_path / "new.txt").write_text("a great witty film\nboring and dull\n")
     (tmp_path / "reviews.csv").write_text("review\nsuperb fun\n")
+    long = "a great witty film , " * 40  # longer than a file's name may be: a text, cut to max_length
     result = cli("predict", "ckpt=run", "input=a brilliant moving film", "input=new.txt", "input=reviews.csv",
-                 "text_column=review", "output=json")
+                 f"input={long}", "text_column=review", "output=json")
     labels = {r["input"]: r["label"] for r in json.loads(result.out)}
     assert labels == {"a brilliant moving film": "pos", "a great witty film": "pos", "boring and dull": "neg",
-                      "superb fun": "pos"}, result.err
+                      "superb fun": "pos", long: "pos"}, result.err
+    assert "1 of 5 texts (20.0%) fill data.max_length=16 tokens" in result.err
     for format in ("onnx", "pt2", "safetensors"):
         result = cli("export", "ckpt=run", f"format={format}")
         assert result.code == 0 and "max |difference|" in result.out, result.err

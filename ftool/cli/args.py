@@ -11,6 +11,7 @@ from pathlib import Path
 from ftool import __version__
 from ftool.commands import COMMANDS, Command
 from ftool.errors import FtoolError
+from ftool.registry import close_match
 
 FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
                     "-cd", "--config-dir", "--experimental-rerun"}
@@ -76,6 +77,9 @@ def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list
     missing = [k for k, v in options.items() if v is None or v == ()]
     if missing and not set(flags) & {"-h", "--help", "--hydra-help"}:
         raise FtoolError(f"{command.name} needs {', '.join(f'{k}=...' for k in missing)} ({command.summary})")
+    for key, allowed in command.choices.items():
+        if options[key] not in allowed:
+            raise FtoolError(f"{key}: must be {', '.join(allowed)}; got {options[key]!r}.{close_match(options[key], allowed)}")
     return options, flags, overrides
 
 

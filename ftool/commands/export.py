@@ -47,8 +47,6 @@ class TextLogits(nn.Module):
 
 
 def run(rc: RunConfig, ckpt: str, format: str = "safetensors", out: str = "") -> dict:
-    if format not in FORMATS:
-        raise ConfigError(f"format: must be one of {', '.join(FORMATS)}, got {format!r}")
     run, weights = locate_checkpoint(ckpt)
     trained = components.load_trained(run, weights, rc)
     merge_lora(trained.model)

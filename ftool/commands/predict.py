@@ -28,16 +28,12 @@ from ftool.data.text import PadBatch, encode, texts_cut, texts_in_folder
 from ftool.data.transforms import make_transform
 from ftool.engine.accelerator import select
 from ftool.engine.progress import console, is_number, warn
-from ftool.errors import ConfigError
 from ftool.rundir import locate_checkpoint
 
 BATCH = 64
-OUTPUTS = ("table", "json", "csv")
 
 
 def run(rc: RunConfig, ckpt: str, input: tuple, output: str = "table", text_column: str = "") -> list[dict]:
-    if output not in OUTPUTS:
-        raise ConfigError(f"output: must be {', '.join(OUTPUTS)}, got {output!r}")
     run, weights = locate_checkpoint(ckpt)
     check_reuse(run.record()["config"], rc, "predict", ("data.normalize",))
     trained = components.load_trained(run, weights, rc)
@@ -68,16 +64,25 @@ def run(rc: RunConfig, ckpt: str, input: tuple, output: str = "table", text_colu
     return results
 
 
+def _path(value: str) -> Path | None:
+    """The file or folder `value` names, or None (a text too long to be a file's name names none)."""
+    path = Path(value).expanduser()
+    try:
+        return path if value and path.exists() else None
+    except OSError:
+        return None
+
+
 def _texts(value: str, column: str) -> list[tuple[str, str]]:
     """(as shown, text) for each text `value` gives: a folder's files, a table's column, a file's lines,
     standard input's lines (`-`), else `value` itself."""
-    path = Path(value).expanduser()
-    if path.is_dir():
+    path = _path(value)
+    if path and path.is_dir():
         return [(str(p), text) for p, text in texts_in_folder(path)]
-    if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+    if path and path.suffix.lower() in TABLE_SUFFIXES:
         texts = read_table(path)[column].dropna().astype(str)
         return [(t, t) for t in texts if t.strip()]
-    if value == "-" or path.is_file():
+    if value == "-" or path:
         lines = sys.stdin.read() if value == "-" else path.read_text(encoding="utf-8-sig")
         return [(line.strip(), line.strip()) for line in lines.splitlines() if line.strip()]
     return [(value, value)]
@@ -103,14 +108,14 @@ def _vectors(values: list[str], info) -> list[tuple[str, list[float]]]:
 
     features, rows = info.columns.get("features"), []
     for value in values:
-        path = Path(value).expanduser()
-        if path.suffix == ".npy" and path.is_file():
+        path = _path(value)
+        if path and path.suffix == ".npy":
             array = np.load(path, allow_pickle=False)
             rows += [(f"{path.name}[{i}]", r) for i, r in enumerate(array.reshape(-1, info.input_shape[0]).tolist())]
-        elif features and path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+        elif features and path and path.suffix.lower() in TABLE_SUFFIXES:
             rows += [(",".join(map(str, r)), r) for r in read_table(path)[features].values.tolist()]
         else:
-            lines = sys.stdin.read() if value == "-" else path.read_text() if path.is_file() else value
+            lines = sys.stdin.read() if value == "-" else path.read_text() if path else value
             for line in filter(str.strip, lines.splitlines()):
                 cells = next(csv.reader([line.strip().strip("[]")])) if "," in line else line.strip("[] \n").split()
                 if cells != features and (features or any(is_number(c) for c in cells)):  # (a header is no row)

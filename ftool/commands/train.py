@@ -8,13 +8,14 @@ from pathlib import Path
 from rich.text import Text
 
 from ftool import components, finetune
-from ftool.config import RunConfig, check_with_data
+from ftool.config import SPLIT_SETTINGS, RunConfig, check_reuse, check_with_data
 from ftool.data.classes import labels_of
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import Accelerator, select
 from ftool.engine.loggers import Loggers, flat_settings
 from ftool.engine.progress import Bar, console, note, print_metrics, warn
-from ftool.engine.trainer import Position, StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps, seed_everything
+from ftool.engine.seeding import seed_everything
+from ftool.engine.trainer import Position, StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps
 from ftool.errors import ConfigError, doing
 from ftool.metrics import build_loss, metric_names, resolve_class_weights
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
@@ -59,10 +60,8 @@ def _train(rc: RunConfig, acc: Accelerator, run: RunDir, summary: Summary, stop:
     loaders = components.build_data(rc, acc.rank, acc.world_size)
     info = loaders.info
     monitor = check_with_data(rc, info, loaders.val is not None)
-    then = (previous or {}).get("data")
-    if resume and then and (then["class_names"], then["num_outputs"]) != (info.class_names, info.num_outputs):
-        raise ConfigError(f"trainer.resume: the data's classes ({', '.join(info.class_names)}) are not the run's "
-                          f"({', '.join(then['class_names'])})")
+    if resume and previous:
+        _check_resumable(rc, previous, info)
     model, frozen, lr_mult = _model(rc, info, resume, summary)
     if not resume:
         components.fit_before_training(model, loaders.train)
@@ -97,6 +96,16 @@ def _train(rc: RunConfig, acc: Accelerator, run: RunDir, summary: Summary, stop:
         trainer.logger.close("interrupted" if stop.requested else outcome)
     _finish(acc, run, summary, result, metrics, resumed)
     return result.best["value"] if result.best else None
+
+
+def _check_resumable(rc: RunConfig, previous: dict, info) -> None:
+    """The samples a resumed run trained on, and how it read them, stay the run's."""
+    check_reuse(previous.get("config") or {}, rc, "trainer.resume",
+                ("data.normalize", "data.classes", *(f"data.{k}" for k in SPLIT_SETTINGS)))
+    then = previous.get("data") or {}
+    if then and (then["class_names"], then["num_outputs"]) != (info.class_names, info.num_outputs):
+        raise ConfigError(f"trainer.resume: the data's classes ({', '.join(info.class_names)}) are not the run's "
+                          f"({', '.join(then['class_names'])})")
 
 
 def _model(rc: RunConfig, info, resume, summary: Summary):

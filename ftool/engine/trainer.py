@@ -8,13 +8,10 @@ import contextlib
 import dataclasses
 import gc
 import math
-import os
-import random
 import signal
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
@@ -25,41 +22,12 @@ from ftool.data import DataInfo
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import Accelerator
 from ftool.engine.progress import Bar, figure, note, warn
+from ftool.engine.seeding import rng_state, set_rng_state
 from ftool.errors import ConfigError, FtoolError, RunInterrupted
 from ftool.finetune import pretrained_parameters, set_trainable
 from ftool.metrics import EpochMeter, monitor_mode
 from ftool.optim import continue_schedule, l1_penalty, lower_now
 from ftool.rundir import RunDir
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    if deterministic:  # cuBLAS refuses deterministic mode without it; read when its first handle is made
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic != torch.are_deterministic_algorithms_enabled():  # (the call imports the compiler: 1.3 s)
-        torch.use_deterministic_algorithms(deterministic)
-
-
-def rng_state() -> dict:
-    numpy_state = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": {"keys": torch.from_numpy(numpy_state[1].copy()), "pos": numpy_state[2],
-                       "has_gauss": numpy_state[3], "cached_gaussian": numpy_state[4]}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy(), n["pos"], n["has_gauss"], n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @dataclass
