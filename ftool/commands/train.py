@@ -95,6 +95,7 @@ def _train(rc: RunConfig, acc: Accelerator, run: RunDir, summary: Summary, stop:
     finally:
         trainer.logger.close("interrupted" if stop.requested else outcome)
     _finish(acc, run, summary, result, metrics, resumed)
+    acc.barrier()  # the processes end together: none tears the process group down under another's feet
     return result.best["value"] if result.best else None
 
 
