@@ -85,10 +85,10 @@ def dispatch(name: str, rest: list[str], debug: bool) -> int:
         return _reused(command, options, overrides)
     resume = override_value(overrides, "trainer.resume")
     if resume not in (None, "auto", "null"):
-        return _resumed(command, resume, overrides, flags)
+        return _resumed(command, resume, overrides, flags, [name, *rest])
     if is_multirun(flags):
         return _sweep(command, flags, overrides, debug)
-    return _train(command, flags, overrides)
+    return _train(command, flags, overrides, [name, *rest])
 
 
 def _reused(command: Command, options: dict, overrides: list[str]) -> int:
@@ -103,7 +103,7 @@ def _reused(command: Command, options: dict, overrides: list[str]) -> int:
     return 0
 
 
-def _resumed(command: Command, resume: str, overrides: list[str], flags: list[str]) -> int:
+def _resumed(command: Command, resume: str, overrides: list[str], flags: list[str], argv: list[str]) -> int:
     """trainer.resume=<run dir or checkpoint>: the run's record, with the overrides on top, trained on in its
     own directory."""
     from ftool.cli.compose import with_overrides
@@ -115,10 +115,12 @@ def _resumed(command: Command, resume: str, overrides: list[str], flags: list[st
     if is_multirun(flags):
         raise FtoolError("trainer.resume=<path>: a sweep's jobs are new runs; finetune.from=<path> starts each from it")
     rc = validate(with_overrides(run.record()["config"], overrides))
-    return _launch_or_train(command, rc, run.path)
+    if rc.trainer.devices > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(rc.trainer.devices, argv)
+    return _trained(command, rc, run.path)
 
 
-def _train(command: Command, flags: list[str], overrides: list[str]) -> int:
+def _train(command: Command, flags: list[str], overrides: list[str], argv: list[str]) -> int:
     from ftool.cli.compose import claim_dir, compose, write_hydra_record
     from ftool.config import validate
     from ftool.rundir import is_main_process
@@ -128,34 +130,32 @@ def _train(command: Command, flags: list[str], overrides: list[str]) -> int:
         raise FtoolError(f"hydra/sweeper={hydra_cfg.runtime.choices.get('hydra/sweeper')}: a search runs its trials "
                          f"as a sweep: ftool {command.name} -m ...")
     rc = validate(cfg)
-    if rc.trainer.devices > 1 and "WORLD_SIZE" not in os.environ:
-        return _launch(rc.trainer.devices)
+    if rc.trainer.devices > 1 and "WORLD_SIZE" not in os.environ:  # (each process makes the run dir: rank 0's)
+        return _launch(rc.trainer.devices, argv)
     run_dir = Path(hydra_cfg.run.dir)
     if is_main_process():
         run_dir = claim_dir(hydra_cfg.run, rc.trainer.resume)
         write_hydra_record(run_dir, cfg, hydra_cfg, overrides)
-    return _launch_or_train(command, rc, run_dir)
+    return _trained(command, rc, run_dir)
 
 
-def _launch_or_train(command: Command, rc, run_dir: Path) -> int:
-    if rc.trainer.devices > 1 and "WORLD_SIZE" not in os.environ:
-        return _launch(rc.trainer.devices)
+def _trained(command: Command, rc, run_dir: Path) -> int:
     from ftool.commands import train
 
     train.run(rc, run_dir, command.name)
     return 0
 
 
-def _launch(devices: int) -> int:
+def _launch(devices: int, argv: list[str]) -> int:
     """trainer.devices=N: this same command in N processes through torchrun, which sets RANK and WORLD_SIZE."""
     import subprocess
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     env = {"OMP_NUM_THREADS": str(max(1, cores // devices)), **os.environ}  # (torchrun would give each one thread)
     cmd = [sys.executable, "-m", "ftool.cli.torchrun", "--standalone", f"--nproc_per_node={devices}", "-m", "ftool",
-           *sys.argv[1:]]
+           *argv]
     print(f"ftool: starting {devices} processes: torchrun --standalone --nproc_per_node={devices} -m ftool "
-          f"{' '.join(sys.argv[1:])}", file=sys.stderr)
+          f"{' '.join(argv)}", file=sys.stderr)
     try:
         return subprocess.run(cmd, env=env).returncode
     except KeyboardInterrupt:  # torchrun forwards the signal, and the processes save a checkpoint
