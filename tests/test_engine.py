@@ -86,13 +86,16 @@ def test_a_compiled_model_trains(cli, tmp_path):
 def test_two_processes_match_one_and_write_one_run_dir(cli, tmp_path, strategy):
     common = ("trainer.epochs=2", "trainer.progress=false", "data.batch_size=64", "optimizer=sgd")
     assert cli("train", *common, "hydra.run.dir=one").code == 0
-    two = ftool_process("train", *common, "trainer.devices=2", f"trainer.strategy={strategy}", "hydra.run.dir=two",
-                        cwd=tmp_path)
+    # DDP as a sweep of one job (every process runs the sweep), FSDP as a run
+    where = ("-m", "optimizer.lr=0.01", "hydra.sweep.dir=sweep") if strategy == "ddp" else ("hydra.run.dir=two",)
+    two = ftool_process("train", *common, "trainer.devices=2", f"trainer.strategy={strategy}", *where, cwd=tmp_path)
     assert two.returncode == 0, two.stderr
-    one_run, two_run = (read_json(tmp_path / name / "summary.json") for name in ("one", "two"))
-    assert two_run["environment"]["world_size"] == 2
-    assert two_run["metrics"]["test/accuracy"] == pytest.approx(one_run["metrics"]["test/accuracy"], abs=0.02)
-    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    two_run = tmp_path / ("sweep/0" if strategy == "ddp" else "two")
+    one, two = (read_json(path / "summary.json") for path in (tmp_path / "one", two_run))
+    assert two["environment"]["world_size"] == 2
+    assert {p.name for p in tmp_path.iterdir()} == {"one", two_run.relative_to(tmp_path).parts[0]}  # (one dir a run)
+    assert two["metrics"]["test/accuracy"] == pytest.approx(one["metrics"]["test/accuracy"], abs=0.02)
+    a, b = weights(tmp_path / "one"), weights(two_run)
     assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
 
 

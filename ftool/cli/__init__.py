@@ -87,7 +87,7 @@ def dispatch(name: str, rest: list[str], debug: bool) -> int:
     if resume not in (None, "auto", "null"):
         return _resumed(command, resume, overrides, flags, [name, *rest])
     if is_multirun(flags):
-        return _sweep(command, flags, overrides, debug)
+        return _sweep(command, flags, overrides, debug, [name, *rest])
     return _train(command, flags, overrides, [name, *rest])
 
 
@@ -162,20 +162,25 @@ def _launch(devices: int, argv: list[str]) -> int:
         return 130
 
 
-def _sweep(command: Command, flags: list[str], overrides: list[str], debug: bool) -> int:
+def _sweep(command: Command, flags: list[str], overrides: list[str], debug: bool, argv: list[str]) -> int:
     """-m: Hydra's sweeper and launcher run the jobs; each is validated and trained in its own folder. A
     failed job is marked failed in its summary.json and the others go on. The sweep's folder is made
     first (Hydra's settings composed without the swept values, whose mistakes are one line here)."""
+    import tempfile
     import time
 
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from ftool.cli.args import quoted
     from ftool.cli.compose import claim_dir, compose, run_hydra
+    from ftool.rundir import is_main_process
 
     plain = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
-    hydra_cfg = compose(plain, flags)[1]
-    sweep_dir = claim_dir(hydra_cfg.sweep, resume=True)  # (its jobs check their own folders)
+    cfg, hydra_cfg = compose(plain, flags)
+    if cfg.trainer.devices > 1 and "WORLD_SIZE" not in os.environ:  # every process runs the sweep, each job DDP
+        return _launch(cfg.trainer.devices, argv)
+    # (other processes than the first write into a folder of their own; their jobs train in the first's)
+    sweep_dir = claim_dir(hydra_cfg.sweep, resume=True) if is_main_process() else Path(tempfile.mkdtemp())
     started, full_error = time.time(), os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors reach ftool's one line
     try:

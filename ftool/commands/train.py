@@ -24,7 +24,8 @@ from ftool.rundir import RunDir, Summary, read_json
 
 def run(rc: RunConfig, run_dir: Path, command: str = "train") -> float | None:
     """Returns the best value of the monitored metric (what a sweeper optimizes)."""
-    run_ = RunDir(run_dir)
+    acc = select(rc.trainer)
+    run_ = RunDir(acc.broadcast(str(run_dir)))  # rank 0's run dir, on every process
     previous = read_json(run_.summary)
     if rc.trainer.resume and previous and _trained_as_asked(previous, rc):
         note(f"ftool {command}: {run_.path} completed before; skipped (more trainer.epochs would continue it)")
@@ -33,8 +34,7 @@ def run(rc: RunConfig, run_dir: Path, command: str = "train") -> float | None:
     if not previous:  # a new run is on record from its start; a resume once it goes ahead
         summary.begin(config=rc.raw)
     with summary.recording(), StopFlag().installed() as stop:
-        acc = select(rc.trainer)
-        return _train(rc, acc, RunDir(acc.broadcast(str(run_.path))), summary, stop, previous)
+        return _train(rc, acc, run_, summary, stop, previous)
 
 
 def _trained_as_asked(previous: dict, rc: RunConfig) -> bool:
