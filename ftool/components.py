@@ -103,14 +103,15 @@ class Trained:
     rc: RunConfig
     info: DataInfo
     model: nn.Module  # on the CPU, in eval mode
+    record: dict  # the run's summary.json
 
 
-def load_trained(run: RunDir, weights: Path, rc: RunConfig | None = None) -> Trained:
+def load_trained(run: RunDir, weights: Path, rc: RunConfig | None = None, record: dict | None = None) -> Trained:
     """A run's model rebuilt from its record (its config, or `rc` given over it) and loaded from `weights`."""
-    record = run.record()
+    record = record or run.record()
     rc = rc or validate(record["config"])
     info = DataInfo.from_json(record["data"])
     model = build_model(rc, info, pretrained=False)
     with doing(f"loading {weights}"):
         checkpoint.load_into(model, weights)
-    return Trained(run, weights, rc, info, model.eval())
+    return Trained(run, weights, rc, info, model.eval(), record)

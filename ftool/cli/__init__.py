@@ -92,14 +92,17 @@ def dispatch(name: str, rest: list[str], debug: bool) -> int:
 
 
 def _reused(command: Command, options: dict, overrides: list[str]) -> int:
-    """eval, predict, export: the run's record, with the overrides on top, validated, to the command."""
+    """eval, predict, export: the run's model, rebuilt from its record with the overrides on top (validated)
+    and loaded from the checkpoint `ckpt` names, to the command."""
     from ftool.cli.compose import with_overrides
+    from ftool.components import load_trained
     from ftool.config import validate
     from ftool.rundir import locate_checkpoint
 
-    run = locate_checkpoint(options["ckpt"])[0]
-    rc = validate(with_overrides(run.record()["config"], overrides))
-    importlib.import_module(command.module).run(rc, **options)
+    run, weights = locate_checkpoint(options.pop("ckpt"))
+    record = run.record()
+    rc = validate(with_overrides(record["config"], overrides))
+    importlib.import_module(command.module).run(load_trained(run, weights, rc, record), **options)
     return 0
 
 

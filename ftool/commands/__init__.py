@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class Command:
     name: str
-    module: str  # its run(): train's (rc, run_dir, command); a reused run's (rc, **options); report's (paths, **options)
+    module: str  # its run(): train's (rc, run_dir, command); a reused run's (trained, **options); report's (paths, ...)
     summary: str
     options: dict = field(default_factory=dict)  # option -> default (None: required; (): repeatable, required)
     choices: dict = field(default_factory=dict)  # option -> the values it takes

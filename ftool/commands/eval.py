@@ -7,7 +7,8 @@ from __future__ import annotations
 import dataclasses
 
 from ftool import components
-from ftool.config import SPLIT_SETTINGS, RunConfig, check_reuse
+from ftool.components import Trained
+from ftool.config import SPLIT_SETTINGS, check_reuse
 from ftool.data.classes import labels_of
 from ftool.engine.accelerator import select
 from ftool.engine.atomic import atomic_write_json
@@ -16,13 +17,11 @@ from ftool.engine.seeding import seed_everything
 from ftool.engine.trainer import evaluate
 from ftool.errors import ConfigError, doing
 from ftool.metrics import EpochMeter, build_loss, resolve_class_weights
-from ftool.rundir import evaluated_scope, locate_checkpoint
+from ftool.rundir import evaluated_scope
 
 
-
-def run(rc: RunConfig, ckpt: str, split: str = "test") -> dict:
-    run, weights = locate_checkpoint(ckpt)
-    record = run.record()
+def run(trained: Trained, split: str = "test") -> dict:
+    rc, record = trained.rc, trained.record
     # On the run's data, other split settings would score samples it trained on as unseen (split=all knows).
     check_reuse(record["config"], rc, f"eval split={split}",
                 ("data.normalize",) + (() if split == "all" else tuple(f"data.{k}" for k in SPLIT_SETTINGS)))
@@ -34,7 +33,6 @@ def run(rc: RunConfig, ckpt: str, split: str = "test") -> dict:
     loader = {"test": loaders.test, "val": loaders.val, "train": loaders.train_eval, "all": loaders.everything}[split]
     if loader is None:
         raise ConfigError("split=val: this run has no validation split (data.val_fraction=0)")
-    trained = components.load_trained(run, weights, rc)
     model, step_model = acc.prepare(trained.model)
     # the loss as the run weighted it (balanced: by its training split's counts, whatever data is scored)
     class_weights = record.get("class_weights") or resolve_class_weights(
@@ -48,9 +46,9 @@ def run(rc: RunConfig, ckpt: str, split: str = "test") -> dict:
     print_metrics(f"eval ({evaluated_scope(split, samples)})", metrics)
     if per_class:
         print_per_class(per_class)
-    console.print(f"checkpoint: {weights}", soft_wrap=True)
-    atomic_write_json(run.path / "eval.json", {
-        "command": "eval", "checkpoint": str(weights), "split": split,
+    console.print(f"checkpoint: {trained.weights}", soft_wrap=True)
+    atomic_write_json(trained.run.path / "eval.json", {
+        "command": "eval", "checkpoint": str(trained.weights), "split": split,
         "data": {"name": rc.data.name, **rc.data.args, "samples": samples},
         "metrics": metrics, "per_class": per_class, "environment": acc.environment()})
     return metrics

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ftool import components
-from ftool.config import RunConfig
+from ftool.components import Trained
 from ftool.data.transforms import Standardize
 from ftool.engine import checkpoint
 from ftool.engine.atomic import atomic_folder, atomic_write
@@ -29,7 +29,6 @@ from ftool.engine.progress import console
 from ftool.errors import ConfigError, FtoolError, doing
 from ftool.finetune import merge_lora
 from ftool.models.hf import HFClassifier
-from ftool.rundir import locate_checkpoint
 
 FORMATS = {"safetensors": "model.safetensors", "torchscript": "model.pt", "pt2": "model.pt2", "onnx": "model.onnx"}
 TOLERANCE = 1e-4  # float32 outputs of a re-ordered graph differ by rounding, relative to outputs above 1
@@ -46,9 +45,8 @@ class TextLogits(nn.Module):
         return self.model({"input_ids": input_ids, "attention_mask": attention_mask})
 
 
-def run(rc: RunConfig, ckpt: str, format: str = "safetensors", out: str = "") -> dict:
-    run, weights = locate_checkpoint(ckpt)
-    trained = components.load_trained(run, weights, rc)
+def run(trained: Trained, format: str = "safetensors", out: str = "") -> dict:
+    run = trained.run
     merge_lora(trained.model)
     hf_folder = format == "safetensors" and type(trained.model) is HFClassifier and trained.model.head is None
     target = Path(out).expanduser() if out else run.path / "export" / ("hf" if hf_folder else FORMATS[format])
@@ -71,7 +69,7 @@ def run(rc: RunConfig, ckpt: str, format: str = "safetensors", out: str = "") ->
     if not difference <= tolerance:
         raise FtoolError(f"export: {target} gives outputs up to {difference:.3g} away from the checkpoint's "
                          f"(tolerance {tolerance:.3g}); do not use it")
-    console.print(f"exported {weights} -> {target} ({format}); checked on {len(check[0])} new samples: "
+    console.print(f"exported {trained.weights} -> {target} ({format}); checked on {len(check[0])} new samples: "
                   f"max |difference| {difference:.2g}", soft_wrap=True)
     return {"path": str(target), "max_abs_difference": difference}
 

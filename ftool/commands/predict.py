@@ -22,22 +22,20 @@ from pathlib import Path
 import torch
 
 from ftool import components
-from ftool.config import RunConfig, check_reuse
+from ftool.components import Trained
+from ftool.config import check_reuse
 from ftool.data.tabular import TABLE_SUFFIXES, encode_features, read_table
 from ftool.data.text import PadBatch, encode, texts_cut, texts_in_folder
 from ftool.data.transforms import make_transform
 from ftool.engine.accelerator import select
 from ftool.engine.progress import console, is_number, warn
-from ftool.rundir import locate_checkpoint
 
 BATCH = 64
 
 
-def run(rc: RunConfig, ckpt: str, input: tuple, output: str = "table", text_column: str = "") -> list[dict]:
-    run, weights = locate_checkpoint(ckpt)
-    check_reuse(run.record()["config"], rc, "predict", ("data.normalize",))
-    trained = components.load_trained(run, weights, rc)
-    info = trained.info
+def run(trained: Trained, input: tuple, output: str = "table", text_column: str = "") -> list[dict]:
+    rc, info = trained.rc, trained.info
+    check_reuse(trained.record["config"], rc, "predict", ("data.normalize",))
     acc = select(dataclasses.replace(rc.trainer, compile=False, devices=1))
     values = [match for value in input for match in (sorted(glob.glob(value, recursive=True)) or [value])]
     if info.text:

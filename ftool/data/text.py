@@ -9,6 +9,7 @@ list of them ({input_ids, attention_mask}, labels), the dict the text models tak
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -74,8 +75,9 @@ def tokenize(texts: list[str], tokenizer, max_length: int) -> list[torch.Tensor]
         return list(torch.split(stored["ids"].long(), stored["lengths"].tolist()))
     ids = encode(texts, tokenizer, max_length)
     lengths = torch.tensor([len(t) for t in ids], dtype=torch.long)
-    atomic_write(path, save({"ids": torch.cat(ids).int() if ids else torch.zeros(0, dtype=torch.int32),
-                             "lengths": lengths}))
+    with contextlib.suppress(OSError):  # (a read-only cache costs the next run time, not this run)
+        atomic_write(path, save({"ids": torch.cat(ids).int() if ids else torch.zeros(0, dtype=torch.int32),
+                                 "lengths": lengths}))
     return ids
 
 
