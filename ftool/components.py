@@ -19,7 +19,7 @@ from ftool.engine import checkpoint
 from ftool.engine.progress import note
 from ftool.errors import doing
 from ftool.finetune import apply_lora, load_matching, merge_lora
-from ftool.models import apply_init, scale_outputs
+from ftool.models import adapt_stem, apply_init, scale_outputs
 from ftool.registry import DATASETS, MODELS
 from ftool.rundir import RunDir, locate_checkpoint
 
@@ -49,7 +49,8 @@ def build_data(rc: RunConfig, rank: int = 0, world_size: int = 1, trained: dict 
         splits = align_classes(splits, trained["class_names"])
         scales = ("mean", "std", "target_mean", "target_std")
         info = dataclasses.replace(splits.info, **{k: getattr(DataInfo.from_json(trained), k) for k in scales})
-    return build_loaders(rc.data, dataclasses.replace(splits, info=info), rc.trainer.seed, rank, world_size)
+    return build_loaders(rc.data, dataclasses.replace(splits, info=info), rc.trainer.seed, rank, world_size,
+                         rc.trainer.overfit_batches)
 
 
 def build_model(rc: RunConfig, info: DataInfo, pretrained: bool = True, lora: bool = True) -> nn.Module:
@@ -57,8 +58,10 @@ def build_model(rc: RunConfig, info: DataInfo, pretrained: bool = True, lora: bo
     finetune.from's) and mark them; False where a checkpoint brings every weight. LoRA adapters wrap it
     after the weights are in (`lora=False`: the plain model merged adapters load into)."""
     with doing(f"building model={rc.model.name}"):
-        model = MODELS.build(rc.model.name, rc.model.args, input_shape=tuple(info.input_shape),
-                             num_outputs=info.num_outputs, pretrained=pretrained)
+        model = MODELS.build(rc.model.name, rc.model.args, input_shape=tuple(info.input_shape), pretrained=pretrained,
+                             num_outputs=info.num_outputs, num_classes=info.num_outputs, num_labels=info.num_outputs)
+    if info.is_image:
+        adapt_stem(model, info.input_shape[0])
     apply_init(model, rc.model.init)
     if info.target_mean is not None:
         scale_outputs(model, info.target_mean, info.target_std)

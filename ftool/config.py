@@ -47,7 +47,8 @@ class TrainerConfig:
     log_every_n_steps: int = setting(20, ge=1)
     monitor: Optional[str] = None  # default: val/accuracy (classification), val/loss (regression)
     mode: Optional[str] = setting(None, choices=("max", "min"))
-    loss: str = "auto"  # auto | cross_entropy | mse | l1 | huber | a loss of one's own (LOSSES)
+    loss: Any = "auto"  # auto | cross_entropy | mse | l1 | huber | a loss of one's own (LOSSES) | {_target_: ...}
+    metrics: Optional[list] = None  # names in ftool.metrics (METRICS); null: the task's usual ones
     label_smoothing: float = setting(0.0, ge=0, lt=1)
     class_weights: Any = None  # null | balanced | [a weight per class]
     accelerator: str = setting("auto", choices=("auto", "cpu", "cuda", "mps"))
@@ -67,6 +68,11 @@ class TrainerConfig:
     early_stopping_min_delta: float = setting(0.0, ge=0)
     checkpoint_every_n_steps: int = setting(0, ge=0)
     save_every_n_epochs: int = setting(0, ge=0)
+    save_top_k: int = setting(1, ge=1)  # > 1: also keep the N best as epoch=E-<metric>=<value>.safetensors
+    limit_train_batches: int = setting(0, ge=0)  # > 0: at most this many batches an epoch (debug=limit, fast)
+    limit_val_batches: int = setting(0, ge=0)
+    limit_test_batches: int = setting(0, ge=0)
+    overfit_batches: int = setting(0, ge=0)  # > 0: train and validate on these first train batches (debug=overfit)
     resume: Optional[str] = None  # auto | a run dir or checkpoint
 
 
@@ -149,17 +155,19 @@ class RunConfig:
     finetune: FinetuneConfig
     imports: list = field(default_factory=list)
     logger: dict = field(default_factory=dict)  # logger name -> its arguments
+    callbacks: dict = field(default_factory=dict)  # callback name (or any name with a _target_) -> its arguments
     raw: dict = field(default_factory=dict, repr=False)  # the config as given, paths made absolute: the run record's
 
 
 _COMPONENTS = {"model": ModelConfig, "data": DataConfig, "optimizer": OptimizerConfig, "scheduler": SchedulerConfig}
 _SECTIONS = {"trainer": TrainerConfig, "finetune": FinetuneConfig}
-TOP_LEVEL = (*_COMPONENTS, *_SECTIONS, "imports", "logger")
+TOP_LEVEL = (*_COMPONENTS, *_SECTIONS, "imports", "logger", "callbacks")
 SPLIT_SETTINGS = ("split_seed", "val_fraction", "test_fraction", "test_size", "folds", "fold")
 
 
 def validate(cfg: DictConfig | dict) -> RunConfig:
     """Check the whole composed config; return it typed, or raise every problem at once."""
+    import ftool.callbacks  # noqa: F401
     import ftool.data  # noqa: F401  (these register the built-in components: imported here, where they are
     import ftool.engine.loggers  # noqa: F401  needed, as they import torch and the CLI's help needs none)
     import ftool.models  # noqa: F401
@@ -180,6 +188,8 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
              "finetune": _typed(FinetuneConfig, finetune, "finetune", errors)}
     for key, schema in _COMPONENTS.items():
         node = raw.get(key) or {}
+        if isinstance(node, dict) and "_target_" in node:  # Hydra's way of naming a callable: as `name`
+            node = {**{k: v for k, v in node.items() if k not in ("_target_", "name")}, "name": node["_target_"]}
         if not isinstance(node, dict) or "name" not in node:
             errors.append(f"{key}: choose one with {key}=<option>, got {node!r}")
             continue
@@ -190,20 +200,32 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
                 found, typed.args = REGISTRIES[key].check_args(
                     typed.name, {k: v for k, v in node.items() if k not in common and v != "???"})
                 errors += found
-                raw[key] = {**node, **typed.args}
+                raw[key] = {**raw[key], **typed.args}
             except FtoolError as e:
                 errors.append(str(e))
         parts[key] = typed
-    for name, args in (raw.get("logger") or {}).items():
-        try:
-            errors += REGISTRIES["logger"].check_args(name, dict(args or {}))[0]
-        except FtoolError as e:
-            errors.append(str(e))
+    errors += _plugin_problems(raw, parts["trainer"])
     if not errors:
         errors += _cross_checks(RunConfig(**parts))
     if errors:
         raise ConfigError("\n".join(dict.fromkeys(errors)))
-    return RunConfig(**parts, imports=raw.get("imports") or [], logger=raw.get("logger") or {}, raw=raw)
+    return RunConfig(**parts, imports=raw.get("imports") or [], logger=raw.get("logger") or {},
+                     callbacks=raw.get("callbacks") or {}, raw=raw)
+
+
+def _plugin_problems(raw: dict, trainer: TrainerConfig | None) -> list[str]:
+    """The arguments of each logger and callback (by name or `_target_`) and of a `_target_` loss."""
+    given = [(REGISTRIES[section], name, dict(args or {})) for section in ("logger", "callbacks")
+             for name, args in (raw.get(section) or {}).items()]
+    if trainer is not None and isinstance(trainer.loss, dict):
+        given.append((LOSSES, None, dict(trainer.loss)))
+    errors = []
+    for registry, name, args in given:
+        try:
+            errors += registry.check_args(str(args.pop("_target_", name)), args)[0]
+        except FtoolError as e:
+            errors.append(str(e))
+    return errors
 
 
 def _missing(node, prefix: str = "") -> list[str]:
@@ -266,7 +288,7 @@ def _cross_checks(rc: RunConfig) -> list[str]:
     if weights not in (None, "balanced") and not (isinstance(weights, list) and weights and all(
             isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights)):
         errors.append(f"trainer.class_weights: must be balanced, a list of weights > 0 or null, got {weights!r}")
-    if t.loss not in ("auto", "cross_entropy", "mse", "l1", "huber", *LOSSES.names()):
+    if not isinstance(t.loss, dict) and t.loss not in ("auto", "cross_entropy", "mse", "l1", "huber", *LOSSES.names()):
         errors.append(f"trainer.loss: no loss '{t.loss}'; auto, cross_entropy, mse, l1, huber or one registered in "
                       f"LOSSES.{close_match(t.loss, ['cross_entropy', 'mse', 'huber', *LOSSES.names()])}")
     if t.epochs == 0 and t.max_steps <= 0:
@@ -283,6 +305,8 @@ def _cross_checks(rc: RunConfig) -> list[str]:
                       "finetune.backbone_lr_mult=1")
     if f.unfreeze_at_epoch and (f.freeze == "none" or t.devices > 1):  # (DDP fixes what trains when it wraps)
         errors.append("finetune.unfreeze_at_epoch: needs finetune.freeze (something to unfreeze) and one process")
+    if rc.scheduler.warmup_epochs and "optimizer" in REGISTRIES["scheduler"].parameters(rc.scheduler.name):
+        errors.append(f"scheduler.warmup_epochs: {rc.scheduler.name} schedules the LR itself; leave it 0")
     if rc.data.batch_size % t.devices:
         errors.append(f"data.batch_size: {rc.data.batch_size} does not split evenly across {t.devices} processes")
     return errors
@@ -290,12 +314,16 @@ def _cross_checks(rc: RunConfig) -> list[str]:
 
 def check_with_data(rc: RunConfig, info, has_val: bool) -> str:
     """The checks that need the data (its task and classes); returns the monitored metric."""
-    from ftool.metrics import REGRESSION_LOSSES, default_monitor, metric_names
+    from ftool.metrics import REGRESSION_LOSSES, default_monitor, known_metrics, metric_names
 
-    logged = [f"val/{m}" for m in metric_names(info)]
+    known = known_metrics(info)
+    errors = [f"trainer.metrics: no metric '{m}' for {info.task} data; built in: {', '.join(known[:14])}, ... "
+              f"or one registered in METRICS.{close_match(m, known)}" for m in rc.trainer.metrics or () if m not in known]
+    logged = [f"val/{m}" for m in metric_names(info, rc.trainer.metrics)]
     monitor = rc.trainer.monitor or default_monitor(info)
-    errors = [] if monitor in logged else [f"trainer.monitor: '{monitor}' is never logged; choose one of "
-                                           f"{', '.join(logged)}.{close_match(monitor, logged)}"]
+    if monitor not in logged and not errors:
+        errors.append(f"trainer.monitor: '{monitor}' is never logged; choose one of {', '.join(logged)}."
+                      f"{close_match(monitor, logged)}")
     fits = REGRESSION_LOSSES if info.task == "regression" else ("cross_entropy",)
     if rc.trainer.loss in ("cross_entropy", *REGRESSION_LOSSES) and rc.trainer.loss not in fits:
         errors.append(f"trainer.loss: {rc.trainer.loss} does not fit {info.task} data; use {', '.join(fits)} or auto")

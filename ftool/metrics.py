@@ -1,12 +1,15 @@
 """Metrics per task, streamed batch by batch, and the loss that goes with the task.
 
-Every metric is a function of a few running sums (a confusion matrix for classification; per-output
+Most metrics are functions of a few running sums (a confusion matrix for classification; per-output
 error and target sums for regression), so a pass keeps no outputs, and several processes combine
-their sums with one all-reduce each. (torchmetrics computed the same and cost every command 2 s of
+their sums with one all-reduce each. AUROC, average precision and metrics of one's own (registered
+in METRICS) need the outputs: those are kept and gathered. (torchmetrics computed the same and cost every command 2 s of
 imports: its package imports scipy.signal, matplotlib and transformers.)
 """
 
 from __future__ import annotations
+
+import re
 
 from typing import Callable
 
@@ -14,18 +17,32 @@ import torch
 from torch import nn
 
 from ftool.data import DataInfo
-from ftool.registry import LOSSES
+from ftool.registry import LOSSES, METRICS
 
-LOWER_IS_BETTER = ("loss", "mse", "mae")
+LOWER_IS_BETTER = ("loss", "mse", "rmse", "mae")
 TOP_K = 5  # top-5 accuracy is reported for more than this many classes
+_AVERAGED = ("precision", "recall", "f1")
+CONFUSION = ("accuracy", *_AVERAGED, *(f"{m}_{a}" for m in _AVERAGED for a in ("macro", "weighted")))
+SCORES = ("auroc", "average_precision")  # of the outputs themselves: kept, and gathered from every process
+REGRESSION = ("mse", "rmse", "mae", "r2")
 
 
-def metric_names(info: DataInfo) -> list[str]:
-    """accuracy and precision/recall/F1 (of the positive class, index 1, for two classes; else
-    macro), top-5 accuracy over more than 5 classes; MSE, MAE, R2."""
+def metric_names(info: DataInfo, chosen: list[str] | None = None) -> list[str]:
+    """The loss and `chosen` (trainer.metrics), else the task's usual ones: accuracy and
+    precision/recall/F1 (of the positive class, index 1, for two classes; else macro), top-5 accuracy over
+    more than 5 classes; MSE, MAE, R2."""
+    if chosen:
+        return ["loss", *dict.fromkeys(chosen)]
     if info.task == "regression":
         return ["loss", "mse", "mae", "r2"]
     return ["loss", "accuracy", "precision", "recall", "f1", *(["top5_accuracy"] if info.num_outputs > TOP_K else [])]
+
+
+def known_metrics(info: DataInfo) -> list[str]:
+    """What trainer.metrics may name for this data: built-in names and the metrics registered in METRICS."""
+    if info.task == "regression":
+        return [*REGRESSION, *METRICS.names()]
+    return [*CONFUSION, *SCORES, *(f"top{k}_accuracy" for k in range(2, info.num_outputs + 1)), *METRICS.names()]
 
 
 def default_monitor(info: DataInfo) -> str:
@@ -45,6 +62,9 @@ REGRESSION_LOSSES = {  # in units of each target's std: huber's errors beyond on
 def build_loss(cfg, info: DataInfo, device: torch.device,
                class_weights: list[float] | None = None) -> nn.Module:
     """The task's loss; `class_weights` (`resolve_class_weights`'s) weight each sample by its class."""
+    if isinstance(cfg.loss, dict):  # {_target_: torch.nn.SmoothL1Loss, ...}
+        args = dict(cfg.loss)
+        return LOSSES.build(args.pop("_target_"), args, info=info).to(device)
     if cfg.loss in LOSSES.names():  # a loss of one's own: (outputs, targets) -> the batch's mean loss
         return LOSSES.build(cfg.loss, {}, info=info).to(device)
     if info.task == "regression":
@@ -96,40 +116,47 @@ class StandardizedLoss(nn.Module):
 
 
 class EpochMeter:
-    """Mean loss (weighted by batch size) and the task's metrics over one pass of a loader."""
+    """Mean loss (weighted by batch size) and the chosen metrics over one pass of a loader: exact over the
+    whole split, and summed (or, for metrics of the outputs themselves, gathered) across processes."""
 
-    def __init__(self, info: DataInfo, device: torch.device):
-        self.info = info
+    def __init__(self, info: DataInfo, device: torch.device, names: list[str] | None = None):
+        self.info, self.names = info, metric_names(info, names)
+        self.top_ks = [int(n[3:-9]) for n in self.names if re.fullmatch(r"top\d+_accuracy", n)]
         real = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
         k = info.num_outputs
         self.sums = {"loss": torch.zeros(2, dtype=real, device=device)}  # loss x samples, samples
         if info.task == "regression":  # per output: squared error, absolute error, target, target squared
             self.sums["errors"] = torch.zeros(4, k, dtype=real, device=device)
-        else:  # rows: target class, columns: predicted class; and the targets among the top 5. Counted
+        else:  # rows: target class, columns: predicted class; and the targets among the top k. Counted
             # in floats (exact to 2**53, 2**24 on MPS): MPS's index_add_ has not always taken int64.
             self.sums["confusion"] = torch.zeros(k * k, dtype=real, device=device)
-            self.sums["top_k"] = torch.zeros((), dtype=real, device=device)
+            self.sums["top_k"] = torch.zeros(len(self.top_ks), dtype=real, device=device)
+        self.kept = ([], []) if any(n in SCORES or n in METRICS.names() for n in self.names) else None
 
     @torch.no_grad()
     def update(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        n = targets.shape[0]
+        n, outputs = targets.shape[0], outputs.detach()
         real = self.sums["loss"].dtype
         self.sums["loss"][0] += loss.detach().to(real) * n
         self.sums["loss"][1] += n
+        if self.kept is not None:
+            self.kept[0].append(outputs.float())
+            self.kept[1].append(targets)
         if self.info.task == "regression":
             y = targets.reshape(n, -1).to(real)
-            error = outputs.detach().reshape(n, -1).to(real) - y
+            error = outputs.reshape(n, -1).to(real) - y
             self.sums["errors"] += torch.stack([error.square().sum(0), error.abs().sum(0), y.sum(0), y.square().sum(0)])
             return
         k = self.info.num_outputs
-        predicted = outputs.detach().argmax(-1)
+        predicted = outputs.argmax(-1)
         self.sums["confusion"].index_add_(0, targets * k + predicted, torch.ones_like(predicted, dtype=real))
-        if k > TOP_K:
-            self.sums["top_k"] += (outputs.detach().topk(TOP_K, -1).indices == targets[:, None]).any(-1).sum()
+        if self.top_ks:
+            hits = outputs.topk(max(self.top_ks), -1).indices == targets[:, None]
+            self.sums["top_k"] += torch.stack([hits[:, :top].any(-1).sum() for top in self.top_ks]).to(real)
 
-    def compute(self, prefix: str, total: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> dict[str, float]:
-        """The metrics as `<prefix>/<name>`; `total` sums a tensor over the processes (Accelerator.sum)."""
-        sums = {name: total(t).cpu().double() for name, t in self.sums.items()}
+    def compute(self, prefix: str, acc=None) -> dict[str, float]:
+        """The metrics as `<prefix>/<name>`; `acc` (an Accelerator) sums and gathers them over the processes."""
+        sums = {name: (acc.sum(t) if acc else t).cpu().double() for name, t in self.sums.items()}
         loss, samples = sums["loss"].tolist()
         values = {"loss": loss / samples if samples else 0.0}
         if "errors" in sums:
@@ -137,9 +164,13 @@ class EpochMeter:
         else:
             k = self.info.num_outputs
             values.update(_classification(sums["confusion"].view(k, k)))
-            if k > TOP_K:
-                values["top5_accuracy"] = float(sums["top_k"]) / samples if samples else 0.0
-        return {f"{prefix}/{name}": float(v) for name, v in values.items()}
+            values.update({f"top{top}_accuracy": float(hits) / max(samples, 1)
+                           for top, hits in zip(self.top_ks, sums["top_k"])})
+        if self.kept is not None:
+            outputs, targets = (torch.cat(part) if part else torch.zeros(0) for part in self.kept)
+            outputs, targets = (acc.gather(t) if acc else t for t in (outputs, targets))
+            values.update({n: _of_outputs(n, outputs.cpu(), targets.cpu()) for n in self.names if n not in values})
+        return {f"{prefix}/{name}": float(values[name]) for name in self.names}
 
     def per_class(self) -> dict | None:
         """Classification: each class's precision, recall, F1 and support, and the confusion matrix
@@ -155,6 +186,21 @@ class EpochMeter:
                 "support": confusion.sum(1).long().tolist(), "confusion_matrix": confusion.long().tolist()}
 
 
+def _of_outputs(name: str, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """A metric of the whole split's outputs: AUROC and average precision (scikit-learn's) of the class
+    probabilities (the positive class's of two; else the macro average over the classes that occur, one
+    against the rest), or a metric of one's own registered in METRICS: (outputs, targets) -> float."""
+    if name not in SCORES:
+        return float(METRICS.get(name)(outputs, targets))
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    score = roc_auc_score if name == "auroc" else average_precision_score
+    probs, y = outputs.softmax(-1).numpy(), targets.numpy()
+    classes = [1] if probs.shape[1] == 2 else [c for c in range(probs.shape[1]) if 0 < (y == c).sum() < len(y)]
+    values = [score(y == c, probs[:, c]) for c in classes if 0 < (y == c).sum() < len(y)]
+    return sum(values) / len(values) if values else float("nan")
+
+
 def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a / b, 0 where b is 0 (scikit-learn's zero_division=0)."""
     return torch.where(b > 0, a / b.clamp(min=1e-300), torch.zeros_like(a))
@@ -167,13 +213,15 @@ def _per_class(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def _classification(confusion: torch.Tensor) -> dict[str, float]:
-    precision, recall, f1 = _per_class(confusion)
+    """Accuracy; precision, recall and F1 macro- and support-weighted-averaged (as scikit-learn's, over the
+    classes that occur), and unqualified: the positive class's of two classes, else macro."""
     values = {"accuracy": float(_ratio(confusion.diagonal().sum(), confusion.sum()))}
-    if len(confusion) == 2:  # binary: the positive class's
-        return {**values, "precision": precision[1], "recall": recall[1], "f1": f1[1]}
-    present = (confusion.sum(0) + confusion.sum(1)) > 0  # macro averages over the classes that occur, as scikit-learn's
-    return {**values, **{name: metric[present].mean() if present.any() else 0.0
-                         for name, metric in (("precision", precision), ("recall", recall), ("f1", f1))}}
+    present, support = (confusion.sum(0) + confusion.sum(1)) > 0, confusion.sum(1)
+    for name, metric in zip(_AVERAGED, _per_class(confusion)):
+        values[f"{name}_macro"] = metric[present].mean() if present.any() else 0.0
+        values[f"{name}_weighted"] = float(_ratio((metric * support).sum(), support.sum()))
+        values[name] = metric[1] if len(confusion) == 2 else values[f"{name}_macro"]
+    return values
 
 
 def _regression(errors: torch.Tensor, samples: float) -> dict[str, float]:
@@ -181,8 +229,8 @@ def _regression(errors: torch.Tensor, samples: float) -> dict[str, float]:
     constant targets, 0 for an imperfect one, as scikit-learn's)."""
     squared, absolute, target, target_squared = errors
     if not samples:
-        return {"mse": 0.0, "mae": 0.0, "r2": 0.0}
+        return {"mse": 0.0, "mae": 0.0, "rmse": 0.0, "r2": 0.0}
     spread = target_squared - target.square() / samples  # the targets' summed squared deviation
     r2 = torch.where(spread > 0, 1 - squared / spread.clamp(min=1e-300), (squared == 0).double())
     return {"mse": squared.sum() / squared.numel() / samples, "mae": absolute.sum() / absolute.numel() / samples,
-            "r2": r2.mean()}
+            "rmse": (squared / samples).sqrt().mean(), "r2": r2.mean()}

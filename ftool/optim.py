@@ -134,7 +134,11 @@ def warmup_steps(cfg, steps_per_epoch: int) -> int:
 
 def build_scheduler(cfg, optimizer: torch.optim.Optimizer, total_steps: int,
                     steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
-    """A scheduler stepped once per optimizer step, with `warmup_epochs` of linear warmup."""
+    """A scheduler stepped once per optimizer step, with `warmup_epochs` of linear warmup; one that takes the
+    optimizer (torch's, by `_target_`) as it is."""
+    if "optimizer" in SCHEDULERS.parameters(cfg.name):
+        return SCHEDULERS.build(cfg.name, cfg.args, optimizer=optimizer, total_steps=total_steps,
+                                steps_per_epoch=steps_per_epoch)
     warmup = warmup_steps(cfg, steps_per_epoch)
     schedule = SCHEDULERS.build(cfg.name, cfg.args, total_steps=max(1, total_steps - warmup),
                                 steps_per_epoch=steps_per_epoch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import pydoc
 import types
 import typing
 from pathlib import Path
@@ -45,6 +46,15 @@ class Registry:
         return sorted(self._builders)
 
     def get(self, name: str) -> Callable:
+        """The builder registered as `name`, or the callable a dotted `_target_` names (Hydra's convention)."""
+        if name not in self._builders and "." in name:
+            found = pydoc.locate(name)
+            if found is None:
+                module, _, attribute = name.rpartition(".")
+                parent = pydoc.locate(module)
+                hint = close_match(attribute, dir(parent)) if parent is not None else f" No module {module}."
+                raise FtoolError(f"{self.config_key}._target_: cannot import {name}.{hint}")
+            return found
         if name not in self._builders:
             hint = close_match(name, self.names()) or " A module of your own that registers it goes in imports=[...]."
             raise FtoolError(f"{self.config_key}: unknown {self.kind} '{name}'; registered: "
@@ -61,16 +71,19 @@ class Registry:
         """(every problem with these config arguments of builder `name`, the arguments with paths
         made absolute)."""
         params = self.parameters(name)
-        allowed = [p for p in params if p not in self.provided]
-        errors = [f"{self.config_key}.{key}: not an option of {self.kind} '{name}'; its options: "
-                  f"{', '.join(allowed) or '(none)'}.{close_match(key, allowed)}"
-                  for key in args if key not in allowed]
+        allowed = [p for p, v in params.items() if p not in self.provided and v.kind not in _VARIADIC]
+        # a callable that takes **kwargs takes any key: the library checks those
+        errors = [] if _takes_any(params) else [
+            f"{self.config_key}.{key}: not an option of {self.kind} '{name}'; its options: "
+            f"{', '.join(allowed) or '(none)'}.{close_match(key, allowed)}" for key in args if key not in allowed]
         if errors:
             return errors, args
         missing = [p for p in allowed if params[p].default is inspect.Parameter.empty and p not in args]
         errors += [f"{self.config_key}.{key}: needs a value; give {self.config_key}.{key}=..." for key in missing]
         resolved = dict(args)
         for key, value in args.items():
+            if key not in params:
+                continue
             annotation = params[key].annotation
             problem = type_problem(annotation, value)
             if problem:
@@ -83,8 +96,18 @@ class Registry:
         return errors, resolved
 
     def build(self, name: str, args: dict[str, Any], **provided: Any) -> Any:
+        """`name`'s object from the config's `args` and what ftool provides, each to the argument that takes
+        it; to a callable taking **kwargs, also `provided`'s `num_classes` (torchvision's builders)."""
         params = self.parameters(name)
-        return self.get(name)(**{k: v for k, v in provided.items() if k in params}, **args)
+        given = {k: v for k, v in provided.items() if k in params or k == "num_classes" and _takes_any(params)}
+        return self.get(name)(**given, **args)
+
+
+_VARIADIC = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+
+
+def _takes_any(params: dict[str, inspect.Parameter]) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 def _members(annotation) -> tuple:
@@ -133,10 +156,15 @@ def _origin(builder: Callable) -> str:
         return getattr(builder, "__module__", "?")
 
 
-MODELS = Registry("model", "model", provided=("input_shape", "num_outputs", "pretrained"))
+# What the data gives a model, under each name a builder may take it by (torchvision: num_classes;
+# transformers: num_labels).
+MODELS = Registry("model", "model", provided=("input_shape", "num_outputs", "num_classes", "num_labels", "pretrained"))
 DATASETS = Registry("dataset", "data", provided=("tokenizer", "run_columns"))
 OPTIMIZERS = Registry("optimizer", "optimizer", provided=("params", "lr", "weight_decay"))
-SCHEDULERS = Registry("scheduler", "scheduler", provided=("total_steps", "steps_per_epoch"))
+SCHEDULERS = Registry("scheduler", "scheduler", provided=("optimizer", "total_steps", "steps_per_epoch"))
 LOGGERS = Registry("logger", "logger", provided=("run_dir", "resumed_at", "settings", "metrics", "run_name"))
 LOSSES = Registry("loss", "trainer.loss", provided=("info",))
-REGISTRIES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "logger": LOGGERS}
+CALLBACKS = Registry("callback", "callbacks", provided=("run_dir",))
+METRICS = Registry("metric", "trainer.metrics")
+REGISTRIES = {"model": MODELS, "data": DATASETS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "logger": LOGGERS,
+              "callbacks": CALLBACKS}

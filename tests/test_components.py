@@ -8,7 +8,7 @@ import torch
 from sklearn import metrics as sk
 from torch import nn
 
-import ftool.models  # noqa: F401
+from ftool.models import adapt_stem
 import ftool.optim  # noqa: F401
 from ftool.data import DataInfo
 from ftool.metrics import EpochMeter, StandardizedLoss, WeightedCrossEntropy, monitor_mode, resolve_class_weights
@@ -19,8 +19,10 @@ from ftool.registry import MODELS
 def test_the_seed_models_size_themselves_to_the_data():
     simple = MODELS.build("simplecnn", {}, input_shape=(3, 32, 32), num_outputs=10)
     assert sum(p.numel() for p in simple.parameters()) == 806_666  # the seed's layout, flattened right
-    for name in ("simplecnn", "convnet", "mlp", "linear", "resnet18"):
-        model = MODELS.build(name, {}, input_shape=(1, 28, 28), num_outputs=7, pretrained=False)
+    for name, args in (("simplecnn", {}), ("convnet", {}), ("mlp", {}), ("linear", {}),
+                       ("torchvision", {"arch": "resnet18"}), ("torchvision", {"arch": "squeezenet1_0"})):
+        model = MODELS.build(name, args, input_shape=(1, 28, 28), num_outputs=7, pretrained=False)
+        adapt_stem(model, 1)  # (what build_model does for every image model: RGB architectures take grayscale)
         assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 7), name
     assert [m.out_features for m in MODELS.build("mlp", {"hidden": 64}, input_shape=(4,), num_outputs=2).modules()
             if isinstance(m, nn.Linear)] == [64, 2]

@@ -84,7 +84,8 @@ def test_a_compiled_model_trains(cli, tmp_path):
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_processes_match_one_and_write_one_run_dir(cli, tmp_path, strategy):
-    common = ("trainer.epochs=2", "trainer.progress=false", "data.batch_size=64", "optimizer=sgd")
+    common = ("trainer.epochs=2", "trainer.progress=false", "data.batch_size=64", "optimizer=sgd",
+              "trainer.metrics=[accuracy,auroc]")  # (AUROC's outputs are gathered from both processes)
     assert cli("train", *common, "hydra.run.dir=one").code == 0
     # DDP as a sweep of one job (every process runs the sweep), FSDP as a run
     where = ("-m", "optimizer.lr=0.01", "hydra.sweep.dir=sweep") if strategy == "ddp" else ("hydra.run.dir=two",)
@@ -95,6 +96,7 @@ def test_two_processes_match_one_and_write_one_run_dir(cli, tmp_path, strategy):
     assert two["environment"]["world_size"] == 2
     assert {p.name for p in tmp_path.iterdir()} == {"one", two_run.relative_to(tmp_path).parts[0]}  # (one dir a run)
     assert two["metrics"]["test/accuracy"] == pytest.approx(one["metrics"]["test/accuracy"], abs=0.02)
+    assert two["metrics"]["test/auroc"] == pytest.approx(one["metrics"]["test/auroc"], abs=0.005)
     a, b = weights(tmp_path / "one"), weights(two_run)
     assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
 
@@ -122,3 +124,19 @@ def test_deterministic_mode_sets_the_cublas_workspace_cuda_needs(monkeypatch):
         assert torch.are_deterministic_algorithms_enabled() and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     finally:
         seed_everything(0, False)
+
+
+def test_a_terminal_shows_one_live_bar_and_each_finished_epoch_as_a_line(monkeypatch):
+    from ftool.engine import progress
+
+    monkeypatch.setattr(progress.console, "_force_terminal", True)
+    bar = progress.Bar(True)
+    try:
+        for epoch in range(1, 31):  # more epochs than a terminal has rows
+            bar.start(f"epoch {epoch}/30", 10)
+            bar.advance(10, "loss 0.1")
+            assert len(bar.live.tasks) == 1
+            bar.done(f"epoch {epoch}/30  train/loss 0.1")
+        assert bar.live.tasks == []
+    finally:
+        bar.close()

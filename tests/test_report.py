@@ -25,6 +25,9 @@ def test_report_of_a_grid_ranks_the_jobs_and_draws_them_and_of_a_run_its_curves(
     assert [r[0] for r in rows[1:]] == sorted(values, key=values.get, reverse=True)  # best first
     for png in ("curves.png", "model.png", "optimizer_lr.png"):
         assert is_png(tmp_path / "sweep/report" / png), png
+    import matplotlib
+
+    assert matplotlib.rcParams["text.parse_math"]  # the LR plot's log-scale ticks read 10^-3, not $\mathdefault...
     assert cli("eval", "ckpt=sweep/0").code == 0
     result = cli("report", "sweep/0")
     assert result.code == 0 and "test/accuracy" in result.out

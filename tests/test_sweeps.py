@@ -10,14 +10,19 @@ def jobs(sweep):
     return sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
 
 
-def test_an_optuna_search_optimizes_what_each_trial_returns(cli, tmp_path):
-    result = cli("train", "-m", "hparams_search=digits_optuna", "hydra.sweeper.n_trials=3", "trainer.max_steps=20",
-                 "hydra.sweep.dir=optuna")
+def test_an_optuna_search_optimizes_what_each_trial_returns_and_continues_from_its_storage(cli, tmp_path):
+    search = ("train", "-m", "hparams_search=digits_optuna", "trainer.max_steps=20", "hydra.sweeper.storage=sqlite:///s.db")
+    result = cli(*search, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=optuna")
     assert result.code == 0, result.err
     trials = jobs(tmp_path / "optuna")
-    assert len(trials) == 3 and all(read_json(t / "summary.json")["status"] == "completed" for t in trials)
+    assert len(trials) == 2 and all(read_json(t / "summary.json")["status"] == "completed" for t in trials)
     found = yaml.safe_load((tmp_path / "optuna" / "optimization_results.yaml").read_text())
     assert found["best_value"] == max(read_json(t / "summary.json")["best"]["value"] for t in trials)
+    assert cli(*search, "hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1", "hydra.sweep.dir=more").code == 0
+    import optuna
+
+    study = optuna.load_study(study_name="digits_optuna", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     one_line_error(cli("train", "hparams_search=digits_optuna"), "a search runs its trials as a sweep")
 
 

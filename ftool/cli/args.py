@@ -80,7 +80,22 @@ def split_args(args: list[str], command: Command) -> tuple[dict, list[str], list
     for key, allowed in command.choices.items():
         if options[key] not in allowed:
             raise FtoolError(f"{key}: must be {', '.join(allowed)}; got {options[key]!r}.{close_match(options[key], allowed)}")
-    return options, flags, overrides
+    return options, flags, targets_replace_presets(overrides)
+
+
+COMPONENT_GROUPS = ("model", "data", "optimizer", "scheduler")
+
+
+def targets_replace_presets(overrides: list[str]) -> list[str]:
+    """`model._target_=torchvision.models.vgg11` (as Hydra apps are told which class to build): that model,
+    with the keys given beside it, in place of the chosen preset, whose keys would not fit it."""
+    keys = [o.partition("=")[0].lstrip("+") for o in overrides]
+    named = {k.removesuffix("._target_") for k in keys if k.endswith("._target_")}
+    named = {g for g in named if g in COMPONENT_GROUPS and g not in keys}  # (model=mine model._target_=... keeps mine)
+    if not named:
+        return overrides
+    return [*(f"~{g}" for g in sorted(named)),
+            *("+" + o.lstrip("+") if k.partition(".")[0] in named else o for o, k in zip(overrides, keys))]
 
 
 def shell_like(override: str) -> str:

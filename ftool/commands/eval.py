@@ -37,7 +37,7 @@ def run(trained: Trained, split: str = "test") -> dict:
     # the loss as the run weighted it (balanced: by its training split's counts, whatever data is scored)
     class_weights = record.get("class_weights") or resolve_class_weights(
         rc.trainer.class_weights, loaders.info, lambda: labels_of(loaders.train.dataset))
-    meter, bar = EpochMeter(loaders.info, acc.device), Bar(rc.trainer.progress)
+    meter, bar = EpochMeter(loaders.info, acc.device, rc.trainer.metrics), Bar(rc.trainer.progress)
     with doing("evaluating"):
         metrics = evaluate(step_model, loader, build_loss(rc.trainer, loaders.info, acc.device, class_weights), acc,
                            loaders.info, split, bar, meter)

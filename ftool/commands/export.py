@@ -149,6 +149,8 @@ def _pt2(trained, module: nn.Module, example, target: Path):
 
 
 def _onnx(trained, module: nn.Module, example, target: Path):
+    """An ONNX graph with the run's description (class names, input shape, scaling) in its metadata_props."""
+    import onnx
     import onnxruntime
 
     names = ["input_ids", "attention_mask"] if trained.info.text else ["input"]
@@ -156,6 +158,9 @@ def _onnx(trained, module: nn.Module, example, target: Path):
     tmp = target.with_name(f".{target.name}.tmp")
     torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["logits"],
                       dynamic_axes={n: _dynamic_axes(trained) for n in names}, dynamo=False)
+    graph = onnx.load(str(tmp))
+    onnx.helper.set_model_props(graph, _metadata(trained))
+    onnx.save(graph, str(tmp))
     tmp.replace(target)
     session = onnxruntime.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     return lambda *batch: torch.from_numpy(session.run(None, {n: t.numpy() for n, t in zip(names, batch)})[0])

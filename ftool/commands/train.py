@@ -8,14 +8,15 @@ from pathlib import Path
 from rich.text import Text
 
 from ftool import components, finetune
+from ftool.callbacks import Callbacks
 from ftool.config import SPLIT_SETTINGS, RunConfig, check_reuse, check_with_data
 from ftool.data.classes import labels_of
 from ftool.engine import checkpoint
 from ftool.engine.accelerator import Accelerator, select
 from ftool.engine.loggers import Loggers, flat_settings
-from ftool.engine.progress import Bar, console, note, print_metrics, warn
+from ftool.engine.progress import Bar, console, logged_to, note, print_metrics, warn
 from ftool.engine.seeding import seed_everything
-from ftool.engine.trainer import Position, StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps
+from ftool.engine.trainer import Position, StopFlag, Trainer, batches_per_epoch, evaluate, limited, plan_steps
 from ftool.errors import ConfigError, doing
 from ftool.metrics import build_loss, metric_names, resolve_class_weights
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
@@ -33,7 +34,7 @@ def run(rc: RunConfig, run_dir: Path, command: str = "train") -> float | None:
     summary = Summary(run_, command, earlier=previous)
     if not previous:  # a new run is on record from its start; a resume once it goes ahead
         summary.begin(config=rc.raw)
-    with summary.recording(), StopFlag().installed() as stop:
+    with logged_to(run_.path / "ftool.log"), summary.recording(), StopFlag().installed() as stop:
         return _train(rc, acc, run_, summary, stop, previous)
 
 
@@ -67,13 +68,15 @@ def _train(rc: RunConfig, acc: Accelerator, run: RunDir, summary: Summary, stop:
         components.fit_before_training(model, loaders.train)
     model, step_model = acc.prepare(model)
     optimizer = build_optimizer(rc.optimizer, model, lr_mult)
-    steps_per_epoch = -(-batches_per_epoch(loaders.train) // rc.trainer.accumulate_grad_batches)
+    batches = limited(batches_per_epoch(loaders.train), rc.trainer.limit_train_batches)
+    steps_per_epoch = -(-batches // rc.trainer.accumulate_grad_batches)
     total_steps = plan_steps(rc.trainer, steps_per_epoch, Position(**resume[1]["position"]) if resume else None)[1]
     scheduler = build_scheduler(rc.scheduler, optimizer, total_steps, steps_per_epoch)
     class_weights = resolve_class_weights(rc.trainer.class_weights, info, lambda: labels_of(loaders.train.dataset))
     trainer = Trainer(rc.trainer, acc, model, step_model, build_loss(rc.trainer, info, acc.device, class_weights),
                       optimizer, scheduler, info, run, None, monitor, l1=rc.optimizer.l1, stop=stop, ema=_ema(rc, model),
-                      unfreeze=(rc.finetune.unfreeze_at_epoch, frozen) if rc.finetune.unfreeze_at_epoch else None)
+                      unfreeze=(rc.finetune.unfreeze_at_epoch, frozen) if rc.finetune.unfreeze_at_epoch else None,
+                      callbacks=Callbacks(rc.callbacks, run.path))
     at = trainer.restore(resume[1], loaders.train) if resume else None
     resumed = {"resumed_from_step": at.step} if at else {}
     summary.begin(config=rc.raw, data={**info.to_json(), "train_size": len(loaders.train.dataset)},
@@ -81,10 +84,13 @@ def _train(rc: RunConfig, acc: Accelerator, run: RunDir, summary: Summary, stop:
                   **({"class_weights": class_weights} if class_weights else {}))
     trainer.logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main, resumed_at=at.step if at else None,
                              settings=flat_settings(rc.raw),
-                             metrics=tuple(f"{s}/{m}" for s in ("val", "test") for m in metric_names(info)))
+                             metrics=tuple(f"{s}/{m}" for s in ("val", "test") for m in metric_names(info, rc.trainer.metrics)))
     outcome = "failed"
     try:
-        _banner(rc, acc, run, summary, model, at, warmup_steps(rc.scheduler, steps_per_epoch) >= total_steps)
+        _banner(rc, acc, run, summary, model, at, loaders, (steps_per_epoch, total_steps))
+        if warmup_steps(rc.scheduler, steps_per_epoch) >= total_steps:
+            warn(f"scheduler.warmup_epochs={rc.scheduler.warmup_epochs} is as long as the run: the learning rate is "
+                 f"still rising to optimizer.lr when it ends")
         with doing("training"):
             result = trainer.fit(loaders.train, loaders.val, at)
         metrics = {**result.metrics, **_test(rc, acc, run, trainer, loaders, result)}
@@ -138,7 +144,8 @@ def _ema(rc: RunConfig, model):
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(rc.trainer.ema_decay), use_buffers=True)
 
 
-def _banner(rc, acc, run: RunDir, summary: Summary, model, at, long_warmup: bool) -> None:
+def _banner(rc, acc, run: RunDir, summary: Summary, model, at, loaders, steps: tuple[int, int]) -> None:
+    """What the run is: model, data, device, and how the data is batched into steps."""
     if not acc.is_main:
         return
     params = sum(p.numel() for p in model.parameters())
@@ -149,9 +156,13 @@ def _banner(rc, acc, run: RunDir, summary: Summary, model, at, long_warmup: bool
                                 f" {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
                                 f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}"
                                 f"{', compiled' if acc.compile else ''} -> {run.path}"), soft_wrap=True)
-    if long_warmup:
-        warn(f"scheduler.warmup_epochs={rc.scheduler.warmup_epochs} is as long as the run: the learning rate is "
-             f"still rising to optimizer.lr when it ends")
+    sizes = " / ".join(f"{len(getattr(loaders, s).dataset):,} {s}" for s in ("train", "val", "test")
+                       if getattr(loaders, s) is not None)
+    per_process = f" ({loaders.train.batch_size} per process)" if acc.world_size > 1 else ""
+    accumulate = rc.trainer.accumulate_grad_batches
+    console.print(f"  samples: {sizes}; batch {rc.data.batch_size}{per_process}"
+                  f"{f' x {accumulate} accumulated' if accumulate > 1 else ''}; {steps[0]:,} steps an epoch, "
+                  f"{steps[1]:,} in all; {trainable:,} of {params:,} parameters train", soft_wrap=True)
 
 
 def _test(rc: RunConfig, acc, run: RunDir, trainer: Trainer, loaders, result) -> dict:
@@ -162,7 +173,8 @@ def _test(rc: RunConfig, acc, run: RunDir, trainer: Trainer, loaders, result) ->
     acc.load_model_state(trainer.model, checkpoint.load_weights(tested)[0])
     bar = Bar(rc.trainer.progress)
     with doing("testing"):
-        test = evaluate(trainer.step_model, loaders.test, trainer.loss_fn, acc, loaders.info, "test", bar)
+        test = evaluate(trainer.step_model, loaders.test, trainer.loss_fn, acc, loaders.info, "test", bar,
+                        names=rc.trainer.metrics, limit=rc.trainer.limit_test_batches)
     bar.close()
     trainer.logger.log({"step": result.steps, "epoch": result.epochs, "split": "test", **test})
     return test

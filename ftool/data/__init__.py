@@ -53,4 +53,4 @@ class Splits:
     collate: Optional[Callable] = None  # the DataLoader's collate_fn (text: dynamic padding)
 
 
-from ftool.data import tabular, text, vision  # noqa: E402,F401  (registration)
+from ftool.data import hf, tabular, text, vision  # noqa: E402,F401  (registration)

@@ -91,9 +91,12 @@ def fold_indices(n: int, folds: int, fold: int, generator: torch.Generator) -> t
     return order[:start] + order[end:], order[start:end]
 
 
-def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, world_size: int = 1) -> Loaders:
+def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, world_size: int = 1,
+                  overfit: int = 0) -> Loaders:
     """Loaders for this process. `data.batch_size` is the global batch: each process takes its share of
-    every batch. Validation and test are split across processes without padding (metrics sum exactly)."""
+    every batch. Validation and test are split across processes without padding (metrics sum exactly).
+    `overfit` (trainer.overfit_batches): train and validate on that many batches' first training samples,
+    unaugmented."""
     g = torch.Generator().manual_seed(cfg.split_seed)
     train_idx, test_base, test_idx = None, splits.test, None
     if test_base is None:  # the data has no test split: hold one out of everything
@@ -106,6 +109,9 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
         train_idx, val_idx = split_indices(len(splits.train), cfg.val_fraction, g, of=train_idx)
     info = splits.info
     train_tf, eval_tf = (make_transform(cfg, info, train, splits.train[0][0].dtype) for train in (True, False))
+    if overfit:
+        train_idx = (train_idx or list(range(len(splits.train))))[:overfit * cfg.batch_size]
+        train_tf, val_base, val_idx = eval_tf, splits.train, train_idx
     workers = {"num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory and torch.accelerator.is_available(),
                "persistent_workers": cfg.persistent_workers and cfg.num_workers > 0, "collate_fn": splits.collate}
 

@@ -1,6 +1,5 @@
 """Text classification data: sentences in files (`text_files`), a table of texts and labels
-(`text_csv`), or a Hugging Face hub dataset (`imdb`, `sst2`, `rotten_tomatoes`), tokenized with the
-model's tokenizer.
+(`text_csv`), tokenized with the model's tokenizer (`data=hf` reads hub datasets through these too).
 
 Texts are tokenized once and cached (safetensors, keyed by the texts, the tokenizer and max_length).
 Batches are padded to their own longest text: a sample is (token ids, label), and `PadBatch` makes a
@@ -166,39 +165,3 @@ def text_csv(path: Path, tokenizer, text_column: str = "text", label_column: str
     for split, frame in frames.items():
         splits[split], at = (frame[text_column].astype(str).tolist(), indices[at:at + len(frame)]), at + len(frame)
     return text_splits(splits, names, tokenizer, max_length)
-
-
-# Hugging Face hub datasets: (hub id, the split used as test, text column).
-_HUB = {"imdb": ("stanfordnlp/imdb", "test", "text"),
-        "sst2": ("stanfordnlp/sst2", "validation", "sentence"),  # its test split has no labels
-        "rotten_tomatoes": ("cornell-movie-review-data/rotten_tomatoes", "test", "text")}
-
-
-def _hub_dataset(name: str, tokenizer, max_length: int, cache: str | None) -> Splits:
-    import datasets
-
-    hub_id, test_split, column = _HUB[name]
-    datasets.disable_progress_bars()
-    loaded = datasets.load_dataset(hub_id, cache_dir=cache)
-    splits = {"train": loaded["train"], "test": loaded[test_split],
-              **({"val": loaded["validation"]} if test_split != "validation" and "validation" in loaded else {})}
-    return text_splits({s: (d[column], d["label"]) for s, d in splits.items()},
-                       list(loaded["train"].features["label"].names), tokenizer, max_length)
-
-
-@DATASETS.register("imdb")
-def imdb(tokenizer, max_length: int = 128, cache_dir: str | None = None) -> Splits:
-    """50,000 movie reviews (25,000 train, 25,000 test), positive or negative."""
-    return _hub_dataset("imdb", tokenizer, max_length, cache_dir)
-
-
-@DATASETS.register("sst2")
-def sst2(tokenizer, max_length: int = 128, cache_dir: str | None = None) -> Splits:
-    """Stanford Sentiment Treebank, binary; its validation split is the test split."""
-    return _hub_dataset("sst2", tokenizer, max_length, cache_dir)
-
-
-@DATASETS.register("rotten_tomatoes")
-def rotten_tomatoes(tokenizer, max_length: int = 128, cache_dir: str | None = None) -> Splits:
-    """The MR sentences (as in rt-polarity) with the hub's train/validation/test split."""
-    return _hub_dataset("rotten_tomatoes", tokenizer, max_length, cache_dir)

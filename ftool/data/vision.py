@@ -97,11 +97,18 @@ def fashion_mnist(root: str = "data", download: bool = False) -> Splits:
 def read_image(path, channels: int, size) -> torch.Tensor:
     """An image file as uint8 (C, H, W): upright as its EXIF orientation says (a phone's portrait photo),
     grayscale or RGB, resized to `size`; the same for training and `predict`."""
-    from PIL import Image, ImageOps
-    from torchvision.transforms.v2 import functional
+    from PIL import Image
 
     with Image.open(path) as image:
-        tensor = functional.pil_to_tensor(ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB"))
+        return image_tensor(image, channels, size)
+
+
+def image_tensor(image, channels: int, size) -> torch.Tensor:
+    """A PIL image as uint8 (C, H, W), upright, grayscale or RGB, resized to `size`."""
+    from PIL import ImageOps
+    from torchvision.transforms.v2 import functional
+
+    tensor = functional.pil_to_tensor(ImageOps.exif_transpose(image).convert("L" if channels == 1 else "RGB"))
     return tensor if tuple(tensor.shape[1:]) == tuple(size) else functional.resize(tensor, list(size), antialias=True)
 
 

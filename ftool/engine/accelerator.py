@@ -151,6 +151,14 @@ class Accelerator:
             dist.all_reduce(value)
         return value
 
+    def gather(self, value: torch.Tensor) -> torch.Tensor:
+        """Every process's `value` (of any length), concatenated along the first dimension in rank order."""
+        if self.world_size == 1:
+            return value
+        parts = [None] * self.world_size
+        dist.all_gather_object(parts, value.cpu())
+        return torch.cat(parts).to(value.device)
+
     def broadcast(self, obj):
         """Rank 0's value of `obj` on every process."""
         if self.world_size == 1:

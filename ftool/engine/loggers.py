@@ -114,42 +114,64 @@ class CsvLogger:
 _MLFLOW_STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 
 
+def tracked_id(run_dir: Path, tracker: str, resumed_at: int | None) -> str | None:
+    """The id of the tracker's run a resumed run continues (kept in <run>/<tracker>.run_id), else None."""
+    path = run_dir / f"{tracker}.run_id"
+    return path.read_text().strip() if resumed_at is not None and path.is_file() else None
+
+
 @LOGGERS.register("mlflow")
 class MlflowLogger:
-    """An MLflow run with the run's settings as params (MLflow's default store: ./mlflow.db)."""
+    """An MLflow run with the run's settings as params (MLflow's default store: ./mlflow.db); a resumed run
+    continues it. `log_model`: the best checkpoint is logged as an artifact when the run completes."""
 
     def __init__(self, run_dir: Path, experiment: str = "ftool", tracking_uri: str | None = None,
-                 settings: dict | None = None, run_name: str = ""):
+                 log_model: bool = False, settings: dict | None = None, run_name: str = "",
+                 resumed_at: int | None = None):
         import mlflow
 
         if tracking_uri:
             mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_experiment(experiment)
-        self.mlflow, self.run = mlflow, mlflow.start_run(run_name=run_name or str(run_dir))
-        mlflow.log_params(settings or {})
+        run_id = tracked_id(run_dir, "mlflow", resumed_at)
+        self.mlflow, self.run_dir, self.log_model = mlflow, run_dir, log_model
+        self.run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name or str(run_dir))
+        atomic_write(run_dir / "mlflow.run_id", self.run.info.run_id.encode())
+        if not run_id:
+            mlflow.log_params(settings or {})
 
     def log(self, record: dict) -> None:
         self.mlflow.log_metrics({k.replace("/", "_"): v for k, v in _metrics(record).items()}, step=record["step"])
 
     def close(self, outcome: str = "completed") -> None:
+        best = self.run_dir / "checkpoints" / "best.safetensors"
+        if self.log_model and outcome == "completed" and best.is_file():
+            self.mlflow.log_artifact(str(best), artifact_path="checkpoints")
         self.mlflow.end_run(status=_MLFLOW_STATUS[outcome])
 
 
 @LOGGERS.register("wandb")
 class WandbLogger:
-    """A W&B run with the run's settings as its config (mode=offline: files only, no account)."""
+    """A W&B run with the run's settings as its config (mode=offline: files only, no account); a resumed
+    run continues it. `log_model`: the best checkpoint is logged as an artifact when the run completes."""
 
-    def __init__(self, run_dir: Path, project: str = "ftool", mode: str | None = None,
-                 settings: dict | None = None, run_name: str = ""):
+    def __init__(self, run_dir: Path, project: str = "ftool", mode: str | None = None, log_model: bool = False,
+                 settings: dict | None = None, run_name: str = "", resumed_at: int | None = None):
         import wandb
 
+        run_id = tracked_id(run_dir, "wandb", resumed_at)
+        self.run_dir, self.log_model = run_dir, log_model
         self.run = wandb.init(project=project, dir=str(run_dir), mode=mode, name=run_name or run_dir.name,
-                              config=settings)
+                              config=settings, id=run_id, resume="must" if run_id else None)
+        atomic_write(run_dir / "wandb.run_id", self.run.id.encode())
 
     def log(self, record: dict) -> None:
         self.run.log(_metrics(record), step=record["step"])
 
     def close(self, outcome: str = "completed") -> None:
+        best = self.run_dir / "checkpoints" / "best.safetensors"
+        if self.log_model and outcome == "completed" and best.is_file():
+            self.run.log_model(str(best), name=f"{self.run.id}-best")
         self.run.finish(exit_code=0 if outcome == "completed" else 1)
 
 

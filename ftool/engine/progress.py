@@ -3,20 +3,30 @@ a plain line above it), plain periodic lines elsewhere (CI logs, files), and tab
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ftool.errors import report
 from ftool.rundir import is_main_process
 
 PLAIN_LINE_SECONDS = 10.0  # without a terminal, at most one progress line this often
 
 
 class _Console(Console):
+    copy: Console | None = None  # where everything printed also goes (logged_to)
+
+    def print(self, *objects, **kwargs) -> None:
+        super().print(*objects, **kwargs)
+        if self.copy is not None:
+            self.copy.print(*objects, **kwargs)
+
     def on_broken_pipe(self) -> None:
         """Whoever read stdout went away (`ftool train | head`): the run goes on, its output discarded."""
         self.quiet = True
@@ -25,7 +35,25 @@ class _Console(Console):
 
 # Strings print as they are: users' texts, class names and paths would read `[word]` as rich markup.
 console = _Console(highlight=False, markup=False)
-_stderr = Console(stderr=True, highlight=False, markup=False)
+_stderr = _Console(stderr=True, highlight=False, markup=False)
+
+
+@contextlib.contextmanager
+def logged_to(path: Path):
+    """Everything the main process prints, warnings and the error that ends it also go to `path`, as plain
+    text (appended: a resumed run's log goes on)."""
+    if not is_main_process():
+        yield
+        return
+    with open(path, "a", encoding="utf-8") as file:
+        console.copy = _stderr.copy = Console(file=file, width=120, highlight=False, markup=False)
+        try:
+            yield
+        except Exception as e:
+            console.copy.print(f"ftool: error: {report(e)}", soft_wrap=True)
+            raise
+        finally:
+            console.copy = _stderr.copy = None
 
 
 def note(message: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import itertools
 import math
 import signal
 import time
@@ -17,6 +18,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
+from ftool.callbacks import Callbacks
 from ftool.config import TrainerConfig
 from ftool.data import DataInfo
 from ftool.engine import checkpoint
@@ -42,6 +44,7 @@ class Position:
     best: dict | None = None  # {"monitor", "value", "epoch", "mode"}
     best_metrics: dict = field(default_factory=dict)  # the best epoch's validation metrics
     stale: int = 0  # validations without improvement (early stopping)
+    top: list = field(default_factory=list)  # trainer.save_top_k > 1: [value, file name] of the kept, best first
     layout: dict | None = None  # mid-epoch: the batching `batch` counts in (a resume must batch alike)
 
 
@@ -57,6 +60,11 @@ def plan_steps(cfg: TrainerConfig, steps_per_epoch: int, at: Position | None = N
 
 def batches_per_epoch(loader: DataLoader) -> int:
     return math.ceil(loader.sampler.per_rank / loader.batch_size)
+
+
+def limited(batches: int, limit: int) -> int:
+    """`batches`, at most `limit` of them where a trainer.limit_*_batches is set (> 0)."""
+    return min(batches, limit) if limit > 0 else batches
 
 
 class StopFlag:
@@ -82,16 +90,19 @@ class StopFlag:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Accelerator, info: DataInfo,
-             prefix: str, bar: Bar | None = None, meter: EpochMeter | None = None) -> dict[str, float]:
-    """Loss and metrics over `loader`, accumulated batch by batch and summed across processes."""
+             prefix: str, bar: Bar | None = None, meter: EpochMeter | None = None,
+             names: list[str] | None = None, limit: int = 0) -> dict[str, float]:
+    """Loss and metrics (`names`: trainer.metrics) over `loader` (its first `limit` batches, if > 0),
+    accumulated batch by batch and summed across processes."""
     model.eval()
-    meter = meter or EpochMeter(info, acc.device)
+    meter = meter or EpochMeter(info, acc.device, names)
+    batches = limited(len(loader), limit)
     # Every FSDP forward gathers parameters: a process with fewer batches joins the others' last ones.
-    extra = acc.max(len(loader)) - len(loader) if acc.sharded else 0
+    extra = acc.max(batches) - batches if acc.sharded else 0
     if bar:
-        bar.start(prefix, len(loader))
+        bar.start(prefix, batches)
     x = None
-    for i, batch in enumerate(loader, 1):
+    for i, batch in enumerate(itertools.islice(loader, batches), 1):
         x, y = acc.to_device(batch)
         with acc.autocast():
             out = model(x)
@@ -103,7 +114,7 @@ def evaluate(model: nn.Module, loader: DataLoader, loss_fn: nn.Module, acc: Acce
             model(x)
     if bar:
         bar.done()
-    return meter.compute(prefix, total=acc.sum)
+    return meter.compute(prefix, acc)
 
 
 class Timer:
@@ -186,6 +197,7 @@ class Trainer:
     stop: StopFlag = field(default_factory=StopFlag)
     ema: AveragedModel | None = None
     unfreeze: tuple[int, list[str]] | None = None  # (epoch, frozen parameter names): they train from then on
+    callbacks: Callbacks = field(default_factory=lambda: Callbacks({}, None))
 
     def __post_init__(self):
         self.scaler = self.acc.grad_scaler()
@@ -194,7 +206,7 @@ class Trainer:
 
     def fit(self, train: DataLoader, val: DataLoader | None, at: Position | None = None) -> FitResult:
         at = at or Position()
-        self.batches, self.layout = batches_per_epoch(train), self._layout(train)
+        self.batches, self.layout = limited(batches_per_epoch(train), self.cfg.limit_train_batches), self._layout(train)
         self.epochs, self.total_steps = plan_steps(self.cfg, math.ceil(self.batches / self.cfg.accumulate_grad_batches), at)
         self.bar, self.timer, self.nonfinite = Bar(self.cfg.progress), Timer(self._sync), NonFinite(self.cfg.on_nonfinite)
         metrics, stopped, epoch = {}, False, at.epoch - 1
@@ -202,6 +214,7 @@ class Trainer:
         # collection over torch's and Hydra's objects stalls a step for ~0.2 s).
         gc.collect()
         gc.freeze()
+        self.callbacks("on_fit_start", self)
         try:
             for epoch in range(at.epoch, self.epochs + 1) if at.step < self.total_steps else ():
                 self._unfreeze_at(epoch)
@@ -210,11 +223,16 @@ class Trainer:
                 stopped = self.end_epoch(epoch, at, metrics, self.validate(val, epoch, at.step) if due else {})
                 if stopped or at.step >= self.total_steps:
                     break
+        except BaseException as e:
+            self.callbacks("on_exception", self, e)
+            raise
         finally:
             self.bar.close()
             gc.unfreeze()
-        return FitResult({**metrics, **at.best_metrics}, at.best, epoch, at.step, self.timer.seconds,
-                         self.timer.samples, stopped, self.timer.first_step_at)
+        result = FitResult({**metrics, **at.best_metrics}, at.best, epoch, at.step, self.timer.seconds,
+                           self.timer.samples, stopped, self.timer.first_step_at)
+        self.callbacks("on_fit_end", self, result)
+        return result
 
     def train_epoch(self, loader: DataLoader, epoch: int, at: Position) -> dict[str, float]:
         """The epoch's steps, from batch `at.batch` on (a resumed run); returns its train loss."""
@@ -241,8 +259,9 @@ class Trainer:
             group_samples = 0
             if at.step % self.cfg.log_every_n_steps == 0 or at.step == self.total_steps or i == self.batches:
                 self._log_step(loss, epoch, i, at.step)
+            self.callbacks("on_train_batch_end", self, at.step, loss)
             self._save_if_asked(at, loss_sum)
-            if at.step >= self.total_steps:
+            if at.step >= self.total_steps or i == self.batches:  # (trainer.limit_train_batches)
                 break
         self.timer.epoch_ended()
         at.loss_sum = float(loss_sum)
@@ -296,8 +315,10 @@ class Trainer:
 
     def validate(self, loader: DataLoader, epoch: int, step: int) -> dict[str, float]:
         """The validation split's metrics, of the EMA weights where there are some."""
-        metrics = evaluate(self.ema or self.step_model, loader, self.loss_fn, self.acc, self.info, "val", self.bar)
+        metrics = evaluate(self.ema or self.step_model, loader, self.loss_fn, self.acc, self.info, "val", self.bar,
+                           names=self.cfg.metrics, limit=self.cfg.limit_val_batches)
         self.logger.log({"step": step, "epoch": epoch, "split": "val", **metrics})
+        self.callbacks("on_validation_end", self, metrics)
         return metrics
 
     def end_epoch(self, epoch: int, at: Position, train: dict, val: dict) -> bool:
@@ -325,10 +346,23 @@ class Trainer:
         if gain > 0:
             at.best, at.best_metrics = {"monitor": self.monitor, "value": value, "epoch": epoch, "mode": self.mode}, val
             self._save_weights(self.run.best_weights, epoch=epoch, step=at.step, monitor=self.monitor, value=value)
+        if self.cfg.save_top_k > 1:
+            self._keep_top(value, epoch, at)
         at.stale = 0 if gain > self.cfg.early_stopping_min_delta else at.stale + 1
         if self.plateau is not None and self.plateau.observe(value, self.mode):
             note(f"scheduler=plateau: {self.monitor} did not improve in {self.plateau.patience} validation(s) "
                  f"(best: {figure(self.plateau.best)}); the LR drops to {lower_now(self.scheduler):.3g}")
+
+    def _keep_top(self, value: float, epoch: int, at: Position) -> None:
+        """trainer.save_top_k: this epoch's weights kept as epoch=E-<monitor>=<value> while among the k best."""
+        name = f"epoch={epoch}-{self.monitor.replace('/', '_')}={value:.4f}.safetensors"
+        ranked = sorted([*at.top, [value, name]], key=lambda kept: kept[0], reverse=self.mode == "max")
+        at.top, dropped = ranked[:self.cfg.save_top_k], ranked[self.cfg.save_top_k:]
+        folder = self.run.best_weights.parent
+        if [value, name] in at.top:
+            self._save_weights(folder / name, epoch=epoch, step=at.step, monitor=self.monitor, value=value)
+        for _, old in dropped if self.acc.is_main else ():
+            (folder / old).unlink(missing_ok=True)
 
     def _unfreeze_at(self, epoch: int) -> None:
         if self.unfreeze and epoch >= self.unfreeze[0]:

@@ -13,6 +13,17 @@ from torch import nn
 from ftool.models import cnn, hf, linear, mlp, ngrams, torchvision_models  # noqa: F401  (registration)
 
 
+def adapt_stem(model: nn.Module, channels: int) -> None:
+    """A vision model's first convolution made to take the data's `channels` (grayscale images into an RGB
+    architecture); its pretrained weights, if any, no longer fit and start anew."""
+    found = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if found and found[1].in_channels != channels:
+        name, conv = found
+        model.set_submodule(name, nn.Conv2d(channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                                            conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode))
+        getattr(model, "pretrained_parameters", set()).difference_update({f"{name}.weight", f"{name}.bias"})
+
+
 def apply_init(model: nn.Module, scheme: str) -> None:
     """Re-initialize conv and linear layers: 'kaiming' (He, for ReLU nets) or 'xavier' (Glorot). Layers
     the builder loaded pretrained keep their weights: only the new ones (a fresh head) start so."""
