@@ -34,7 +34,8 @@ def build_tokenizer(rc: RunConfig):
         return load_tokenizer(rc.model.args.get("name_or_path", params["name_or_path"].default))
 
 
-def build_data(rc: RunConfig, rank: int = 0, world_size: int = 1, trained: dict | None = None) -> Loaders:
+def build_data(rc: RunConfig, rank: int = 0, world_size: int = 1, trained: dict | None = None,
+               device=None) -> Loaders:
     """The data's loaders for this process. `trained`: a trained run's description of its data; data given
     to evaluate it is labelled by its classes, by name, and scaled as it trained."""
     provided = {"tokenizer": build_tokenizer(rc), "run_columns": (trained or {}).get("columns")}
@@ -49,8 +50,9 @@ def build_data(rc: RunConfig, rank: int = 0, world_size: int = 1, trained: dict 
         splits = align_classes(splits, trained["class_names"])
         scales = ("mean", "std", "target_mean", "target_std")
         info = dataclasses.replace(splits.info, **{k: getattr(DataInfo.from_json(trained), k) for k in scales})
-    return build_loaders(rc.data, dataclasses.replace(splits, info=info), rc.trainer.seed, rank, world_size,
-                         rc.trainer.overfit_batches)
+    with doing(f"reading data={rc.data.name}"):  # (the tensor loader reads every sample here)
+        return build_loaders(rc.data, dataclasses.replace(splits, info=info), rc.trainer.seed, rank, world_size,
+                             rc.trainer.overfit_batches, device)
 
 
 def build_model(rc: RunConfig, info: DataInfo, pretrained: bool = True, lora: bool = True) -> nn.Module:

@@ -88,6 +88,7 @@ class DataConfig:
     name: str = "digits"
     batch_size: int = setting(64, ge=1)
     eval_batch_size: Optional[int] = setting(None, ge=1)
+    loader: str = setting("auto", choices=("auto", "tensor", "dataloader"))
     num_workers: int = setting(0, ge=0)
     pin_memory: bool = False
     persistent_workers: bool = False

@@ -10,6 +10,10 @@ Sections:
              samples, batch 128, 2 epochs, Adam, no validation; fp32 and bf16. Runs alternate,
              the figure is the median of `--repeats` runs of each. Target: >= 0.97. A third row
              gives both programs ftool's malloc settings: the training loop's overhead alone.
+  mlp        the seed MLP (784-128-64-10) on 16,384 random MNIST-shaped samples, batch 64, 2 epochs,
+             Adam, default config, against the reference loop with a DataLoader and with shuffled
+             index slicing of the in-memory tensors (`--model mlp [--loader slicing]`), paired as
+             above. Targets: >= 0.95x the slicing loop; SimpleCNN (overhead fp32) >= 1.0x.
   precision  bf16-mixed over fp32 for simplecnn, convnet, resnet18 (ftool, this device).
   compile    torch.compile over eager for the same models.
   startup    seconds from `ftool train` start to the first optimizer step (summary.json's
@@ -36,6 +40,11 @@ OVERHEAD_JOB = ["model=simplecnn", "data=synthetic", "data.shape=[3,32,32]", "da
                 "data.train_size=8192", "data.val_fraction=0", "data.batch_size=128", "trainer.epochs=2",
                 "optimizer=adam", "optimizer.lr=0.001", "trainer.validate=false", "trainer.progress=false"]
 MODELS = ("simplecnn", "convnet", "resnet18")
+MLP_JOB = ["model=mlp", "data=synthetic", "data.shape=[1,28,28]", "data.num_classes=10", "data.train_size=16384",
+           "data.val_fraction=0", "data.batch_size=64", "trainer.epochs=2", "optimizer=adam", "optimizer.lr=0.001",
+           "trainer.validate=false", "trainer.progress=false"]
+MLP_REFERENCE = ["--model", "mlp", "--samples", "16384", "--batch-size", "64", "--epochs", "2"]
+CNN_REFERENCE = ["--samples", "8192", "--batch-size", "128", "--epochs", "2"]
 
 
 # glibc's malloc as ftool sets it (ftool/engine/allocator.py), as environment variables: given to
@@ -53,13 +62,28 @@ def ftool_train(overrides: list[str], env: dict | None = None) -> dict:
         return json.loads((Path(tmp) / "run" / "summary.json").read_text())["timing"]
 
 
-def reference(bf16: bool, env: dict | None = None) -> dict:
-    cmd = [sys.executable, str(REFERENCE), "--samples", "8192", "--batch-size", "128", "--epochs", "2"]
-    result = subprocess.run(cmd + (["--bf16"] if bf16 else []), capture_output=True, text=True,
+def reference(args: list[str], env: dict | None = None) -> dict:
+    result = subprocess.run([sys.executable, str(REFERENCE), *args], capture_output=True, text=True,
                             env={**os.environ, **(env or {})})
     if result.returncode != 0:
         sys.exit(f"bench: the reference loop failed:\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def paired(name: str, job: list[str], ref_args: list[str], repeats: int, env: dict | None = None) -> list[str]:
+    """ftool's train samples/s over the reference loop's on the same job, runs alternating (and who goes
+    first alternating) so drift hits both alike: a table row with the median of the paired ratios."""
+    ours, ref = [], []
+    for i in range(repeats):
+        pair = [lambda: ours.append(ftool_train(job, env)["train_samples_per_s"]),
+                lambda: ref.append(reference(ref_args, env)["train_samples_per_s"])]
+        for run in (pair if i % 2 == 0 else pair[::-1]):
+            run()
+    ratio = statistics.median(o / r for o, r in zip(ours, ref))
+    print(f"{name}: ftool {statistics.median(ours):.0f} vs reference {statistics.median(ref):.0f} samples/s: "
+          f"{ratio:.3f}x (median of paired ratios)", flush=True)
+    return [name, f"{statistics.median(ours):.0f}", f"{statistics.median(ref):.0f}", f"**{ratio:.3f}x**",
+            f"median of {repeats} paired ratios"]
 
 
 def overhead(repeats: int, bf16_ok: bool) -> list[list[str]]:
@@ -70,19 +94,15 @@ def overhead(repeats: int, bf16_ok: bool) -> list[list[str]]:
             rows.append([f"overhead {name}", "skipped: no bf16 on this CPU", "", "", ""])
             continue
         precision = ["trainer.precision=bf16-mixed"] if bf16 else []
-        ours, ref = [], []
-        for i in range(repeats):  # alternate, and alternate who goes first, so drift hits both alike
-            pair = [lambda: ours.append(ftool_train(OVERHEAD_JOB + precision, env)["train_samples_per_s"]),
-                    lambda: ref.append(reference(bf16, env)["train_samples_per_s"])]
-            for run in (pair if i % 2 == 0 else pair[::-1]):
-                run()
-        ratio = statistics.median(ours) / statistics.median(ref)
-        paired = statistics.median(o / r for o, r in zip(ours, ref))
-        print(f"overhead {name}: ftool {statistics.median(ours):.0f} vs reference {statistics.median(ref):.0f} "
-              f"samples/s: {ratio:.3f}x (median of pairs {paired:.3f}x)", flush=True)
-        rows.append([f"overhead {name}", f"{statistics.median(ours):.0f}", f"{statistics.median(ref):.0f}",
-                     f"**{ratio:.3f}x**", f"median of {repeats} runs each; median of paired ratios {paired:.3f}x"])
+        rows.append(paired(f"overhead {name}", OVERHEAD_JOB + precision, CNN_REFERENCE + (["--bf16"] if bf16 else []),
+                           repeats, env))
     return rows
+
+
+def seed_mlp(repeats: int) -> list[list[str]]:
+    return [paired("seed MLP, batch 64: over the DataLoader loop", MLP_JOB, MLP_REFERENCE, repeats),
+            paired("seed MLP, batch 64: over the slicing loop", MLP_JOB, MLP_REFERENCE + ["--loader", "slicing"],
+                   repeats)]
 
 
 def model_job(model: str) -> list[str]:
@@ -166,15 +186,15 @@ def write_markdown(path: Path, script: str, title: str, command: str, rows: list
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", default="overhead,precision,compile,startup")
+    p.add_argument("--sections", default="overhead,mlp,precision,compile,startup")
     p.add_argument("--repeats", type=int, default=5, help="runs of each measurement (the median is kept)")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     a = p.parse_args()
     sections = a.sections.split(",")
-    unknown = set(sections) - {"overhead", "precision", "compile", "startup"}
+    unknown = set(sections) - {"overhead", "mlp", "precision", "compile", "startup"}
     if unknown:
         sys.exit(f"bench: unknown section(s) {', '.join(sorted(unknown))}")
-    if "overhead" in sections and not REFERENCE.is_file():
+    if {"overhead", "mlp"} & set(sections) and not REFERENCE.is_file():
         sys.exit(f"bench: the reference loop is not at {REFERENCE}; set FTOOL_REFERENCE_LOOP")
     from ftool.engine.accelerator import cpu_has_bf16
 
@@ -182,6 +202,8 @@ def main() -> None:
     rows = []
     if "overhead" in sections:
         rows += overhead(a.repeats, bf16_ok)
+    if "mlp" in sections:
+        rows += seed_mlp(a.repeats)
     for section in ("precision", "compile"):
         if section in sections:
             rows += speedups(section, max(1, a.repeats // 2), bf16_ok)

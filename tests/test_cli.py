@@ -62,9 +62,10 @@ def test_a_librarys_error_is_one_line_saying_what_failed_and_the_run_records_it(
             "data.num_workers=0", "trainer.epochs=1", "hydra.run.dir=runs/broken", "data.batch_size=100")
     result = cli(*args)
     line = result.err.strip().splitlines()[-1]
-    assert result.code == 1 and line.startswith("ftool: error: training: UnidentifiedImageError:"), result.err
+    assert result.code == 1 and line.startswith("ftool: error: reading data=imagefolder: UnidentifiedImageError:"), \
+        result.err  # (the images are read once, into tensors, before training)
     summary = read_json(tmp_path / "runs" / "broken" / "summary.json")
-    assert summary["status"] == "failed" and summary["error"].startswith("training: UnidentifiedImageError")
+    assert summary["status"] == "failed" and summary["error"].startswith("reading data=imagefolder: UnidentifiedImage")
     with pytest.raises(Exception, match="cannot identify image file"):  # --debug: the exception itself
         cli(*args[:-2], "hydra.run.dir=runs/debug", "data.batch_size=100", "--debug")
 

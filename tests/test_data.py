@@ -11,7 +11,7 @@ from ftool.cli.args import config_root
 from ftool.components import build_data
 from ftool.config import validate
 from ftool.data.classes import labels_of
-from ftool.data.loaders import EpochSampler
+from ftool.data.loaders import EpochSampler, TensorLoader
 from ftool.data.text import PadBatch, TokenizedTexts
 from ftool.registry import DATASETS
 from tests.conftest import write_cifar10, write_image_folder, write_mnist
@@ -69,7 +69,7 @@ def test_photos_are_read_upright_as_their_exif_orientation_says(tmp_path):
 
 def test_held_out_splits_are_disjoint_fixed_by_split_seed_and_folds_hold_each_sample_out_once():
     def held(*overrides):
-        made, _ = loaders(*overrides)
+        made, _ = loaders("data.loader=dataloader", *overrides)  # (its splits are views by index)
         return [set(made.test.dataset.indices), set(made.val.dataset.indices), set(made.train.dataset.indices)]
 
     test, val, train = held()
@@ -79,12 +79,35 @@ def test_held_out_splits_are_disjoint_fixed_by_split_seed_and_folds_hold_each_sa
     assert set.union(*folds) == set(range(1797)) and sum(map(len, folds)) == 1797
 
 
-def test_augmentation_changes_training_images_only(tmp_path):
+def test_augmentation_changes_training_images_only_per_sample_or_per_batch(tmp_path):
     write_cifar10(tmp_path)
-    made, _ = loaders("data=cifar10", f"data.root={tmp_path}", "data.num_workers=0")
+    made, _ = loaders("data=cifar10", f"data.root={tmp_path}", "data.loader=dataloader")
     torch.manual_seed(0)
     assert not torch.equal(made.train.dataset[0][0], made.train.dataset[0][0])
     assert torch.equal(made.test.dataset[0][0], made.test.dataset[0][0])
+    made, _ = loaders("data=cifar10", f"data.root={tmp_path}")  # (the default: tensors, augmented per batch)
+    assert isinstance(made.train, TensorLoader) and made.train.transform is not None
+    first, again = next(iter(made.train))[0], next(iter(made.train))[0]  # the same samples, augmented anew
+    assert first.shape == again.shape and first.shape[1:] == (3, 32, 32) and not torch.equal(first, again)
+    assert torch.equal(next(iter(made.test))[0], next(iter(made.test))[0])
+
+
+def test_batch_augmentation_draws_crops_and_flips_as_the_per_sample_transforms_do():
+    from torchvision.transforms import v2
+
+    from ftool.config import DataConfig
+    from ftool.data import DataInfo
+    from ftool.data.transforms import BatchAugment
+
+    cfg = DataConfig(normalize=False)
+    cfg.augment.crop_padding, cfg.augment.hflip = 2, True
+    image = torch.rand(3, 8, 8)
+    torch.manual_seed(0)
+    batched = BatchAugment(cfg, DataInfo("classification", (3, 8, 8), 2))(image.expand(4000, 3, 8, 8))
+    per_sample = v2.Compose([v2.RandomCrop([8, 8], padding=2), v2.RandomHorizontalFlip()])
+    single = torch.stack([per_sample(image) for _ in range(4000)])
+    assert (batched.mean(0) - single.mean(0)).abs().max() < 0.05  # the same expected image, pixel by pixel
+    assert abs((batched == 0).float().mean() - (single == 0).float().mean()) < 0.01  # as much padding shows
 
 
 def test_a_table_predicts_its_last_column_or_those_named_with_words_one_hot_encoded(tmp_path):

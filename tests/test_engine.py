@@ -32,6 +32,12 @@ def test_two_epochs_resumed_in_a_new_process_to_four_equal_four_epochs_bit_for_b
     assert half["metrics"] == whole["metrics"] and half["resumed_from_step"] == whole["timing"]["steps"] // 2
 
 
+def test_the_tensor_loader_trains_bit_for_bit_as_the_dataloader(cli, tmp_path):
+    for loader in ("tensor", "dataloader"):
+        assert cli("train", "trainer.epochs=2", f"data.loader={loader}", f"hydra.run.dir={loader}", *FAST).code == 0
+    assert same_weights(weights(tmp_path / "tensor"), weights(tmp_path / "dataloader"))
+
+
 def test_a_resume_from_the_middle_of_an_epoch_is_bit_exact_and_keeps_its_batching(cli, tmp_path):
     assert cli("train", "trainer.epochs=2", "hydra.run.dir=whole", *FAST).code == 0
     assert cli("train", "trainer.max_steps=30", "hydra.run.dir=mid", *FAST).code == 0  # epoch 2, batch 7

@@ -29,7 +29,7 @@ def run(trained: Trained, split: str = "test") -> dict:
         rc = dataclasses.replace(rc, data=dataclasses.replace(rc.data, val_fraction=0.0, test_size=0))
     seed_everything(rc.trainer.seed, rc.trainer.deterministic)
     acc = select(dataclasses.replace(rc.trainer, devices=1))
-    loaders = components.build_data(rc, trained=record["data"])
+    loaders = components.build_data(rc, trained=record["data"], device=acc.device)
     loader = {"test": loaders.test, "val": loaders.val, "train": loaders.train_eval, "all": loaders.everything}[split]
     if loader is None:
         raise ConfigError("split=val: this run has no validation split (data.val_fraction=0)")

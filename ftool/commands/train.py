@@ -58,7 +58,7 @@ def _train(rc: RunConfig, acc: Accelerator, run: RunDir, summary: Summary, stop:
     resume = checkpoint.load_last(run) if rc.trainer.resume else None
     if rc.trainer.resume not in (None, "auto") and resume is None:
         raise ConfigError(f"trainer.resume: {run.path} has no resumable checkpoint (checkpoints/last.state.pt)")
-    loaders = components.build_data(rc, acc.rank, acc.world_size)
+    loaders = components.build_data(rc, acc.rank, acc.world_size, device=acc.device)
     info = loaders.info
     monitor = check_with_data(rc, info, loaders.val is not None)
     if resume and previous:
@@ -154,7 +154,7 @@ def _banner(rc, acc, run: RunDir, summary: Summary, model, at, loaders, steps: t
         f"{params:,} parameters{f' ({trainable:,} trainable)' if trainable < params else ''}"
     console.print(Text.assemble((f"ftool {summary.data['command']}", "bold"),
                                 f" {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
-                                f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}"
+                                f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}{acc.precision_reason}"
                                 f"{', compiled' if acc.compile else ''} -> {run.path}"), soft_wrap=True)
     sizes = " / ".join(f"{len(getattr(loaders, s).dataset):,} {s}" for s in ("train", "val", "test")
                        if getattr(loaders, s) is not None)

@@ -1,18 +1,24 @@
-"""From a dataset builder's splits to DataLoaders: held-out splits with a fixed seed, transforms per
-split, and the loader settings of `data.*`."""
+"""From a dataset builder's splits to loaders: held-out splits with a fixed seed, transforms per split,
+and the loader settings of `data.*`. Data that fits is held whole as tensors on the training device
+and batched by indexing (`TensorLoader`); other data goes through torch's DataLoader."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, TensorDataset, default_collate
 
 from ftool.config import DataConfig
 from ftool.data import DataInfo, Splits
-from ftool.data.transforms import make_transform
+from ftool.data.transforms import BatchAugment, augments, make_transform
+
+# data.loader=auto holds a dataset as tensors up to this many bytes (of float32 inputs, all splits):
+# on a GPU, also at most a quarter of its free memory.
+TENSOR_BUDGET = 2 * 2**30
 
 
 class SplitView(Dataset):
@@ -65,6 +71,51 @@ class EpochSampler(Sampler[int]):
         return self.per_rank - self.start
 
 
+class TensorLoader:
+    """Batches of inputs and targets held whole as tensors (on the training device), by indexing them with
+    the sampler's order: no per-sample __getitem__, no collate. The same order and batches as a
+    DataLoader with that sampler; `transform` runs on each batch (training: data.augment)."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, sampler=None, transform=None):
+        self.inputs, self.targets, self.batch_size, self.sampler = inputs, targets, batch_size, sampler
+        self.transform, self.collate_fn = transform, None
+        self.dataset = TensorDataset(inputs, targets)
+
+    def __len__(self) -> int:
+        return math.ceil((len(self.sampler) if self.sampler is not None else len(self.inputs)) / self.batch_size)
+
+    def __iter__(self):
+        order = None if self.sampler is None else torch.tensor(list(self.sampler), device=self.inputs.device)
+        for start in range(0, len(self.inputs) if order is None else len(order), self.batch_size):
+            if order is None:
+                x, y = self.inputs[start:start + self.batch_size], self.targets[start:start + self.batch_size]
+            else:
+                index = order[start:start + self.batch_size]
+                x, y = self.inputs[index], self.targets[index]
+            yield (x if self.transform is None else self.transform(x)), y
+
+
+def as_tensors(loader: DataLoader, device: torch.device, transform=None) -> TensorLoader:
+    """`loader`'s samples, read once (through its per-sample transform), as a TensorLoader on `device`."""
+    samples = [loader.dataset[i] for i in range(len(loader.dataset))]
+    inputs, targets = default_collate(samples) if samples else (torch.zeros(0), torch.zeros(0))
+    return TensorLoader(inputs.to(device), targets.to(device), loader.batch_size,
+                        loader.sampler if isinstance(loader.sampler, EpochSampler) else None, transform)
+
+
+def fits_as_tensors(cfg: DataConfig, splits: Splits, device: torch.device) -> bool:
+    """data.loader: `tensor`, `dataloader`, or `auto`: tensors where every input is a tensor of one shape
+    (no text to pad) and the data fits TENSOR_BUDGET (a GPU: a quarter of its free memory too)."""
+    if cfg.loader != "auto":
+        return cfg.loader == "tensor"
+    if splits.collate is not None or splits.info.text or not isinstance(splits.train[0][0], torch.Tensor):
+        return False
+    samples = sum(len(d) for d in (splits.train, splits.val, splits.test) if d is not None)
+    need = samples * math.prod(splits.info.input_shape) * 4
+    free = torch.cuda.mem_get_info(device)[0] // 4 if device.type == "cuda" else TENSOR_BUDGET
+    return need <= min(TENSOR_BUDGET, free)
+
+
 @dataclass
 class Loaders:
     train: DataLoader
@@ -92,7 +143,7 @@ def fold_indices(n: int, folds: int, fold: int, generator: torch.Generator) -> t
 
 
 def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, world_size: int = 1,
-                  overfit: int = 0) -> Loaders:
+                  overfit: int = 0, device: torch.device | None = None) -> Loaders:
     """Loaders for this process. `data.batch_size` is the global batch: each process takes its share of
     every batch. Validation and test are split across processes without padding (metrics sum exactly).
     `overfit` (trainer.overfit_batches): train and validate on that many batches' first training samples,
@@ -131,7 +182,24 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
                        sampler=EpochSampler(len(train_view), seed, rank, world_size, lengths, cfg.batch_size),
                        generator=torch.Generator().manual_seed(seed), **workers)
     whole = [splits.train] + [d for d in (splits.val, splits.test) if d is not None]
-    return Loaders(train=train, val=eval_loader(val_base, val_idx) if val_base is not None else None,
-                   test=eval_loader(test_base, test_idx), info=info,
-                   everything=eval_loader(ConcatDataset(whole) if len(whole) > 1 else whole[0], None),
-                   train_eval=eval_loader(splits.train, train_idx))
+    loaders = Loaders(train=train, val=eval_loader(val_base, val_idx) if val_base is not None else None,
+                      test=eval_loader(test_base, test_idx), info=info,
+                      everything=eval_loader(ConcatDataset(whole) if len(whole) > 1 else whole[0], None),
+                      train_eval=eval_loader(splits.train, train_idx))
+    device = device or torch.device("cpu")
+    if not fits_as_tensors(cfg, splits, device):
+        return loaders
+    return held_as_tensors(loaders, cfg, splits, device, augment=train_tf is not eval_tf and augments(cfg, info))
+
+
+def held_as_tensors(loaders: Loaders, cfg: DataConfig, splits: Splits, device: torch.device, augment: bool) -> Loaders:
+    """The train, val and test loaders as TensorLoaders on `device`. Training images are then augmented per
+    batch on the device: they are held unaugmented and unnormalized. (eval's whole-data and
+    train-as-evaluated loaders stay DataLoaders: read once, they would gain nothing.)"""
+    if augment:
+        loaders.train.dataset.transform = make_transform(cfg, splits.info, False, splits.train[0][0].dtype,
+                                                         normalize=False)
+    tensors = {name: as_tensors(loader, device) for name, loader in vars(loaders).items()
+               if isinstance(loader, DataLoader) and name not in ("everything", "train_eval")}
+    tensors["train"].transform = BatchAugment(cfg, splits.info).to(device) if augment else None
+    return dataclasses.replace(loaders, **tensors)

@@ -237,7 +237,6 @@ class Trainer:
     def train_epoch(self, loader: DataLoader, epoch: int, at: Position) -> dict[str, float]:
         """The epoch's steps, from batch `at.batch` on (a resumed run); returns its train loss."""
         acc, accum = self.acc, self.cfg.accumulate_grad_batches
-        loss_sum = torch.tensor(at.loss_sum, device=acc.device)
         loader.sampler.set_epoch(epoch, at.batch * loader.batch_size)
         self.step_model.train()
         self.bar.start(f"epoch {epoch}/{self.epochs}", min(self.batches, at.batch + (self.total_steps - at.step) * accum),
@@ -248,8 +247,9 @@ class Trainer:
             x, y = acc.to_device(batch)
             steps_now = i % accum == 0 or i == self.batches  # the group's last batch
             loss = self._backward(x, y, i, loader, steps_now)
-            group_bad |= not bool(torch.isfinite(loss))
-            loss_sum += loss.detach() * len(y)
+            value = loss.item()  # (one read of the loss: a CPU step pays ~30 us for each tensor op on it)
+            group_bad |= not math.isfinite(value)
+            at.loss_sum += value * len(y)
             at.seen, at.batch, group_samples = at.seen + len(y), i, group_samples + len(y)
             if not steps_now:
                 continue
@@ -258,13 +258,12 @@ class Trainer:
             self.timer.step_done(group_samples * acc.world_size)
             group_samples = 0
             if at.step % self.cfg.log_every_n_steps == 0 or at.step == self.total_steps or i == self.batches:
-                self._log_step(loss, epoch, i, at.step)
+                self._log_step(value, epoch, i, at.step)
             self.callbacks("on_train_batch_end", self, at.step, loss)
-            self._save_if_asked(at, loss_sum)
+            self._save_if_asked(at)
             if at.step >= self.total_steps or i == self.batches:  # (trainer.limit_train_batches)
                 break
         self.timer.epoch_ended()
-        at.loss_sum = float(loss_sum)
         total_loss, seen = acc.sum(torch.tensor([at.loss_sum, float(at.seen)], device=acc.device)).tolist()
         metrics = {"train/loss": total_loss / max(seen, 1)}
         self.logger.log({"step": at.step, "epoch": epoch, "split": "train", **metrics})
@@ -297,18 +296,17 @@ class Trainer:
                 self.ema.update_parameters(self.model)
         self.optimizer.zero_grad(set_to_none=True)
 
-    def _log_step(self, loss: torch.Tensor, epoch: int, batch: int, step: int) -> None:
-        value, speed = loss.item(), self.timer.speed()
+    def _log_step(self, value: float, epoch: int, batch: int, step: int) -> None:
+        speed = self.timer.speed()
         self.bar.advance(batch, f"loss {figure(value)} {f'{speed:,.0f}' if speed else '-'} samples/s")
         self.logger.log({"step": step, "epoch": epoch, "split": "train", "train/loss_step": value,
                          "lr": self.optimizer.param_groups[0]["lr"], **({"train/samples_per_s": speed} if speed else {})})
 
-    def _save_if_asked(self, at: Position, loss_sum: torch.Tensor) -> None:
+    def _save_if_asked(self, at: Position) -> None:
         """A signal saves `last` and stops; trainer.checkpoint_every_n_steps saves it now and then."""
         stopping = self.acc.any(self.stop.requested)
         every = self.cfg.checkpoint_every_n_steps
         if stopping or (every and at.step % every == 0):
-            at.loss_sum = float(loss_sum)
             self._save_last(at)
         if stopping:
             raise RunInterrupted(f"stopped by a signal at step {at.step}; checkpoint saved")
