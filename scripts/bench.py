@@ -102,7 +102,9 @@ def overhead(repeats: int, bf16_ok: bool) -> list[list[str]]:
 def seed_mlp(repeats: int) -> list[list[str]]:
     return [paired("seed MLP, batch 64: over the DataLoader loop", MLP_JOB, MLP_REFERENCE, repeats),
             paired("seed MLP, batch 64: over the slicing loop", MLP_JOB, MLP_REFERENCE + ["--loader", "slicing"],
-                   repeats)]
+                   repeats),
+            paired("seed MLP, batch 64: over the slicing loop, both with ftool's malloc settings", MLP_JOB,
+                   MLP_REFERENCE + ["--loader", "slicing"], repeats, SAME_MALLOC)]
 
 
 def model_job(model: str) -> list[str]:
@@ -162,8 +164,10 @@ Overhead rows: ftool's `timing.train_samples_per_s` over the reference loop's, s
 3x32x32 samples, batch 128, 2 epochs, Adam, no validation). ftool sets glibc's malloc to keep
 tensor-sized blocks (ftool/engine/allocator.py), which is most of its lead over the reference as
 written; the third row gives both programs those settings, leaving the training loop's own
-overhead. Model rows: ftool on synthetic 3x32x32 data, 1 epoch, batch 128; the first (compiling,
-warming) step is not timed.
+overhead. Seed MLP rows: the default config (the data held as tensors, batched by indexing; fused
+Adam) against the reference loop through a DataLoader and with index slicing (torch's default Adam).
+Model rows: ftool on synthetic 3x32x32 data, 1 epoch, batch 128; the first (compiling, warming) step
+is not timed.
 """
 
 

@@ -95,12 +95,12 @@ class TensorLoader:
             yield (x if self.transform is None else self.transform(x)), y
 
 
-def as_tensors(loader: DataLoader, device: torch.device, transform=None) -> TensorLoader:
+def as_tensors(loader: DataLoader, device: torch.device) -> TensorLoader:
     """`loader`'s samples, read once (through its per-sample transform), as a TensorLoader on `device`."""
     samples = [loader.dataset[i] for i in range(len(loader.dataset))]
     inputs, targets = default_collate(samples) if samples else (torch.zeros(0), torch.zeros(0))
     return TensorLoader(inputs.to(device), targets.to(device), loader.batch_size,
-                        loader.sampler if isinstance(loader.sampler, EpochSampler) else None, transform)
+                        loader.sampler if isinstance(loader.sampler, EpochSampler) else None)
 
 
 def fits_as_tensors(cfg: DataConfig, splits: Splits, device: torch.device) -> bool:
