@@ -43,6 +43,7 @@ def test_a_mistake_is_one_line_and_makes_no_run_directory(cli, tmp_path):
     one_line_error(cli("train", "model=simplecn"), "model=simplecn: no such model", "Did you mean 'simplecnn'?")
     one_line_error(cli("train", "trainer.epoch=3"), "trainer.epoch: no such key", "Did you mean 'epochs'?")
     one_line_error(cli("train", "epochs=3"), "Did you mean 'trainer.epochs'?")
+    one_line_error(cli("train", "callbacks=[lr_monitor,model_sumary]"), "Did you mean 'model_summary'?")
     one_line_error(cli("train", "optimizer.lr=-1"), "optimizer.lr: must be > 0")
     one_line_error(cli("trian"), "unknown command 'trian'", "Did you mean 'train'?")
     one_line_error(cli("eval"), "eval needs ckpt=...")

@@ -43,10 +43,12 @@ def compose(overrides: list[str], flags: list[str]) -> tuple[DictConfig, DictCon
         cfg = composed(overrides)
     except MissingConfigException as e:
         group, _, option = (e.missing_cfg_file or "").rpartition("/")
-        if not e.options:
+        # (an option in a list, `callbacks=[a,b]`, comes without Hydra's list of options)
+        options = e.options or sorted({o for d in (root, *user) for o in config_groups(d).get(group, [])})
+        if not options:
             raise ConfigError(one_line(e)) from None
-        raise ConfigError(f"{group}={option}: no such {group}; options: {', '.join(e.options)}."
-                          f"{close_match(option, e.options)}") from None
+        raise ConfigError(f"{group}={option}: no such {group}; options: {', '.join(options)}."
+                          f"{close_match(option, options)}") from None
     except ConfigCompositionException as e:
         key = getattr(e.__cause__, "full_key", None)
         if not key:
