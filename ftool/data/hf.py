@@ -49,13 +49,13 @@ def hf(path: str, tokenizer, subset: str | None = None, data_files: dict | list 
        splits: dict | None = None, max_length: int = 128, image_size: list | int | None = None,
        grayscale: bool = False, cache_dir: str | None = None) -> Splits:
     """`subset`: the dataset's configuration (glue's `sst2`). `splits` maps ftool's train/val/test to the dataset's split names (default: train, validation,
-    test, where it has them; ftool holds out what it lacks). The text (image) column defaults to the
+    test, where it has them; ftool holds out what it lacks, or what is mapped to null). The text (image) column defaults to the
     first of text/sentence (of image features); the labels' names to their ClassLabel's."""
     import datasets
 
     loaded = _load(path, subset, data_files, cache_dir)
     chosen = {"train": "train", "val": "validation", "test": "test", **(splits or {})}
-    parts = {ours: loaded[theirs] for ours, theirs in chosen.items() if theirs in loaded}
+    parts = {ours: loaded[theirs] for ours, theirs in chosen.items() if theirs and theirs in loaded}
     if "train" not in parts:
         raise ConfigError(f"data.splits: {path} has the splits {', '.join(loaded)}; map one to train "
                           f"(data.splits.train=<split>)")
