@@ -196,7 +196,7 @@ def _of_outputs(name: str, outputs: torch.Tensor, targets: torch.Tensor) -> floa
 
     score = roc_auc_score if name == "auroc" else average_precision_score
     probs, y = outputs.softmax(-1).numpy(), targets.numpy()
-    classes = [1] if probs.shape[1] == 2 else [c for c in range(probs.shape[1]) if 0 < (y == c).sum() < len(y)]
+    classes = [1] if probs.shape[1] == 2 else range(probs.shape[1])
     values = [score(y == c, probs[:, c]) for c in classes if 0 < (y == c).sum() < len(y)]
     return sum(values) / len(values) if values else float("nan")
 

@@ -16,7 +16,7 @@ from ftool.engine.accelerator import Accelerator, select
 from ftool.engine.loggers import Loggers, flat_settings
 from ftool.engine.progress import Bar, console, logged_to, note, print_metrics, warn
 from ftool.engine.seeding import seed_everything
-from ftool.engine.trainer import Position, StopFlag, Trainer, batches_per_epoch, evaluate, limited, plan_steps
+from ftool.engine.trainer import Position, StopFlag, Trainer, batches_per_epoch, evaluate, plan_steps
 from ftool.errors import ConfigError, doing
 from ftool.metrics import build_loss, metric_names, resolve_class_weights
 from ftool.optim import build_optimizer, build_scheduler, warmup_steps
@@ -68,8 +68,7 @@ def _train(rc: RunConfig, acc: Accelerator, run: RunDir, summary: Summary, stop:
         components.fit_before_training(model, loaders.train)
     model, step_model = acc.prepare(model)
     optimizer = build_optimizer(rc.optimizer, model, lr_mult)
-    batches = limited(batches_per_epoch(loaders.train), rc.trainer.limit_train_batches)
-    steps_per_epoch = -(-batches // rc.trainer.accumulate_grad_batches)
+    steps_per_epoch = -(-batches_per_epoch(loaders.train, rc.trainer) // rc.trainer.accumulate_grad_batches)
     total_steps = plan_steps(rc.trainer, steps_per_epoch, Position(**resume[1]["position"]) if resume else None)[1]
     scheduler = build_scheduler(rc.scheduler, optimizer, total_steps, steps_per_epoch)
     class_weights = resolve_class_weights(rc.trainer.class_weights, info, lambda: labels_of(loaders.train.dataset))
@@ -84,7 +83,8 @@ def _train(rc: RunConfig, acc: Accelerator, run: RunDir, summary: Summary, stop:
                   **({"class_weights": class_weights} if class_weights else {}))
     trainer.logger = Loggers(run.path, run.metrics, rc.logger, enabled=acc.is_main, resumed_at=at.step if at else None,
                              settings=flat_settings(rc.raw),
-                             metrics=tuple(f"{s}/{m}" for s in ("val", "test") for m in metric_names(info, rc.trainer.metrics)))
+                             metrics=tuple(f"{s}/{m}" for s in ("val", "test")
+                                           for m in metric_names(info, rc.trainer.metrics)))
     outcome = "failed"
     try:
         _banner(rc, acc, run, summary, model, at, loaders, (steps_per_epoch, total_steps))
@@ -154,7 +154,8 @@ def _banner(rc, acc, run: RunDir, summary: Summary, model, at, loaders, steps: t
         f"{params:,} parameters{f' ({trainable:,} trainable)' if trainable < params else ''}"
     console.print(Text.assemble((f"ftool {summary.data['command']}", "bold"),
                                 f" {rc.model.name} on {rc.data.name}: {where}, {acc.device.type}"
-                                f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}{acc.precision_reason}"
+                                f"{f' x{acc.world_size}' if acc.world_size > 1 else ''}, precision {acc.precision}"
+                                f"{acc.precision_reason}"
                                 f"{', compiled' if acc.compile else ''} -> {run.path}"), soft_wrap=True)
     sizes = " / ".join(f"{len(getattr(loaders, s).dataset):,} {s}" for s in ("train", "val", "test")
                        if getattr(loaders, s) is not None)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ftool.data import DataInfo, Splits
-from ftool.data.tabular import labels_to_indices
+from ftool.data import Splits
+from ftool.data.tabular import labels_by_split
 from ftool.data.text import text_splits
-from ftool.data.vision import IMAGENET_STATS, image_tensor
+from ftool.data.vision import image_tensor, photo_info
 from ftool.errors import ConfigError
 from ftool.registry import DATASETS
 
@@ -48,9 +48,10 @@ def hf(path: str, tokenizer, subset: str | None = None, data_files: dict | list 
        text_column: str | None = None, image_column: str | None = None, label_column: str = "label",
        splits: dict | None = None, max_length: int = 128, image_size: list | int | None = None,
        grayscale: bool = False, cache_dir: str | None = None) -> Splits:
-    """`subset`: the dataset's configuration (glue's `sst2`). `splits` maps ftool's train/val/test to the dataset's split names (default: train, validation,
-    test, where it has them; ftool holds out what it lacks, or what is mapped to null). The text (image) column defaults to the
-    first of text/sentence (of image features); the labels' names to their ClassLabel's."""
+    """`subset`: the dataset's configuration (glue's `sst2`). `splits` maps ftool's train/val/test to the
+    dataset's split names (default: train, validation, test, where it has them; ftool holds out what it
+    lacks, or what is mapped to null). The text (image) column defaults to the first of text/sentence
+    (of image features); the labels' names to their ClassLabel's."""
     import datasets
 
     loaded = _load(path, subset, data_files, cache_dir)
@@ -70,20 +71,11 @@ def hf(path: str, tokenizer, subset: str | None = None, data_files: dict | list 
     if isinstance(label, datasets.ClassLabel):
         names, labels = list(label.names), {s: list(d[label_column]) for s, d in parts.items()}
     else:  # class names or whole numbers, as data=text_csv reads them
-        every = [v for d in parts.values() for v in d[label_column]]
-        indices, names = labels_to_indices(every)
-        labels, at = {}, 0
-        for s, d in parts.items():
-            labels[s], at = indices[at:at + len(d)], at + len(d)
+        labels, names = labels_by_split({s: d[label_column] for s, d in parts.items()})
     if text:
         if tokenizer is None:
             raise ConfigError(f"data=hf: {path} holds texts; train them with a text model (model=hf_classifier)")
         return text_splits({s: (list(d[text]), labels[s]) for s, d in parts.items()}, names, tokenizer, max_length)
-    channels = 1 if grayscale else 3
-    if image_size is None:
-        image_size = parts["train"][0][image].size[::-1]
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    made = {s: HFImages(d, image, labels[s], channels, size) for s, d in parts.items()}
-    stats = IMAGENET_STATS if channels == 3 else ((0.5,), (0.5,))
-    info = DataInfo("classification", (channels, *size), len(names), names, *stats)
+    info = photo_info(names, image_size or parts["train"][0][image].size[::-1], grayscale)
+    made = {s: HFImages(d, image, labels[s], info.input_shape[0], info.input_shape[1:]) for s, d in parts.items()}
     return Splits(train=made["train"], info=info, test=made.get("test"), val=made.get("val"))

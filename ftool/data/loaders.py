@@ -158,11 +158,17 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
     if val_base is None and cfg.val_fraction > 0:
         val_base = splits.train
         train_idx, val_idx = split_indices(len(splits.train), cfg.val_fraction, g, of=train_idx)
-    info = splits.info
-    train_tf, eval_tf = (make_transform(cfg, info, train, splits.train[0][0].dtype) for train in (True, False))
+    info, stored, device = splits.info, splits.train[0][0].dtype, device or torch.device("cpu")
+    train_tf, eval_tf = (make_transform(cfg, info, train, stored) for train in (True, False))
     if overfit:
         train_idx = (train_idx or list(range(len(splits.train))))[:overfit * cfg.batch_size]
         train_tf, val_base, val_idx = eval_tf, splits.train, train_idx
+    tensors = fits_as_tensors(cfg, splits, device)
+    # held as tensors, training images are augmented (then normalized) per batch on the device
+    batch_augment = BatchAugment(cfg, info).to(device) if tensors and train_tf is not eval_tf and augments(cfg, info) \
+        else None
+    if batch_augment is not None:
+        train_tf = make_transform(cfg, info, False, stored, normalize=False)
     workers = {"num_workers": cfg.num_workers, "pin_memory": cfg.pin_memory and torch.accelerator.is_available(),
                "persistent_workers": cfg.persistent_workers and cfg.num_workers > 0, "collate_fn": splits.collate}
 
@@ -186,20 +192,10 @@ def build_loaders(cfg: DataConfig, splits: Splits, seed: int, rank: int = 0, wor
                       test=eval_loader(test_base, test_idx), info=info,
                       everything=eval_loader(ConcatDataset(whole) if len(whole) > 1 else whole[0], None),
                       train_eval=eval_loader(splits.train, train_idx))
-    device = device or torch.device("cpu")
-    if not fits_as_tensors(cfg, splits, device):
+    if not tensors:
         return loaders
-    return held_as_tensors(loaders, cfg, splits, device, augment=train_tf is not eval_tf and augments(cfg, info))
-
-
-def held_as_tensors(loaders: Loaders, cfg: DataConfig, splits: Splits, device: torch.device, augment: bool) -> Loaders:
-    """The train, val and test loaders as TensorLoaders on `device`. Training images are then augmented per
-    batch on the device: they are held unaugmented and unnormalized. (eval's whole-data and
-    train-as-evaluated loaders stay DataLoaders: read once, they would gain nothing.)"""
-    if augment:
-        loaders.train.dataset.transform = make_transform(cfg, splits.info, False, splits.train[0][0].dtype,
-                                                         normalize=False)
-    tensors = {name: as_tensors(loader, device) for name, loader in vars(loaders).items()
-               if isinstance(loader, DataLoader) and name not in ("everything", "train_eval")}
-    tensors["train"].transform = BatchAugment(cfg, splits.info).to(device) if augment else None
-    return dataclasses.replace(loaders, **tensors)
+    # (eval's whole-data and train-as-evaluated loaders stay DataLoaders: read once, they would gain nothing)
+    held = {name: as_tensors(getattr(loaders, name), device) for name in ("train", "val", "test")
+            if getattr(loaders, name) is not None}
+    held["train"].transform = batch_augment
+    return dataclasses.replace(loaders, **held)

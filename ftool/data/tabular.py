@@ -92,6 +92,15 @@ def labels_to_indices(labels) -> tuple[list[int], list[str]]:
     return [index[k] for k in keys], [str(n) for n in names]
 
 
+def labels_by_split(columns: dict[str, list]) -> tuple[dict[str, list[int]], list[str]]:
+    """Each split's labels as indices of one class numbering (labels_to_indices over all of them)."""
+    indices, names = labels_to_indices([v for column in columns.values() for v in column])
+    by_split, at = {}, 0
+    for split, column in columns.items():
+        by_split[split], at = indices[at:at + len(column)], at + len(column)
+    return by_split, names
+
+
 def encode_features(frame, categories: dict, fill: dict, where: str) -> torch.Tensor:
     """The model's inputs (rows, inputs): each numeric column as it is, each categorical one as a 1 in the
     column of its value (a value the training table lacked, or a missing one: all 0); missing numbers

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ftool.data import DataInfo, Splits
-from ftool.data.tabular import TABLE_SUFFIXES, labels_to_indices, read_table
+from ftool.data.tabular import TABLE_SUFFIXES, labels_by_split, read_table
 from ftool.registry import DATASETS
 
 
@@ -160,8 +160,6 @@ def text_csv(path: Path, tokenizer, text_column: str = "text", label_column: str
     test_path (val_path) a test (validation) split is held out of `path`. Rows without a text are skipped."""
     frames = {s: read_table(p) for s, p in (("train", path), ("test", test_path), ("val", val_path)) if p}
     frames = {s: f[f[text_column].notna() & (f[text_column].astype(str).str.strip() != "")] for s, f in frames.items()}
-    indices, names = labels_to_indices([v for f in frames.values() for v in f[label_column]])
-    splits, at = {}, 0
-    for split, frame in frames.items():
-        splits[split], at = (frame[text_column].astype(str).tolist(), indices[at:at + len(frame)]), at + len(frame)
+    labels, names = labels_by_split({s: f[label_column] for s, f in frames.items()})
+    splits = {s: (f[text_column].astype(str).tolist(), labels[s]) for s, f in frames.items()}
     return text_splits(splits, names, tokenizer, max_length)

@@ -157,10 +157,16 @@ def imagefolder(root: Path, image_size: list | int | None = None, grayscale: boo
     if image_size is None:
         with Image.open(train.samples[0][0]) as first:
             image_size = (first.height, first.width)
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    channels = 1 if grayscale else 3
+    info = photo_info(train.classes, image_size, grayscale)
+    channels, size = info.input_shape[0], info.input_shape[1:]
     others = {split: ImageFiles(image_folder(base / split, train.classes), size, channels)
               for split in ("val", "test") if (base / split).is_dir()}
-    stats = IMAGENET_STATS if channels == 3 else ((0.5,), (0.5,))
-    info = DataInfo("classification", (channels, *size), len(train.classes), list(train.classes), *stats)
     return Splits(train=ImageFiles(train, size, channels), info=info, **others)
+
+
+def photo_info(class_names, image_size, grayscale: bool) -> DataInfo:
+    """Photos of one's own: 1 or 3 channels of `image_size` ([H, W]; one number: square), normalized with
+    ImageNet's statistics (grayscale: to [-1, 1])."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    stats = ((0.5,), (0.5,)) if grayscale else IMAGENET_STATS
+    return DataInfo("classification", (1 if grayscale else 3, *size), len(class_names), list(class_names), *stats)

@@ -209,7 +209,7 @@ def select(cfg: TrainerConfig) -> Accelerator:
     kind = cfg.accelerator if cfg.accelerator != "auto" else "cuda" if cuda else "mps" if mps else "cpu"
     if (kind == "cuda" and not cuda) or (kind == "mps" and not mps):
         raise FtoolError(f"trainer.accelerator: {kind} is not available on this machine; use auto or cpu")
-    precision, why = (*auto_precision(kind),) if cfg.precision == "auto" else (cfg.precision, "")
+    precision, why = auto_precision(kind) if cfg.precision == "auto" else (cfg.precision, "")
     rank, world_size = _init_processes(kind)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if kind == "cuda" else kind)
     if kind == "cuda":

@@ -58,8 +58,9 @@ def plan_steps(cfg: TrainerConfig, steps_per_epoch: int, at: Position | None = N
     return cfg.epochs, before + (cfg.epochs - at.epoch + 1) * steps_per_epoch
 
 
-def batches_per_epoch(loader: DataLoader) -> int:
-    return math.ceil(loader.sampler.per_rank / loader.batch_size)
+def batches_per_epoch(loader: DataLoader, cfg: TrainerConfig) -> int:
+    """The training batches an epoch: this process's share of the data, capped by trainer.limit_train_batches."""
+    return limited(math.ceil(loader.sampler.per_rank / loader.batch_size), cfg.limit_train_batches)
 
 
 def limited(batches: int, limit: int) -> int:
@@ -206,7 +207,7 @@ class Trainer:
 
     def fit(self, train: DataLoader, val: DataLoader | None, at: Position | None = None) -> FitResult:
         at = at or Position()
-        self.batches, self.layout = limited(batches_per_epoch(train), self.cfg.limit_train_batches), self._layout(train)
+        self.batches, self.layout = batches_per_epoch(train, self.cfg), self._layout(train)
         self.epochs, self.total_steps = plan_steps(self.cfg, math.ceil(self.batches / self.cfg.accumulate_grad_batches), at)
         self.bar, self.timer, self.nonfinite = Bar(self.cfg.progress), Timer(self._sync), NonFinite(self.cfg.on_nonfinite)
         metrics, stopped, epoch = {}, False, at.epoch - 1
